@@ -1,0 +1,169 @@
+"""Wire records, one per topic. JSON, UTF-8, money as decimal strings, times as UTC ISO-8601."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+
+SCHEMA_VERSION = 1
+
+# Decimals travel as strings so no consumer ever rounds a price through a float.
+Money = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=18, decimal_places=6),
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+]
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+ProductId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+
+
+class Availability(StrEnum):
+    IN_STOCK = "in_stock"
+    OUT_OF_STOCK = "out_of_stock"
+    PREORDER = "preorder"
+    BACKORDER = "backorder"
+    DISCONTINUED = "discontinued"
+    UNKNOWN = "unknown"
+
+
+class Outcome(StrEnum):
+    OK = "ok"  # page read: price (and availability) known
+    GONE = "gone"  # 404/410 or redirected away from the product
+    ERROR = "error"  # fetch or extraction failed; says nothing about the product
+
+
+class EventType(StrEnum):
+    PRICE_DROP = "price_drop"
+    PRICE_INCREASE = "price_increase"
+    NEW_LOWEST_PRICE = "new_lowest_price"
+    SOLD_OUT = "sold_out"
+    BACK_IN_STOCK = "back_in_stock"
+    REMOVED = "removed"
+    RESTORED = "restored"
+    CURRENCY_CHANGED = "currency_changed"
+
+
+class NotificationKind(StrEnum):
+    TARGET_PRICE_REACHED = "target_price_reached"
+
+
+class WireRecord(BaseModel):
+    # Unknown fields are ignored so a producer may add optional fields without a new version.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ScrapeRequest(WireRecord):
+    """Topic ``scrape-requests``, key: the URL's host (politeness is kept per host)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    product_id: ProductId
+    url: str
+    requested_at: AwareDatetime
+
+
+class PriceObservation(WireRecord):
+    """Topic ``price-observations``, key: ``product_id``. One fetch of one product page."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    observation_id: str = Field(description="Deterministic: product_id and observed_at.")
+    product_id: ProductId
+    url: str
+    observed_at: AwareDatetime = Field(description="When the page was fetched (UTC).")
+    outcome: Outcome
+    price: Money | None = None
+    currency: CurrencyCode | None = None
+    availability: Availability | None = None
+    title: str | None = None
+    http_status: int | None = None
+    final_url: str | None = None
+    extractor: str | None = None
+    error: str | None = Field(default=None, description="Why outcome is error or gone.")
+
+
+class PriceEvent(WireRecord):
+    """Topic ``price-events``, key: ``product_id``. A change the detector saw."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str = Field(description="Deterministic: product, type and source observation.")
+    event_type: EventType
+    product_id: ProductId
+    url: str
+    title: str | None = None
+    observation_id: str
+    observed_at: AwareDatetime
+    detected_at: AwareDatetime
+    old_price: Money | None = None
+    new_price: Money | None = None
+    old_currency: CurrencyCode | None = None
+    new_currency: CurrencyCode | None = None
+    old_availability: Availability | None = None
+    new_availability: Availability | None = None
+
+
+class Subscription(WireRecord):
+    """Topic ``subscriptions`` (compacted), key: ``subscription_id``.
+
+    Produced to the partition Kafka's default partitioner gives ``product_id``, so a
+    subscription lives on the same partition number as its product's observations and
+    events. ``active: false`` ends it; a tombstone (null value) deletes it.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    subscription_id: str
+    email: str
+    product_id: ProductId
+    url: str
+    target_price: Money | None = None
+    active: bool = True
+    created_at: AwareDatetime
+
+
+class Notification(WireRecord):
+    """Topic ``notifications``, key: ``idempotency_key``. One email to send, exactly once."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    idempotency_key: str = Field(description="Deterministic: subscription and event.")
+    kind: NotificationKind
+    subscription_id: str
+    email: str
+    product_id: ProductId
+    url: str
+    title: str | None = None
+    event_id: str
+    event_type: EventType
+    observed_at: AwareDatetime
+    old_price: Money | None = None
+    new_price: Money | None = None
+    currency: CurrencyCode | None = None
+    target_price: Money | None = None
+    created_at: AwareDatetime
+
+
+class DeadLetter(WireRecord):
+    """Topic ``dead-letters``, key: the source topic name. A message no stage could process."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    stage: str = Field(description="Which process rejected it, e.g. 'detector'.")
+    reason: str = Field(description="Short machine-readable reason, e.g. 'invalid_record'.")
+    error: str = Field(description="Human-readable detail.")
+    key: str | None = Field(default=None, description="Original key, UTF-8 (lossy).")
+    value: str | None = Field(default=None, description="Original value, UTF-8 (lossy), capped.")
+    value_bytes: int = Field(description="Size of the original value in bytes.")
+    dead_lettered_at: datetime
+
+
+RECORD_TYPES: tuple[type[WireRecord], ...] = (
+    ScrapeRequest,
+    PriceObservation,
+    PriceEvent,
+    Subscription,
+    Notification,
+    DeadLetter,
+)

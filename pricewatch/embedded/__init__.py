@@ -1,0 +1,1 @@
+"""Embedded stand-ins for the demo and tests: the tansu broker and PostgreSQL from wheels."""

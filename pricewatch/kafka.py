@@ -1,0 +1,82 @@
+"""Thin, broker-agnostic Kafka helpers (plain Kafka protocol via aiokafka)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from pricewatch.contract.topics import ALL_TOPICS, TopicSpec
+from pricewatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
+    """Return once the broker answers a metadata request."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.describe_cluster()
+            return
+        except (KafkaError, OSError) as exc:
+            last = exc
+            await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+    raise TimeoutError(f"Kafka at {bootstrap} did not answer within {timeout}s: {last!r}")
+
+
+async def create_topics(
+    settings: Settings, specs: Iterable[TopicSpec] = ALL_TOPICS
+) -> list[str]:
+    """Create every topic with its final partition count. Existing topics are left alone.
+
+    Returns the names that were created.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap())
+    await admin.start()
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=settings.topic(spec),
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+                topic_configs=dict(spec.configs),
+            )
+            for spec in specs
+            if settings.topic(spec) not in existing
+        ]
+        for topic in wanted:
+            try:
+                await admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race: fine
+    finally:
+        await admin.close()
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+    return created
+
+
+def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
+    # acks=all and a short linger: observations batch well without adding visible latency.
+    options: dict[str, object] = {
+        "bootstrap_servers": settings.bootstrap(),
+        "acks": "all",
+        "linger_ms": 5,
+        "enable_idempotence": False,  # the embedded broker has no InitProducerId
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)  # type: ignore[arg-type]

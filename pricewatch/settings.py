@@ -1,0 +1,139 @@
+"""The one typed settings object. Built at an entry point from the environment and passed down.
+
+Every variable is ``PRICEWATCH_<FIELD>`` (case-insensitive); the README lists them.
+Nothing below the entry points reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pricewatch.contract.topics import TopicSpec
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRICEWATCH_", extra="ignore")
+
+    # --- Kafka -------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        description="host:port[,host:port]. Unset: start the embedded tansu broker.",
+    )
+    kafka_embedded: bool = Field(
+        default=False,
+        description="The broker at kafka_bootstrap_servers is the embedded tansu (set by the "
+        "launcher for child processes and tests): apply its workarounds.",
+    )
+    topic_partitions: int = Field(default=4, ge=1, description="Partitions per topic.")
+    topic_replication_factor: int = Field(default=1, ge=1)
+    app_id: str = Field(default="pricewatch", description="Faust app id / group prefix.")
+    topic_prefix: str = Field(
+        default="", description="Prepended to every topic name (shared clusters, test isolation)."
+    )
+    kafka_session_timeout_seconds: float | None = Field(
+        default=None,
+        description="Consumer session timeout. Unset: 6 s on the embedded broker "
+        "(its group joins take ~timeout/2), 30 s on a real cluster.",
+    )
+
+    # --- PostgreSQL --------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://... Unset: start an embedded PostgreSQL in data_dir.",
+    )
+
+    # --- Local state -------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path(".pricewatch"),
+        description="Embedded PostgreSQL data, worker table stores, email outbox.",
+    )
+
+    # --- HTTP --------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    public_base_url: str | None = Field(
+        default=None, description="Base URL used in email links. Unset: http://api_host:api_port."
+    )
+    demo_shop_port: int = 8081
+    worker_web_port: int = Field(default=0, description="Faust worker web port (0 = off).")
+
+    # --- Scraping ----------------------------------------------------------------
+    default_check_interval_seconds: float = Field(default=300.0, gt=0)
+    check_jitter_fraction: float = Field(default=0.1, ge=0, le=1)
+    scheduler_tick_seconds: float = Field(default=1.0, gt=0)
+    user_agent: str = "Pricewatch/0.1 (+https://github.com/pricewatch/pricewatch)"
+    fetch_timeout_seconds: float = Field(default=15.0, gt=0)
+    max_response_bytes: int = Field(default=5_000_000, gt=0)
+    scraper_concurrency: int = Field(default=32, ge=1)
+    allowed_private_hosts: str = Field(
+        default="",
+        description="Comma-separated host[:port] allowed although they resolve to "
+        "loopback/private addresses (the demo shop, tests).",
+    )
+
+    # --- Alerts ------------------------------------------------------------------
+    removed_confirmations: int = Field(default=2, ge=1)
+
+    # --- Email -------------------------------------------------------------------
+    email_backend: Literal["outbox", "smtp", "ses"] = "outbox"
+    email_from: str = "Pricewatch <alerts@pricewatch.localhost>"
+    outbox_dir: Path | None = Field(default=None, description="Unset: data_dir/outbox.")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+
+    # --- Observability -----------------------------------------------------------
+    log_level: str = "INFO"
+
+    # ------------------------------------------------------------------------------
+    @property
+    def embedded_broker(self) -> bool:
+        return self.kafka_embedded or not self.kafka_bootstrap_servers
+
+    @property
+    def session_timeout_seconds(self) -> float:
+        if self.kafka_session_timeout_seconds is not None:
+            return self.kafka_session_timeout_seconds
+        return 6.0 if self.embedded_broker else 30.0
+
+    @property
+    def heartbeat_interval_seconds(self) -> float:
+        return max(0.5, min(3.0, self.session_timeout_seconds / 6))
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir or self.data_dir / "outbox"
+
+    @property
+    def api_base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def allowed_private_host_set(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.allowed_private_hosts.split(",") if h.strip())
+
+    def topic(self, spec: TopicSpec) -> str:
+        """The full name of a topic Pricewatch owns."""
+        return f"{self.topic_prefix}{spec.name}"
+
+    def group(self, role: str) -> str:
+        """The consumer group of a process role, e.g. ``pricewatch-scrapers``."""
+        return f"{self.app_id}-{role}"
+
+    def bootstrap(self) -> str:
+        """The bootstrap servers; only valid once a broker is configured or launched."""
+        if not self.kafka_bootstrap_servers:
+            raise RuntimeError("no Kafka bootstrap servers configured and no embedded broker started")
+        return self.kafka_bootstrap_servers
+
+    def database(self) -> str:
+        if not self.database_url:
+            raise RuntimeError("no database URL configured and no embedded PostgreSQL started")
+        return self.database_url
+

@@ -1,0 +1,146 @@
+"""Run the whole pipeline as child processes: what ``pricewatch demo`` and the end-to-end
+tests start. Embedded broker and PostgreSQL when none are configured."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pricewatch.embedded.broker import EmbeddedBroker, wait_for_port
+from pricewatch.embedded.postgres import create_database_if_missing, start_embedded_postgres
+from pricewatch.kafka import create_topics, wait_for_broker
+from pricewatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+
+@dataclass
+class Stack:
+    """Broker, database, stream workers, scrapers, sinks, API and (optionally) demo shop."""
+
+    settings: Settings
+    workers: int = 1
+    scrapers: int = 1
+    with_demo_shop: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
+    children: list[Child] = field(default_factory=list)
+    broker: EmbeddedBroker | None = None
+    postgres: Any = None
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.settings.data_dir / "logs"
+
+    def start(self) -> Stack:
+        settings = self.settings
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        updates: dict[str, Any] = {}
+        if not settings.kafka_bootstrap_servers:
+            self.broker = EmbeddedBroker(log_path=self.logs_dir / "broker.log").start()
+            updates.update(kafka_bootstrap_servers=self.broker.bootstrap_servers, kafka_embedded=True)
+            # The embedded broker keeps topics in memory: worker table stores from an
+            # earlier run would describe topics that no longer exist.
+            shutil.rmtree(settings.data_dir / "workers", ignore_errors=True)
+        if not settings.database_url:
+            self.postgres, server_url = start_embedded_postgres(settings.data_dir)
+            updates["database_url"] = create_database_if_missing(server_url, "pricewatch")
+        self.settings = settings = settings.model_copy(update=updates)
+
+        asyncio.run(self._prepare())
+        from sinks.postgres.db import upgrade
+
+        upgrade(settings.database())
+
+        if self.with_demo_shop:
+            self._spawn("demo-shop", ["demo-shop"])
+            wait_for_port(settings.api_host, settings.demo_shop_port, 20)
+        for i in range(self.workers):
+            self._spawn(f"worker-{i}", ["worker", "--worker-id", f"w{i}"])
+        for i in range(self.scrapers):
+            self._spawn(f"scraper-{i}", ["scraper"])
+        self._spawn("postgres-sink", ["sink", "postgres"])
+        self._spawn("email-sink", ["sink", "email"])
+        self._spawn("api", ["api"])
+        wait_for_port(settings.api_host, settings.api_port, 30)
+        return self
+
+    async def _prepare(self) -> None:
+        await wait_for_broker(self.settings.bootstrap())
+        await create_topics(self.settings)
+
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for name, value in self.settings.model_dump().items():
+            key = f"PRICEWATCH_{name.upper()}"
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        env.update(self.extra_env)
+        return env
+
+    def _spawn(self, name: str, args: list[str]) -> Child:
+        child = Child(name, args, log_path=self.logs_dir / f"{name}.log")
+        out = open(child.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        child.process = subprocess.Popen(
+            [sys.executable, "-m", "pricewatch.cli", *args],
+            env=self.child_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop children in order
+        )
+        out.close()
+        self.children.append(child)
+        return child
+
+    def dead_children(self) -> list[Child]:
+        return [c for c in self.children if c.process is not None and c.process.poll() is not None]
+
+    def stop(self, timeout: float = 20.0) -> None:
+        for child in reversed(self.children):
+            if child.process is not None and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in reversed(self.children):
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", child.name)
+                child.process.kill()
+                child.process.wait()
+        self.children.clear()
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        if self.postgres is not None:
+            self.postgres.cleanup()
+            self.postgres = None
+
+    def __enter__(self) -> Stack:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,151 @@
+"""Keep the scraper from being pointed at ourselves: the hostile-URL guard.
+
+Anyone who can subscribe to a URL makes the scraper fetch it, so a URL must not reach
+loopback, private networks or a cloud metadata service. Checking the URL's host name is
+not enough (DNS can answer differently a second later: "DNS rebinding"), so the address
+check runs inside the HTTP client's resolver, on the very addresses it then connects to.
+Literal IP hosts never reach a resolver, so the fetcher checks them with ``check_host``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from urllib.parse import urlsplit
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Never allowed, even for an allow-listed host name: they hold cloud credentials.
+METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
+    {
+        ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack, ...
+        ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
+        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    }
+)
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+
+
+class UrlRefused(ValueError):
+    """The URL, or an address its host resolves to, may not be fetched."""
+
+
+def check_url(url: str) -> None:
+    """Refuse anything but an absolute http(s) URL with a host and no user:password part."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port validates it
+    except ValueError as exc:
+        raise UrlRefused(f"malformed URL: {exc}") from exc
+    if parts.scheme.lower() not in ("http", "https"):
+        raise UrlRefused(f"scheme {parts.scheme or '(none)'!r} is not http or https")
+    host = parts.hostname
+    if not host:
+        raise UrlRefused("URL has no host")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise UrlRefused("URL carries user info")
+    if _is_numeric_host(host) and _ip_literal(host) is None:
+        # "2130706433" or "127.1": resolvers turn these into addresses behind our back.
+        raise UrlRefused(f"non-canonical numeric host {host!r}")
+
+
+def _is_numeric_host(host: str) -> bool:
+    labels = host.lower().rstrip(".").split(".")
+    return all(_NUMERIC_LABEL.match(label) for label in labels)
+
+
+def _ip_literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def refusal_reason(address: IPAddress) -> str | None:
+    """Why connecting to ``address`` is refused, or None when it is a public address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        # IPv6 forms that carry an IPv4 address reach that address: judge it instead.
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return refusal_reason(embedded)
+    if address in METADATA_ADDRESSES:
+        return "cloud metadata"
+    checks = (
+        (address.is_loopback, "loopback"),
+        (address.is_unspecified, "unspecified"),
+        (address.is_link_local, "link-local"),
+        (address.is_multicast, "multicast"),
+        (address.is_private, "private"),
+        (address.is_reserved, "reserved"),
+        # Catches the rest of the special-purpose ranges, e.g. 100.64.0.0/10 (carrier NAT).
+        (not address.is_global, "non-global"),
+    )
+    return next((reason for refused, reason in checks if refused), None)
+
+
+def _allow_keys(host: str, port: int) -> set[str]:
+    name = host.lower().rstrip(".").strip("[]")
+    keys = {name, f"{name}:{port}"}
+    if ":" in name:  # IPv6 literal, written with brackets in a URL
+        keys |= {f"[{name}]", f"[{name}]:{port}"}
+    return keys
+
+
+def check_address(host: str, port: int, address: str, allowed: frozenset[str]) -> None:
+    """Refuse connecting to ``address`` (resolved from ``host``) unless it is public.
+
+    ``allowed`` holds lower-case ``host`` or ``host:port`` entries that may reach
+    loopback/private addresses (the demo shop, tests). Metadata addresses stay refused.
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 scope id
+    except ValueError as exc:
+        raise UrlRefused(f"{host} resolved to unparseable address {address!r}") from exc
+    reason = refusal_reason(ip)
+    if reason is None:
+        return
+    if reason != "cloud metadata" and _allow_keys(host, port) & allowed:
+        return
+    raise UrlRefused(f"{host} resolves to {reason} address {ip}")
+
+
+def check_host(url: str, allowed: frozenset[str]) -> None:
+    """``check_url`` plus the address check for a literal IP host (no resolver sees those)."""
+    check_url(url)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = _ip_literal(host)
+    if literal is not None:
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        check_address(host, port, str(literal), allowed)
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves like aiohttp's default resolver, then refuses forbidden addresses.
+
+    A host is refused when any of its addresses is forbidden: connecting to the allowed
+    remainder would let a DNS answer smuggle an internal address into the retry list.
+    """
+
+    def __init__(self, allowed: frozenset[str], resolver: AbstractResolver | None = None) -> None:
+        self._allowed = frozenset(entry.lower() for entry in allowed)
+        self._resolver = resolver or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._resolver.resolve(host, port, family)
+        for result in results:
+            check_address(host, port, result["host"], self._allowed)
+        return results
+
+    async def close(self) -> None:
+        await self._resolver.close()

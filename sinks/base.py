@@ -1,0 +1,291 @@
+"""An at-least-once batch consumer that feeds a topic into a sink.
+
+Per batch: fetch, parse (bad records go to the dead-letter topic), write the good ones, and
+only then commit the offsets. A failing write is retried, same batch, with capped exponential
+backoff until it succeeds or the process is asked to stop: a database outage pauses the sink,
+it never skips records. Redelivery after a crash or rebalance is normal, so every sink's
+``write`` must be idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Protocol, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Histogram
+
+from pricewatch.contract.topics import DEAD_LETTERS, TopicSpec
+from pricewatch.deadletter import dead_letter
+from pricewatch.kafka import make_producer
+from pricewatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+INITIAL_BACKOFF_SECONDS = 0.2
+MAX_BACKOFF_SECONDS = 10.0
+
+RECORDS_WRITTEN = Counter(
+    "pricewatch_sink_records_written_total", "Records a sink wrote (then committed).", ["sink"]
+)
+BATCH_SIZE = Histogram(
+    "pricewatch_sink_batch_size",
+    "Records per written batch.",
+    ["sink"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+FLUSH_SECONDS = Histogram(
+    "pricewatch_sink_flush_seconds",
+    "Duration of one successful batch write.",
+    ["sink"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+WRITE_FAILURES = Counter(
+    "pricewatch_sink_write_failures_total", "Batch writes that raised (and were retried).", ["sink"]
+)
+OUTAGE_SECONDS = Counter(
+    "pricewatch_sink_outage_seconds_total",
+    "Time spent backing off before retrying a failed batch.",
+    ["sink"],
+)
+DEAD_LETTERS_SENT = Counter(
+    "pricewatch_sink_dead_letters_total",
+    "Records sent to the dead-letter topic instead of the sink.",
+    ["sink", "reason"],
+)
+
+
+class BatchSink(Protocol[R]):
+    """Where a batch consumer writes. ``write`` must be idempotent: batches are redelivered."""
+
+    async def write(self, batch: list[R]) -> None:
+        """Write every record or raise; a raise means the same batch comes again."""
+        ...
+
+
+def describe_error(exc: BaseException) -> str:
+    """One short line: the exception type and the first line of its message.
+
+    SQLAlchemy wraps the driver's exception and appends the SQL and a link; the driver's
+    own message is the useful part.
+    """
+    inner = getattr(exc, "orig", None)
+    shown = inner if isinstance(inner, BaseException) else exc
+    lines = str(shown).strip().splitlines()
+    message = lines[0][:300] if lines else ""
+    return f"{type(shown).__name__}: {message}" if message else type(shown).__name__
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds``; True as soon as ``stop`` is set."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def retry_until_done(
+    action: Callable[[], Awaitable[None]],
+    *,
+    role: str,
+    what: str,
+    stop: asyncio.Event,
+    on_failure: Callable[[], None] | None = None,
+) -> bool:
+    """Run ``action`` until it succeeds (True) or ``stop`` is set while backing off (False)."""
+    delay = INITIAL_BACKOFF_SECONDS
+    failures = 0
+    first_failure_at = 0.0
+    while True:
+        try:
+            await action()
+        except Exception as exc:
+            failures += 1
+            if failures == 1:
+                first_failure_at = time.monotonic()
+            if on_failure is not None:
+                on_failure()
+            log.warning(
+                "%s: %s failed (%s); retrying the same batch in %.1fs (attempt %d)",
+                role,
+                what,
+                describe_error(exc),
+                delay,
+                failures,
+            )
+            began = time.monotonic()
+            stopped = await _stopped_within(stop, delay)
+            OUTAGE_SECONDS.labels(role).inc(time.monotonic() - began)
+            if stopped:
+                log.warning(
+                    "%s: stopping with %s unfinished; nothing was committed, "
+                    "the batch will be delivered again",
+                    role,
+                    what,
+                )
+                return False
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+            continue
+        if failures:
+            log.info(
+                "%s: %s succeeded after %d failed attempts (%.1fs)",
+                role,
+                what,
+                failures,
+                time.monotonic() - first_failure_at,
+            )
+        return True
+
+
+def _parse_batch(
+    fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    parse: Callable[[bytes], R],
+) -> tuple[list[R], list[tuple[ConsumerRecord[bytes, bytes], str]]]:
+    good: list[R] = []
+    rejected: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+    for records in fetched.values():
+        for record in records:
+            if record.value is None:
+                rejected.append((record, "null value (tombstone) on a topic without deletes"))
+                continue
+            try:
+                good.append(parse(record.value))
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                rejected.append((record, str(exc)))
+    return good, rejected
+
+
+async def _send_dead_letters(
+    producer: AIOKafkaProducer,
+    settings: Settings,
+    role: str,
+    rejected: list[tuple[ConsumerRecord[bytes, bytes], str]],
+) -> None:
+    topic = settings.topic(DEAD_LETTERS)
+    sends = []
+    for record, error in rejected:
+        letter = dead_letter(
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            stage=role,
+            reason="invalid_record",
+            error=error,
+            key=record.key,
+            value=record.value,
+        )
+        sends.append(
+            await producer.send(
+                topic, key=record.topic.encode(), value=letter.model_dump_json().encode()
+            )
+        )
+    # Acknowledged by the broker before the source offsets may be committed.
+    await asyncio.gather(*sends)
+    for record, error in rejected:
+        log.warning(
+            "%s: dead-lettered %s[%d]@%d (invalid_record: %s)",
+            role,
+            record.topic,
+            record.partition,
+            record.offset,
+            error.splitlines()[0][:200] if error else "",
+        )
+    DEAD_LETTERS_SENT.labels(role, "invalid_record").inc(len(rejected))
+
+
+async def _commit(
+    consumer: AIOKafkaConsumer,
+    fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    role: str,
+) -> None:
+    offsets = {tp: records[-1].offset + 1 for tp, records in fetched.items() if records}
+    try:
+        await consumer.commit(offsets)
+    except KafkaError as exc:
+        # Typically a rebalance during a long write or outage: the partitions moved on, and
+        # their new owner reprocesses from the last commit. Harmless for idempotent sinks.
+        log.warning(
+            "%s: commit failed (%s); the batch will be delivered again", role, describe_error(exc)
+        )
+
+
+async def run_batch_consumer(
+    settings: Settings,
+    *,
+    role: str,
+    topic_spec: TopicSpec,
+    parse: Callable[[bytes], R],
+    sink: BatchSink[R],
+    stop: asyncio.Event,
+    max_batch: int = 500,
+    max_wait_ms: int = 200,
+) -> None:
+    """Consume ``topic_spec`` in group ``settings.group(role)`` into ``sink`` until ``stop``."""
+    topic = settings.topic(topic_spec)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap(),
+        group_id=settings.group(role),
+        client_id=settings.group(role),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(settings.session_timeout_seconds * 1000),
+        heartbeat_interval_ms=int(settings.heartbeat_interval_seconds * 1000),
+    )
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await consumer.start()
+        try:
+            log.info("%s: consuming %s as group %s", role, topic, settings.group(role))
+            while not stop.is_set():
+                fetched = await consumer.getmany(timeout_ms=max_wait_ms, max_records=max_batch)
+                if not fetched:
+                    continue
+                good, rejected = _parse_batch(fetched, parse)
+                if rejected and not await retry_until_done(
+                    partial(_send_dead_letters, producer, settings, role, rejected),
+                    role=role,
+                    what=f"dead-lettering {len(rejected)} records",
+                    stop=stop,
+                ):
+                    return
+                if good and not await _write(sink, good, role=role, stop=stop):
+                    return
+                await _commit(consumer, fetched, role)
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()
+        log.info("%s: stopped", role)
+
+
+async def _write(sink: BatchSink[R], batch: list[R], *, role: str, stop: asyncio.Event) -> bool:
+    flush_seconds = 0.0
+
+    async def timed_write() -> None:
+        nonlocal flush_seconds
+        began = time.monotonic()
+        await sink.write(batch)
+        flush_seconds = time.monotonic() - began
+
+    written = await retry_until_done(
+        timed_write,
+        role=role,
+        what=f"writing {len(batch)} records",
+        stop=stop,
+        on_failure=WRITE_FAILURES.labels(role).inc,
+    )
+    if written:
+        RECORDS_WRITTEN.labels(role).inc(len(batch))
+        BATCH_SIZE.labels(role).observe(len(batch))
+        FLUSH_SECONDS.labels(role).observe(flush_seconds)
+    return written

@@ -1,0 +1,176 @@
+"""Notifications into emails, one email per idempotency key however often one is delivered.
+
+Each notification is claimed in the ``notifications`` table before it is sent: the claim is
+committed first, so a redelivered notification finds it and is skipped. The one case without
+a certain answer is a crash between sending and recording 'sent': the row stays 'sending' and
+the notification is skipped with a warning -- at most once, and the row says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import sqlalchemy
+from prometheus_client import Counter
+from sqlalchemy import text
+
+from pricewatch.contract.records import Notification
+from pricewatch.contract.topics import NOTIFICATIONS
+from pricewatch.settings import Settings
+from sinks.base import describe_error, run_batch_consumer
+from sinks.email.backends import EmailBackend, PermanentSendError, backend_from_settings
+from sinks.email.render import InvalidRecipientError, render
+from sinks.postgres.db import make_engine, upgrade
+
+log = logging.getLogger(__name__)
+
+ROLE = "email-sink"
+MAX_ERROR_CHARS = 2000
+
+EMAILS_SENT = Counter("pricewatch_emails_sent_total", "Emails handed to the backend.", ["backend"])
+EMAILS_FAILED = Counter(
+    "pricewatch_emails_failed_total",
+    "Sends that failed: permanently (reason from the backend) or temporarily ('temporary').",
+    ["backend", "reason"],
+)
+EMAILS_SKIPPED_DUPLICATE = Counter(
+    "pricewatch_emails_skipped_duplicate_total",
+    "Notifications not sent because their idempotency key was already handled.",
+)
+EMAILS_SKIPPED_UNCONFIRMED = Counter(
+    "pricewatch_emails_skipped_unconfirmed_total",
+    "Notifications not sent because an earlier attempt crashed mid-send (may have gone out).",
+)
+
+# Inserts the claim, or takes back one released after a temporary error. No row back: the
+# key is 'sending', 'sent' or 'failed' already.
+CLAIM = text(
+    """
+    INSERT INTO notifications AS n (
+        idempotency_key, kind, subscription_id, email, product_id, event_id, status, attempts
+    )
+    VALUES (:idempotency_key, :kind, :subscription_id, :email, :product_id, :event_id,
+            'sending', 1)
+    ON CONFLICT (idempotency_key) DO UPDATE SET status = 'sending', attempts = n.attempts + 1
+    WHERE n.status = 'retrying'
+    RETURNING n.attempts
+    """
+)
+CURRENT_STATUS = text("SELECT status FROM notifications WHERE idempotency_key = :idempotency_key")
+MARK_SENT = text(
+    """
+    UPDATE notifications SET status = 'sent', sent_at = now(), last_error = NULL
+    WHERE idempotency_key = :idempotency_key AND status = 'sending'
+    """
+)
+MARK_UNSENT = text(
+    """
+    UPDATE notifications SET status = :status, last_error = :last_error
+    WHERE idempotency_key = :idempotency_key AND status = 'sending'
+    """
+)
+
+
+class EmailSink:
+    """Sends each notification of a batch at most once per idempotency key."""
+
+    def __init__(
+        self, engine: sqlalchemy.Engine, backend: EmailBackend, settings: Settings
+    ) -> None:
+        self.engine = engine
+        self.backend = backend
+        self.settings = settings
+
+    async def write(self, batch: list[Notification]) -> None:
+        seen: set[str] = set()
+        for notification in batch:
+            if notification.idempotency_key in seen:
+                EMAILS_SKIPPED_DUPLICATE.inc()
+                continue
+            seen.add(notification.idempotency_key)
+            await self.deliver(notification)
+
+    async def deliver(self, notification: Notification) -> None:
+        """Claim, send and record one notification. Raises on a temporary failure."""
+        key = notification.idempotency_key
+        status = await asyncio.to_thread(self._claim, notification)
+        if status == "sending-unconfirmed":
+            EMAILS_SKIPPED_UNCONFIRMED.inc()
+            log.warning(
+                "notification %s was being sent when a process stopped; not sending it again "
+                "(it may or may not have gone out)",
+                key,
+            )
+            return
+        if status != "claimed":
+            EMAILS_SKIPPED_DUPLICATE.inc()
+            log.info("notification %s already %s; skipped", key, status)
+            return
+
+        backend = self.backend.name
+        try:
+            message = render(notification, self.settings)
+            await self.backend.send(message, key)
+        except (PermanentSendError, InvalidRecipientError) as exc:
+            reason = exc.reason if isinstance(exc, PermanentSendError) else "invalid_recipient"
+            EMAILS_FAILED.labels(backend, reason).inc()
+            log.warning("notification %s not deliverable, marked failed (%s)", key, exc)
+            await asyncio.to_thread(self._mark_unsent, key, "failed", str(exc))
+            return
+        except Exception as exc:
+            EMAILS_FAILED.labels(backend, "temporary").inc()
+            # Nothing was sent: release the claim so the retried batch sends it.
+            await asyncio.to_thread(self._mark_unsent, key, "retrying", describe_error(exc))
+            raise
+        await asyncio.to_thread(self._mark_sent, key)
+        EMAILS_SENT.labels(backend).inc()
+
+    def _claim(self, notification: Notification) -> str:
+        """'claimed' if this process may send it now, else the status that forbids it."""
+        # PostgreSQL text cannot hold NUL; one in a field must not wedge the sink.
+        params: dict[str, Any] = {
+            "idempotency_key": notification.idempotency_key,
+            "kind": notification.kind.value,
+            "subscription_id": notification.subscription_id,
+            "email": notification.email.replace("\x00", ""),
+            "product_id": notification.product_id,
+            "event_id": notification.event_id,
+        }
+        with self.engine.begin() as connection:
+            if connection.execute(CLAIM, params).first() is not None:
+                return "claimed"
+            status = connection.execute(CURRENT_STATUS, params).scalar_one()
+        return "sending-unconfirmed" if status == "sending" else str(status)
+
+    def _mark_sent(self, key: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(MARK_SENT, {"idempotency_key": key})
+
+    def _mark_unsent(self, key: str, status: str, error: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                MARK_UNSENT,
+                {"idempotency_key": key, "status": status, "last_error": error[:MAX_ERROR_CHARS]},
+            )
+
+
+async def run_email_sink(settings: Settings, stop: asyncio.Event) -> None:
+    """Migrate the database, then turn notifications into emails until ``stop``."""
+    url = settings.database()
+    await asyncio.to_thread(upgrade, url)
+    engine = make_engine(url)
+    try:
+        await run_batch_consumer(
+            settings,
+            role=ROLE,
+            topic_spec=NOTIFICATIONS,
+            parse=Notification.model_validate_json,
+            sink=EmailSink(engine, backend_from_settings(settings), settings),
+            stop=stop,
+            # Each email is a round trip to a mail server: small batches commit progress often.
+            max_batch=50,
+        )
+    finally:
+        engine.dispose()

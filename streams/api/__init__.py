@@ -1,0 +1,1 @@
+"""The subscription HTTP API (aiohttp), a process beside the Faust workers."""

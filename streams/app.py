@@ -1,0 +1,32 @@
+"""Build the stream worker: the topology plus every agent and timer."""
+
+from __future__ import annotations
+
+from pricewatch.settings import Settings
+from streams.agents import detector, matcher, scheduler
+from streams.topology import Topology, build_topology
+
+
+def create_worker_topology(settings: Settings, worker_id: str = "w0") -> Topology:
+    topology = build_topology(settings, worker_id)
+    detector.register(topology)
+    matcher.register(topology)
+    scheduler.register(topology)
+    return topology
+
+
+def run_worker(settings: Settings, worker_id: str = "w0", metrics_port: int | None = None) -> None:
+    """Run one stream worker until SIGINT/SIGTERM (blocks; owns the event loop)."""
+    import faust
+
+    from pricewatch.metrics import serve_metrics
+
+    (settings.data_dir / "workers" / worker_id).mkdir(parents=True, exist_ok=True)
+    topology = create_worker_topology(settings, worker_id)
+    serve_metrics(metrics_port)
+    worker = faust.Worker(
+        topology.app,
+        loglevel=settings.log_level,
+        override_logging=True,
+    )
+    worker.execute_from_commandline()

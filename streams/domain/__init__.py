@@ -1,0 +1,1 @@
+"""Pure domain logic: no Kafka, database or HTTP imports. Tested without asyncio."""

@@ -1,0 +1,38 @@
+"""Prometheus metrics of the stream workers."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+observations_processed = Counter(
+    "pricewatch_stream_observations_total",
+    "Price observations processed by the detector, by outcome.",
+    ["outcome"],
+)
+state_writes = Counter(
+    "pricewatch_stream_state_writes_total",
+    "Product state table writes (observations that changed a product's state).",
+)
+events_emitted = Counter(
+    "pricewatch_stream_events_total", "Price events emitted, by type.", ["event_type"]
+)
+notifications_emitted = Counter(
+    "pricewatch_stream_notifications_total", "Notifications emitted, by kind.", ["kind"]
+)
+dead_letters = Counter(
+    "pricewatch_stream_dead_letters_total",
+    "Messages sent to the dead-letter topic, by stage and reason.",
+    ["stage", "reason"],
+)
+detection_latency = Histogram(
+    "pricewatch_stream_detection_latency_seconds",
+    "From an observation's observed_at to the publication of its events.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+scrape_requests_published = Counter(
+    "pricewatch_scheduler_scrape_requests_total", "Scrape requests published by the scheduler."
+)
+tracked_products = Gauge(
+    "pricewatch_scheduler_tracked_products",
+    "Products with at least one active subscription on this worker's partitions.",
+)

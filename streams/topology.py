@@ -1,0 +1,101 @@
+"""The Faust app, its topics and its tables: declared here, in one place.
+
+Agents live one per module in ``streams/agents`` and are registered onto a ``Topology``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from pricewatch.contract.topics import (
+    DEAD_LETTERS,
+    NOTIFICATIONS,
+    PRICE_EVENTS,
+    PRICE_OBSERVATIONS,
+    SCRAPE_REQUESTS,
+    SUBSCRIPTIONS,
+    TopicSpec,
+)
+from pricewatch.settings import Settings
+
+
+@dataclass
+class Topology:
+    settings: Settings
+    app: faust.App
+    scrape_requests_topic: Any
+    price_observations_topic: Any
+    price_events_topic: Any
+    subscriptions_topic: Any
+    notifications_topic: Any
+    dead_letters_topic: Any
+    # Matcher input: subscriptions and price events share partitions (see Subscription).
+    matcher_input_topic: Any
+    product_state_table: Any
+    product_subscriptions_table: Any
+
+
+def _raw_topic(app: faust.App, settings: Settings, *specs: TopicSpec) -> Any:
+    # Raw bytes in and out: agents validate records themselves so that a malformed
+    # message is dead-lettered with its reason instead of being skipped by Faust.
+    return app.topic(
+        *(settings.topic(spec) for spec in specs),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+    )
+
+
+def build_topology(settings: Settings, worker_id: str = "w0") -> Topology:
+    bootstrap = settings.bootstrap()
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
+        # A persistent local store: a restarted worker keeps what it wrote instead of
+        # trusting changelog end offsets (wrong on the embedded broker for batches).
+        store="rocksdb://",
+        datadir=str(settings.data_dir / "workers" / worker_id),
+        autodiscover=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.heartbeat_interval_seconds,
+        broker_rebalance_timeout=settings.session_timeout_seconds,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=settings.worker_web_port > 0,
+        web_port=settings.worker_web_port or 6066,
+        web_bind=settings.api_host,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    return Topology(
+        settings=settings,
+        app=app,
+        scrape_requests_topic=_raw_topic(app, settings, SCRAPE_REQUESTS),
+        price_observations_topic=_raw_topic(app, settings, PRICE_OBSERVATIONS),
+        price_events_topic=_raw_topic(app, settings, PRICE_EVENTS),
+        subscriptions_topic=_raw_topic(app, settings, SUBSCRIPTIONS),
+        notifications_topic=_raw_topic(app, settings, NOTIFICATIONS),
+        dead_letters_topic=_raw_topic(app, settings, DEAD_LETTERS),
+        matcher_input_topic=_raw_topic(app, settings, SUBSCRIPTIONS, PRICE_EVENTS),
+        product_state_table=app.Table(
+            "product_state",
+            default=None,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.topic_partitions,
+        ),
+        product_subscriptions_table=app.Table(
+            "product_subscriptions",
+            default=None,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.topic_partitions,
+        ),
+    )

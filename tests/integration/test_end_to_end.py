@@ -1,0 +1,223 @@
+"""A price drop travels end to end: subscribe over HTTP, scrape the demo shop, detect,
+match, email, and record the price in PostgreSQL — all as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from pricewatch.contract.records import DeadLetter, PriceEvent
+from pricewatch.contract.topics import DEAD_LETTERS, PRICE_EVENTS, PRICE_OBSERVATIONS
+from pricewatch.demo.run import demo_settings
+from pricewatch.demo.shop import DEFAULT_PRODUCTS
+from pricewatch.embedded.broker import free_port
+from pricewatch.settings import Settings
+from pricewatch.stack import Stack
+from tests.conftest import Broker, fresh_database
+from tests.helpers import http_json, wait_for
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _settings(tmp_path: Path, prefix: str, **services: object) -> Settings:
+    return demo_settings(
+        Settings(
+            data_dir=tmp_path / "data",
+            app_id=f"{prefix}pw",
+            topic_prefix=prefix,
+            topic_partitions=4,
+            api_port=free_port(),
+            demo_shop_port=free_port(),
+            default_check_interval_seconds=1.0,
+            scheduler_tick_seconds=0.2,
+            log_level="INFO",
+            **services,  # type: ignore[arg-type]
+        )
+    )
+
+
+def _emails(outbox: Path) -> list[email.message.EmailMessage]:
+    if not outbox.exists():
+        return []
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+        for p in sorted(outbox.glob("*.eml"))
+    ]
+
+
+def _price_rows(database_url: str, product_url: str) -> list[tuple[Decimal, str]]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(
+            "SELECT pr.price, pr.currency FROM prices pr JOIN products p USING (product_id)"
+            " WHERE p.url = %s ORDER BY pr.observed_at",
+            (product_url,),
+        ).fetchall()
+
+
+def run_price_drop_journey(stack: Stack) -> None:
+    settings = stack.settings
+    product = DEFAULT_PRODUCTS[0]
+    shop = f"http://{settings.api_host}:{settings.demo_shop_port}"
+    product_url = f"{shop}/products/{product.slug}"
+    subscriber = f"shopper-{uuid.uuid4().hex[:6]}@example.com"
+    target = (product.price * Decimal("0.9")).quantize(Decimal("0.01"))
+    lower = (product.price * Decimal("0.8")).quantize(Decimal("0.01"))
+
+    status, body = http_json(
+        "POST",
+        f"{settings.api_base_url}/api/subscriptions",
+        {"email": subscriber, "url": product_url, "target_price": str(target)},
+    )
+    assert status == 201, body
+
+    # The first check only learns the price (a first observation never alerts).
+    wait_for(
+        lambda: _price_rows(settings.database(), product_url),
+        timeout=60,
+        what="the first price row",
+    )
+    assert _emails(settings.outbox_path) == []
+
+    status, _ = http_json("POST", f"{shop}/admin/products/{product.slug}", {"price": str(lower)})
+    assert status == 200
+
+    messages = wait_for(
+        lambda: _emails(settings.outbox_path), timeout=60, what="the alert email"
+    )
+    rows = wait_for(
+        lambda: [r for r in _price_rows(settings.database(), product_url) if r[0] == lower],
+        timeout=30,
+        what="the new price row",
+    )
+    assert rows == [(lower, product.currency)]
+    # More checks of the same lower price must not send the alert again.
+    asyncio.run(asyncio.sleep(4 * settings.default_check_interval_seconds))
+    messages = _emails(settings.outbox_path)
+    assert len(messages) == 1, [m["Subject"] for m in messages]
+    message = messages[0]
+    assert message["To"] == subscriber
+    body_text = message.get_body(preferencelist=("plain",))
+    assert body_text is not None
+    text = body_text.get_content()
+    assert product_url in text
+    assert str(lower) in text.replace(",", "")
+    all_rows = _price_rows(settings.database(), product_url)
+    assert [r[0] for r in all_rows] == [product.price, lower]
+
+
+async def _dead_letter_probe(settings: Settings) -> None:
+    """A malformed observation is dead-lettered with its reason; the worker goes on."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap())
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.topic(PRICE_OBSERVATIONS), key=b"junk", value=b'{"schema_version": 1, "pr'
+        )
+        await producer.send_and_wait(
+            settings.topic(PRICE_OBSERVATIONS), key=b"junk2", value=b'{"schema_version": 99}'
+        )
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(
+        settings.topic(DEAD_LETTERS),
+        settings.topic(PRICE_EVENTS),
+        bootstrap_servers=settings.bootstrap(),
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    dead: list[DeadLetter] = []
+    events: list[PriceEvent] = []
+    try:
+        async with asyncio.timeout(60):
+            while len(dead) < 2:
+                batch = await consumer.getmany(timeout_ms=500)
+                for tp, records in batch.items():
+                    for r in records:
+                        if tp.topic == settings.topic(DEAD_LETTERS):
+                            dead.append(DeadLetter.model_validate_json(r.value))
+                        else:
+                            events.append(PriceEvent.model_validate_json(r.value))
+    finally:
+        await consumer.stop()
+    assert {d.key for d in dead} == {"junk", "junk2"}
+    assert all(d.stage == "detector" and d.reason == "invalid_record" for d in dead)
+    assert all(d.source_topic == settings.topic(PRICE_OBSERVATIONS) for d in dead)
+    assert any("schema_version" in d.error for d in dead)
+
+
+def _raise_price_and_see_event(stack: Stack) -> None:
+    """After the bad messages the worker still detects changes."""
+    settings = stack.settings
+    product = DEFAULT_PRODUCTS[0]
+    shop = f"http://{settings.api_host}:{settings.demo_shop_port}"
+    status, _ = http_json(
+        "POST", f"{shop}/admin/products/{product.slug}", {"price": str(product.price)}
+    )
+    assert status == 200
+    product_url = f"{shop}/products/{product.slug}"
+    wait_for(
+        lambda: [r for r in _price_rows(settings.database(), product_url)][-1][0]
+        == product.price,
+        timeout=60,
+        what="the raised price to be processed",
+    )
+
+
+@pytest.mark.integration
+def test_price_drop_reaches_subscriber(
+    tmp_path: Path, broker: Broker, postgres_server: str, unique_prefix: str
+) -> None:
+    for database_url in fresh_database(postgres_server):
+        settings = _settings(
+            tmp_path,
+            unique_prefix,
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            kafka_embedded=broker.embedded,
+            database_url=database_url,
+        )
+        with Stack(settings) as stack:
+            try:
+                run_price_drop_journey(stack)
+                asyncio.run(_dead_letter_probe(stack.settings))
+                _raise_price_and_see_event(stack)
+                assert stack.dead_children() == []
+            finally:
+                _keep_logs(stack, "default")
+
+
+@pytest.mark.integration
+def test_price_drop_on_embedded_services_only(tmp_path: Path, unique_prefix: str) -> None:
+    """The newcomer's laptop: no broker, no PostgreSQL configured. The stack starts the
+    embedded tansu broker and an embedded PostgreSQL itself (port 5432 is never used)."""
+    settings = _settings(tmp_path, unique_prefix)
+    assert settings.kafka_bootstrap_servers is None and settings.database_url is None
+    with Stack(settings) as stack:
+        try:
+            assert stack.broker is not None and stack.postgres is not None
+            assert "5432" not in stack.settings.database()
+            run_price_drop_journey(stack)
+            assert stack.dead_children() == []
+        finally:
+            _keep_logs(stack, "embedded")
+
+
+def _keep_logs(stack: Stack, name: str) -> None:
+    """Copy the processes' logs into test-artifacts/ for a failing CI run."""
+    import shutil
+
+    from tests.conftest import ARTIFACTS
+
+    target = ARTIFACTS / f"e2e-{name}-logs"
+    shutil.rmtree(target, ignore_errors=True)
+    if stack.logs_dir.exists():
+        shutil.copytree(stack.logs_dir, target)

@@ -1,0 +1,66 @@
+"""The published JSON Schemas are what the code produces, and records validate against them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import jsonschema
+import pytest
+
+from pricewatch.contract.jsonschema import render, schema_for, schema_path
+from pricewatch.contract.records import Subscription
+from pricewatch.contract.topics import ALL_TOPICS, PRICE_OBSERVATIONS, SUBSCRIPTIONS, TopicSpec
+from pricewatch.ids import partition_for, product_id_for, subscription_id_for
+from tests.factories import observation
+
+
+@pytest.mark.parametrize("spec", ALL_TOPICS, ids=lambda s: s.name)
+def test_committed_schema_matches_the_records(spec: TopicSpec) -> None:
+    path = schema_path(spec)
+    assert path.exists(), f"run `pricewatch contract schemas` to create {path.name}"
+    assert path.read_text() == render(spec), f"{path.name} is stale: run `pricewatch contract schemas`"
+
+
+@pytest.mark.parametrize("spec", ALL_TOPICS, ids=lambda s: s.name)
+def test_every_record_carries_a_schema_version(spec: TopicSpec) -> None:
+    assert "schema_version" in schema_for(spec)["properties"]
+
+
+def test_wire_records_validate_against_their_schema() -> None:
+    obs = observation(0, price="1226.00")
+    wire = json.loads(obs.model_dump_json())
+    assert wire["price"] == "1226.00"  # money is a string on the wire, never a float
+    jsonschema.validate(wire, schema_for(PRICE_OBSERVATIONS))
+    sub = Subscription(
+        subscription_id=subscription_id_for("a@b.example", obs.product_id),
+        email="a@b.example",
+        product_id=obs.product_id,
+        url=obs.url,
+        target_price=Decimal("9.99"),
+        created_at=datetime.now(UTC),
+    )
+    jsonschema.validate(json.loads(sub.model_dump_json()), schema_for(SUBSCRIPTIONS))
+
+
+def test_unknown_fields_are_ignored_but_wrong_versions_rejected() -> None:
+    wire = json.loads(observation(0).model_dump_json())
+    wire["added_later"] = 1
+    assert observation(0).model_validate(wire).product_id == wire["product_id"]
+    wire["schema_version"] = 2
+    with pytest.raises(ValueError):
+        observation(0).model_validate(wire)
+
+
+def test_ids_are_deterministic_and_canonical() -> None:
+    assert product_id_for("HTTPS://Shop.Example:443/p?x=1#frag") == product_id_for(
+        "https://shop.example/p?x=1"
+    )
+    assert subscription_id_for("A@Example.com ", "p") == subscription_id_for("a@example.com", "p")
+    # The same partition as Kafka's default murmur2 partitioner (Java client, aiokafka).
+    from aiokafka.partitioner import DefaultPartitioner
+
+    partitions = list(range(6))
+    for key in ("abc", "product-1", product_id_for("https://a.example/x")):
+        assert partition_for(key, 6) == DefaultPartitioner()(key.encode(), partitions, partitions)
