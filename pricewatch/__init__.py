@@ -1,3 +1,6 @@
-"""Pricewatch: a self-hostable streaming price tracker (shared core: settings, wire contract, CLI)."""
+"""Pricewatch: a self-hostable streaming price tracker.
+
+Shared core: settings, the wire contract, embedded services and the CLI.
+"""
 
 __version__ = "0.1.0"

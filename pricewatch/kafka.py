@@ -17,9 +17,9 @@ from pricewatch.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
+async def wait_for_broker(bootstrap: str, deadline_seconds: float = 30.0) -> None:
     """Return once the broker answers a metadata request."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + deadline_seconds
     last: Exception | None = None
     while time.monotonic() < deadline:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
@@ -32,12 +32,10 @@ async def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.2)
         finally:
             await admin.close()
-    raise TimeoutError(f"Kafka at {bootstrap} did not answer within {timeout}s: {last!r}")
+    raise TimeoutError(f"Kafka at {bootstrap} did not answer within {deadline_seconds}s: {last!r}")
 
 
-async def create_topics(
-    settings: Settings, specs: Iterable[TopicSpec] = ALL_TOPICS
-) -> list[str]:
+async def create_topics(settings: Settings, specs: Iterable[TopicSpec] = ALL_TOPICS) -> list[str]:
     """Create every topic with its final partition count. Existing topics are left alone.
 
     Returns the names that were created.
@@ -79,4 +77,4 @@ def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
         "enable_idempotence": False,  # the embedded broker has no InitProducerId
     }
     options.update(overrides)
-    return AIOKafkaProducer(**options)  # type: ignore[arg-type]
+    return AIOKafkaProducer(**options)

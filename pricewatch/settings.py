@@ -90,6 +90,9 @@ class Settings(BaseSettings):
 
     # --- Observability -----------------------------------------------------------
     log_level: str = "INFO"
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address of each process's /metrics endpoint."
+    )
 
     # ------------------------------------------------------------------------------
     @property
@@ -116,7 +119,9 @@ class Settings(BaseSettings):
 
     @property
     def allowed_private_host_set(self) -> frozenset[str]:
-        return frozenset(h.strip().lower() for h in self.allowed_private_hosts.split(",") if h.strip())
+        return frozenset(
+            h.strip().lower() for h in self.allowed_private_hosts.split(",") if h.strip()
+        )
 
     def topic(self, spec: TopicSpec) -> str:
         """The full name of a topic Pricewatch owns."""
@@ -129,11 +134,12 @@ class Settings(BaseSettings):
     def bootstrap(self) -> str:
         """The bootstrap servers; only valid once a broker is configured or launched."""
         if not self.kafka_bootstrap_servers:
-            raise RuntimeError("no Kafka bootstrap servers configured and no embedded broker started")
+            raise RuntimeError(
+                "no Kafka bootstrap servers configured and no embedded broker started"
+            )
         return self.kafka_bootstrap_servers
 
     def database(self) -> str:
         if not self.database_url:
             raise RuntimeError("no database URL configured and no embedded PostgreSQL started")
         return self.database_url
-

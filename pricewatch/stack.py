@@ -54,7 +54,9 @@ class Stack:
         updates: dict[str, Any] = {}
         if not settings.kafka_bootstrap_servers:
             self.broker = EmbeddedBroker(log_path=self.logs_dir / "broker.log").start()
-            updates.update(kafka_bootstrap_servers=self.broker.bootstrap_servers, kafka_embedded=True)
+            updates.update(
+                kafka_bootstrap_servers=self.broker.bootstrap_servers, kafka_embedded=True
+            )
             # The embedded broker keeps topics in memory: worker table stores from an
             # earlier run would describe topics that no longer exist.
             shutil.rmtree(settings.data_dir / "workers", ignore_errors=True)
@@ -97,8 +99,9 @@ class Stack:
         return env
 
     def _spawn(self, name: str, args: list[str]) -> Child:
-        child = Child(name, args, log_path=self.logs_dir / f"{name}.log")
-        out = open(child.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        log_path = self.logs_dir / f"{name}.log"
+        child = Child(name, args, log_path=log_path)
+        out = open(log_path, "ab")  # noqa: SIM115 - owned by the child process
         child.process = subprocess.Popen(
             [sys.executable, "-m", "pricewatch.cli", *args],
             env=self.child_env(),

@@ -227,14 +227,20 @@ def _types(node: dict[str, Any]) -> set[str]:
     return result
 
 
+# Where the page's own product can sit. Not "isRelatedTo", "isSimilarTo" and the like: a
+# recommended product's price is not this product's price.
+_CONTAINER_KEYS = ("@graph", "mainEntity", "hasVariant")
+
+
 def _walk(node: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
-    """Every JSON object in a JSON-LD document, outermost first (covers ``@graph`` too)."""
+    """The JSON objects that may describe the page's product, outermost first."""
     if depth > 20:  # hostile nesting must not cost us the stack
         return
     if isinstance(node, dict):
         yield node
-        for value in node.values():
-            yield from _walk(value, depth + 1)
+        for key in _CONTAINER_KEYS:
+            if key in node:
+                yield from _walk(node[key], depth + 1)
     elif isinstance(node, list):
         for item in node:
             yield from _walk(item, depth + 1)

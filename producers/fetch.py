@@ -105,6 +105,7 @@ class PageFetcher:
         return (await self.fetch_page(product_id, url)).observation
 
     async def fetch_page(self, product_id: str, url: str) -> FetchResult:
+        """``fetch``, plus the bytes read and the time taken (for metrics)."""
         observed_at = datetime.now(UTC)
         started = time.perf_counter()
         response: _Response | None = None

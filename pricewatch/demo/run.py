@@ -51,7 +51,8 @@ Pricewatch demo is running.
    curl -s -X POST {api}/api/subscriptions -H 'content-type: application/json' \\
      -d '{{"email": "you@example.com", "url": "{url}", "target_price": "{target}"}}'
 
-2. Wait ~{settings.default_check_interval_seconds:.0f} s for the first check, then drop the price below your target:
+2. Wait ~{settings.default_check_interval_seconds:.0f} s for the first check, then drop the
+   price below your target:
    curl -s -X POST {shop}/admin/products/{product.slug} -H 'content-type: application/json' \\
      -d '{{"price": "{lower}"}}'
 

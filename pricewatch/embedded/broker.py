@@ -103,7 +103,9 @@ class EmbeddedBroker:
         except TimeoutError:
             self.stop()
             raise
-        log.info("embedded tansu broker up on %s (storage %s)", self.bootstrap_servers, self.storage)
+        log.info(
+            "embedded tansu broker up on %s (storage %s)", self.bootstrap_servers, self.storage
+        )
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -20,7 +20,9 @@ from tests.factories import observation
 def test_committed_schema_matches_the_records(spec: TopicSpec) -> None:
     path = schema_path(spec)
     assert path.exists(), f"run `pricewatch contract schemas` to create {path.name}"
-    assert path.read_text() == render(spec), f"{path.name} is stale: run `pricewatch contract schemas`"
+    assert path.read_text() == render(spec), (
+        f"{path.name} is stale: run `pricewatch contract schemas`"
+    )
 
 
 @pytest.mark.parametrize("spec", ALL_TOPICS, ids=lambda s: s.name)

@@ -31,8 +31,12 @@ def test_price_drop_to_new_lowest() -> None:
 
 
 def test_drop_that_is_not_a_new_low() -> None:
-    _, kinds = run(observation(0), observation(1, price="70"), observation(2, price="90"),
-                   observation(3, price="80"))
+    _, kinds = run(
+        observation(0),
+        observation(1, price="70"),
+        observation(2, price="90"),
+        observation(3, price="80"),
+    )
     assert kinds[1:] == [
         [EventType.PRICE_DROP, EventType.NEW_LOWEST_PRICE],
         [EventType.PRICE_INCREASE],

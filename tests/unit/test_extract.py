@@ -95,6 +95,39 @@ def test_product_inside_graph() -> None:
     assert (result.price, result.currency, result.title) == (Decimal("5.00"), "GBP", "Graph widget")
 
 
+def test_related_products_prices_are_not_this_products_price() -> None:
+    document = {
+        "@type": "Product",
+        "name": "Widget",
+        "offers": {"@type": "Offer", "availability": "https://schema.org/OutOfStock"},
+        "isRelatedTo": {
+            "@type": "Product",
+            "name": "Other widget",
+            "offers": {"@type": "Offer", "price": "1.00", "priceCurrency": "EUR"},
+        },
+    }
+
+    result = extract(page_with(json.dumps(document)), URL)
+
+    assert (result.price, result.title, result.error) == (None, "Widget", NO_PRICE_FOUND)
+
+
+def test_product_group_variant_price() -> None:
+    document = {
+        "@type": "ProductGroup",
+        "name": "Widget",
+        "hasVariant": [
+            {
+                "@type": "Product",
+                "name": "Widget, blue",
+                "offers": {"@type": "Offer", "price": "8.00", "priceCurrency": "EUR"},
+            }
+        ],
+    }
+
+    assert extract(page_with(json.dumps(document)), URL).price == Decimal("8.00")
+
+
 def test_aggregate_offer_uses_low_price() -> None:
     html = page_with(
         product(
