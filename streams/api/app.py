@@ -128,7 +128,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 @web.middleware
 async def count_requests(request: web.Request, handler: Any) -> web.StreamResponse:
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
     try:
         response: web.StreamResponse = await handler(request)
     except web.HTTPException as exc:

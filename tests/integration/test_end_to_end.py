@@ -89,9 +89,7 @@ def run_price_drop_journey(stack: Stack) -> None:
     status, _ = http_json("POST", f"{shop}/admin/products/{product.slug}", {"price": str(lower)})
     assert status == 200
 
-    messages = wait_for(
-        lambda: _emails(settings.outbox_path), timeout=60, what="the alert email"
-    )
+    messages = wait_for(lambda: _emails(settings.outbox_path), timeout=60, what="the alert email")
     rows = wait_for(
         lambda: [r for r in _price_rows(settings.database(), product_url) if r[0] == lower],
         timeout=30,
@@ -166,8 +164,7 @@ def _raise_price_and_see_event(stack: Stack) -> None:
     assert status == 200
     product_url = f"{shop}/products/{product.slug}"
     wait_for(
-        lambda: [r for r in _price_rows(settings.database(), product_url)][-1][0]
-        == product.price,
+        lambda: [r for r in _price_rows(settings.database(), product_url)][-1][0] == product.price,
         timeout=60,
         what="the raised price to be processed",
     )
