@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 from pricewatch.contract.records import Availability, Subscription
-from streams.domain.alerts import SubscriptionEntry
 from streams.domain.detector import ProductState
 
 
@@ -51,30 +50,23 @@ def decode_product_state(raw: bytes) -> ProductState:
     )
 
 
-def encode_subscriptions(entries: dict[str, SubscriptionEntry]) -> bytes:
+def encode_subscriptions(subscriptions: dict[str, Subscription]) -> bytes:
     return json.dumps(
         {
             "v": 1,
             "subscriptions": {
-                sub_id: {
-                    "subscription": entry.subscription.model_dump(mode="json"),
-                    "target_armed": entry.target_armed,
-                }
-                for sub_id, entry in entries.items()
+                sub_id: subscription.model_dump(mode="json")
+                for sub_id, subscription in subscriptions.items()
             },
         },
         separators=(",", ":"),
     ).encode()
 
 
-def decode_subscriptions(raw: bytes | None) -> dict[str, SubscriptionEntry]:
+def decode_subscriptions(raw: bytes | None) -> dict[str, Subscription]:
     if not raw:
         return {}
     d: dict[str, Any] = json.loads(raw)
     return {
-        sub_id: SubscriptionEntry(
-            subscription=Subscription.model_validate(item["subscription"]),
-            target_armed=item["target_armed"],
-        )
-        for sub_id, item in d["subscriptions"].items()
+        sub_id: Subscription.model_validate(item) for sub_id, item in d["subscriptions"].items()
     }

@@ -60,8 +60,7 @@ def register(topology: Topology) -> Any:
     async def schedule_checks() -> None:
         urls: dict[str, str] = {}
         for key, raw in list(table.items()):
-            entries = decode_subscriptions(raw)
-            active = [e.subscription for e in entries.values() if e.subscription.active]
+            active = [s for s in decode_subscriptions(raw).values() if s.active]
             if active:
                 urls[key.decode()] = active[0].url
         metrics.tracked_products.set(len(urls))

@@ -1,12 +1,13 @@
-"""Matching price events to subscriptions: ``evaluate(entry, event) -> (entry, notification)``.
+"""Matching price events to subscriptions: ``evaluate(subscription, event) -> notification``.
 
-Pure. A target-price alert fires once per crossing: it disarms when it fires and re-arms
-only when the price is seen above the target again.
+Pure. A target-price alert fires once per crossing: when a drop takes the price from above
+the target to at or below it. Further drops below the target stay quiet; the price must go
+back above the target and cross again. A subscription made while the price is already below
+its target therefore waits for a crossing too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pricewatch.contract.records import (
@@ -18,45 +19,26 @@ from pricewatch.contract.records import (
 )
 from pricewatch.ids import notification_key_for
 
-PRICE_EVENTS = frozenset(
-    {
-        EventType.PRICE_DROP,
-        EventType.PRICE_INCREASE,
-        EventType.NEW_LOWEST_PRICE,
-        EventType.CURRENCY_CHANGED,
-        EventType.RESTORED,
-    }
-)
+
+def crosses_target(subscription: Subscription, event: PriceEvent) -> bool:
+    target = subscription.target_price
+    return (
+        target is not None
+        and event.event_type is EventType.PRICE_DROP
+        and event.old_price is not None
+        and event.new_price is not None
+        and event.old_price > target >= event.new_price
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class SubscriptionEntry:
-    subscription: Subscription
-    target_armed: bool = True
-
-
-def evaluate(
-    entry: SubscriptionEntry, event: PriceEvent, now: datetime
-) -> tuple[SubscriptionEntry, Notification | None]:
-    sub = entry.subscription
-    if sub.target_price is None or event.event_type not in PRICE_EVENTS:
-        return entry, None
-    price = event.new_price
-    if price is None:
-        return entry, None
-    if price > sub.target_price:
-        return (entry if entry.target_armed else replace(entry, target_armed=True)), None
-    if not entry.target_armed or not sub.active:
-        return entry, None
-    if event.event_type is not EventType.PRICE_DROP:
-        # Other price events (new lowest, restored, currency) come with or without a drop;
-        # only a drop crossing the target alerts, so one crossing gives one notification.
-        return entry, None
-    notification = Notification(
-        idempotency_key=notification_key_for(sub.subscription_id, event.event_id),
+def evaluate(subscription: Subscription, event: PriceEvent, now: datetime) -> Notification | None:
+    if not subscription.active or not crosses_target(subscription, event):
+        return None
+    return Notification(
+        idempotency_key=notification_key_for(subscription.subscription_id, event.event_id),
         kind=NotificationKind.TARGET_PRICE_REACHED,
-        subscription_id=sub.subscription_id,
-        email=sub.email,
+        subscription_id=subscription.subscription_id,
+        email=subscription.email,
         product_id=event.product_id,
         url=event.url,
         title=event.title,
@@ -64,9 +46,8 @@ def evaluate(
         event_type=event.event_type,
         observed_at=event.observed_at,
         old_price=event.old_price,
-        new_price=price,
+        new_price=event.new_price,
         currency=event.new_currency,
-        target_price=sub.target_price,
+        target_price=subscription.target_price,
         created_at=now,
     )
-    return replace(entry, target_armed=False), notification
