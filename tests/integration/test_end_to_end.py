@@ -137,7 +137,8 @@ async def _dead_letter_probe(settings: Settings) -> None:
     events: list[PriceEvent] = []
     try:
         async with asyncio.timeout(60):
-            while len(dead) < 2:
+            # Both stages that read observations reject them: detector and postgres sink.
+            while len({(d.stage, d.key) for d in dead}) < 4:
                 batch = await consumer.getmany(timeout_ms=500)
                 for tp, records in batch.items():
                     for r in records:
@@ -147,8 +148,10 @@ async def _dead_letter_probe(settings: Settings) -> None:
                             events.append(PriceEvent.model_validate_json(r.value))
     finally:
         await consumer.stop()
-    assert {d.key for d in dead} == {"junk", "junk2"}
-    assert all(d.stage == "detector" and d.reason == "invalid_record" for d in dead)
+    assert {(d.stage, d.key) for d in dead} == {
+        (stage, key) for stage in ("detector", "postgres-sink") for key in ("junk", "junk2")
+    }
+    assert all(d.reason == "invalid_record" for d in dead)
     assert all(d.source_topic == settings.topic(PRICE_OBSERVATIONS) for d in dead)
     assert any("schema_version" in d.error for d in dead)
 

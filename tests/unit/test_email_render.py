@@ -1,0 +1,169 @@
+"""Rendering a notification into an email: subject, both parts, headers and links."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, datetime
+from decimal import Decimal
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from pricewatch.contract.records import EventType, Notification, NotificationKind
+from pricewatch.settings import Settings
+from sinks.email.render import (
+    IDEMPOTENCY_HEADER,
+    InvalidRecipientError,
+    format_money,
+    render,
+)
+
+KEY = "0123456789abcdef0123456789abcdef"
+SUBSCRIPTION = "fedcba9876543210fedcba9876543210"
+SETTINGS = Settings(
+    public_base_url="https://pricewatch.example.org/",
+    email_from="Pricewatch <alerts@pricewatch.example.org>",
+)
+
+
+def notification(**changes: Any) -> Notification:
+    fields: dict[str, Any] = {
+        "idempotency_key": KEY,
+        "kind": NotificationKind.TARGET_PRICE_REACHED,
+        "subscription_id": SUBSCRIPTION,
+        "email": "ann@example.com",
+        "product_id": "a" * 32,
+        "url": "https://shop.example/p/trail-shoe?colour=red&size=42",
+        "title": "Trail Shoe",
+        "event_id": "e" * 32,
+        "event_type": EventType.PRICE_DROP,
+        "observed_at": datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
+        "old_price": Decimal("99.5"),
+        "new_price": Decimal("79"),
+        "currency": "EUR",
+        "target_price": Decimal("80.000000"),
+        "created_at": datetime(2025, 3, 1, 12, 0, 5, tzinfo=UTC),
+    }
+    fields.update(changes)
+    return Notification(**fields)
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    """(text, html) as a mail client decodes them, from the serialized bytes."""
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    text_part = parsed.get_body(preferencelist=("plain",))
+    html_part = parsed.get_body(preferencelist=("html",))
+    assert text_part is not None
+    assert html_part is not None
+    return str(text_part.get_content()), str(html_part.get_content())
+
+
+UNSUBSCRIBE = f"https://pricewatch.example.org/api/unsubscribe?subscription={SUBSCRIPTION}"
+
+
+def test_subject_names_the_product_the_new_price_and_the_target() -> None:
+    message = render(notification(), SETTINGS)
+    assert message["Subject"] == "Price drop: Trail Shoe is now €79.00 (your target €80.00)"
+
+
+def test_headers() -> None:
+    message = render(notification(), SETTINGS)
+    assert message["From"] == "Pricewatch <alerts@pricewatch.example.org>"
+    assert message["To"] == "ann@example.com"
+    assert message["Message-ID"] == f"<{KEY}@pricewatch.example.org>"
+    assert message[IDEMPOTENCY_HEADER] == KEY
+    assert message["List-Unsubscribe"] == f"<{UNSUBSCRIBE}>"
+    assert message["Date"] == "Sat, 01 Mar 2025 12:00:05 +0000"
+    assert message.get_content_type() == "multipart/alternative"
+
+
+def test_headers_survive_serialization_unencoded() -> None:
+    # A folded-and-encoded List-Unsubscribe (=?utf-8?q?...) is useless to mail clients.
+    raw = render(notification(), SETTINGS).as_bytes()
+    assert f"List-Unsubscribe: <{UNSUBSCRIBE}>".encode() in raw
+    assert f"Message-ID: <{KEY}@pricewatch.example.org>".encode() in raw
+
+
+def test_both_parts_carry_prices_and_links() -> None:
+    text, html = parts(render(notification(), SETTINGS))
+    for body in (text, html):
+        assert "Trail Shoe" in body
+        assert "€99.50" in body
+        assert "€79.00" in body
+        assert "€80.00" in body
+    assert "https://shop.example/p/trail-shoe?colour=red&size=42" in text
+    assert UNSUBSCRIBE in text
+    assert 'href="https://shop.example/p/trail-shoe?colour=red&amp;size=42"' in html
+    assert f'href="{UNSUBSCRIBE}"' in html
+
+
+def test_html_escapes_scraped_titles() -> None:
+    text, html = parts(render(notification(title='<script>alert("x")</script>'), SETTINGS))
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html
+    assert '<script>alert("x")</script>' in text
+
+
+def test_rendering_is_deterministic() -> None:
+    first = render(notification(), SETTINGS)
+    second = render(notification(), SETTINGS)
+    assert first.items() == second.items()
+    assert parts(first) == parts(second)
+
+
+def test_missing_optional_fields() -> None:
+    message = render(
+        notification(title=None, old_price=None, target_price=None, currency="CHF"), SETTINGS
+    )
+    assert message["Subject"] == "Price drop: shop.example is now CHF 79.00"
+    text, html = parts(message)
+    assert "Before" not in text
+    assert "target" not in text.lower().split("stop these alerts")[0]
+    assert "CHF 79.00" in html
+
+
+def test_a_title_cannot_break_the_subject_line() -> None:
+    message = render(notification(title="Shoe\r\nBcc: victim@example.com " + "x" * 200), SETTINGS)
+    subject = message["Subject"]
+    assert "\n" not in subject
+    assert "\r" not in subject
+    assert subject.startswith("Price drop: Shoe Bcc: victim@example.com xxx")
+    assert len(subject) < 140
+    assert message["Bcc"] is None
+
+
+@pytest.mark.parametrize(
+    "address", ["ann@example.com\r\nBcc: x@y.z", "", "no-at-sign", "A <a@b.c>"]
+)
+def test_an_unusable_recipient_is_refused(address: str) -> None:
+    with pytest.raises(InvalidRecipientError):
+        render(notification(email=address), SETTINGS)
+
+
+def test_only_web_links_are_linked() -> None:
+    text, html = parts(render(notification(url="javascript:alert(1)"), SETTINGS))
+    assert "javascript:" not in html
+    assert "javascript:" not in text
+    assert 'href="https://pricewatch.example.org"' in html
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "expected"),
+    [
+        ("79", "EUR", "€79.00"),
+        ("79.5", "USD", "$79.50"),
+        ("1299.99", "GBP", "£1,299.99"),
+        ("1200", "JPY", "¥1,200"),
+        ("0.015", "EUR", "€0.015"),  # a significant third decimal is shown, not rounded away
+        ("80.000000", "EUR", "€80.00"),
+        ("1E+2", "EUR", "€100.00"),
+        ("79", "SEK", "SEK 79.00"),
+        ("79", None, "79.00"),
+        ("999999999999.999999", "EUR", "€999,999,999,999.999999"),
+    ],
+)
+def test_format_money(amount: str, currency: str | None, expected: str) -> None:
+    assert format_money(Decimal(amount), currency) == expected
