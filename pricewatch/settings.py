@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
+    ses_region: str | None = Field(default=None, description="Unset: boto3's default chain.")
+    ses_endpoint_url: str | None = Field(
+        default=None, description="A non-AWS SES endpoint (e.g. a local moto server)."
+    )
 
     # --- Observability -----------------------------------------------------------
     log_level: str = "INFO"

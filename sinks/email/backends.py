@@ -184,4 +184,4 @@ def backend_from_settings(settings: Settings) -> EmailBackend:
             password=settings.smtp_password,
             starttls=settings.smtp_starttls,
         )
-    return SesBackend()
+    return SesBackend(endpoint_url=settings.ses_endpoint_url, region_name=settings.ses_region)
