@@ -76,7 +76,21 @@ class Settings(BaseSettings):
     )
 
     # --- Alerts ------------------------------------------------------------------
-    removed_confirmations: int = Field(default=2, ge=1)
+    removed_confirmations: int = Field(
+        default=2, ge=1, description="Consecutive 404s before a product is removed (410: one)."
+    )
+    alert_cooldown_seconds: float = Field(
+        default=86400.0,
+        ge=0,
+        description="After a price alert, another one without a new crossing only after "
+        "this long, and only at a lower price.",
+    )
+    stock_flap_window_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Stock alerts (sold out / back in stock) within this window of the "
+        "previous one are suppressed: flapping stock sends one email.",
+    )
 
     # --- Email -------------------------------------------------------------------
     email_backend: Literal["outbox", "smtp", "ses"] = "outbox"

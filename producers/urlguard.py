@@ -9,6 +9,7 @@ Literal IP hosts never reach a resolver, so the fetcher checks them with ``check
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import socket
@@ -126,6 +127,29 @@ def check_host(url: str, allowed: frozenset[str]) -> None:
     if literal is not None:
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
         check_address(host, port, str(literal), allowed)
+
+
+async def check_resolved_host(
+    url: str, allowed: frozenset[str], deadline_seconds: float = 2.0
+) -> None:
+    """``check_host`` plus resolving the name now: refuses a URL whose host resolves to a
+    forbidden address (``localhost``, an internal name). A name that does not resolve is
+    let through: the scraper records the failure, and its connect-time check is the real
+    defence (a name may resolve differently later)."""
+    check_host(url, allowed)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if _ip_literal(host) is not None:
+        return
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(deadline_seconds):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError):
+        return
+    for info in infos:
+        check_address(host, port, str(info[4][0]), allowed)
 
 
 class GuardedResolver(AbstractResolver):

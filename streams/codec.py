@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from pricewatch.contract.records import Availability, Subscription
+from streams.domain.alerts import AlertState
 from streams.domain.detector import ProductState
 
 
@@ -50,23 +51,48 @@ def decode_product_state(raw: bytes) -> ProductState:
     )
 
 
-def encode_subscriptions(subscriptions: dict[str, Subscription]) -> bytes:
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def encode_alert_states(states: dict[str, AlertState]) -> bytes:
     return json.dumps(
         {
             "v": 1,
             "subscriptions": {
-                sub_id: subscription.model_dump(mode="json")
-                for sub_id, subscription in subscriptions.items()
+                sub_id: {
+                    "subscription": state.subscription.model_dump(mode="json"),
+                    "reference_price": _str(state.reference_price),
+                    "price_alert_at": _iso(state.price_alert_at),
+                    "price_alert_price": _str(state.price_alert_price),
+                    "stock_alert_at": _iso(state.stock_alert_at),
+                }
+                for sub_id, state in states.items()
             },
         },
         separators=(",", ":"),
     ).encode()
 
 
-def decode_subscriptions(raw: bytes | None) -> dict[str, Subscription]:
+def decode_alert_states(raw: bytes | None) -> dict[str, AlertState]:
     if not raw:
         return {}
     d: dict[str, Any] = json.loads(raw)
     return {
-        sub_id: Subscription.model_validate(item) for sub_id, item in d["subscriptions"].items()
+        sub_id: AlertState(
+            subscription=Subscription.model_validate(item["subscription"]),
+            reference_price=_dec(item["reference_price"]),
+            price_alert_at=_time(item["price_alert_at"]),
+            price_alert_price=_dec(item["price_alert_price"]),
+            stock_alert_at=_time(item["stock_alert_at"]),
+        )
+        for sub_id, item in d["subscriptions"].items()
     }
+
+
+def _str(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

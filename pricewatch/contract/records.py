@@ -18,6 +18,11 @@ Money = Annotated[
     PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
 ]
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+Percent = Annotated[
+    Decimal,
+    Field(gt=0, lt=100, max_digits=5, decimal_places=2),
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+]
 ProductId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 
 
@@ -49,6 +54,11 @@ class EventType(StrEnum):
 
 class NotificationKind(StrEnum):
     TARGET_PRICE_REACHED = "target_price_reached"
+    DROP_PERCENT_REACHED = "drop_percent_reached"
+    PRICE_DROPPED = "price_dropped"
+    BACK_IN_STOCK = "back_in_stock"
+    SOLD_OUT = "sold_out"
+    REMOVED = "removed"
 
 
 class WireRecord(BaseModel):
@@ -117,7 +127,19 @@ class Subscription(WireRecord):
     email: str
     product_id: ProductId
     url: str
-    target_price: Money | None = None
+    target_price: Money | None = Field(default=None, description="Alert at or below this.")
+    drop_percent: Percent | None = Field(
+        default=None, description="Alert when the price falls this many percent below reference."
+    )
+    reference_price: Money | None = Field(
+        default=None,
+        description="The price when subscribing, for drop_percent. Unset: the price the "
+        "stream worker knows when the subscription arrives (or at the next change).",
+    )
+    notify_any_drop: bool = False
+    notify_back_in_stock: bool = False
+    notify_sold_out: bool = False
+    notify_removed: bool = False
     active: bool = True
     created_at: AwareDatetime
 
@@ -140,6 +162,8 @@ class Notification(WireRecord):
     new_price: Money | None = None
     currency: CurrencyCode | None = None
     target_price: Money | None = None
+    drop_percent: Percent | None = None
+    reference_price: Money | None = None
     created_at: AwareDatetime
 
 

@@ -87,44 +87,75 @@ def _templates() -> Environment:
     )
 
 
-def _subject(title: str, money: dict[str, str | None]) -> str:
-    short = title if len(title) <= _MAX_SUBJECT_TITLE_CHARS else title[:77].rstrip() + "..."
-    if money["new_price"] is None:
-        return f"Price alert: {short}"
-    subject = f"Price drop: {short} is now {money['new_price']}"
-    if money["target_price"] is not None:
-        subject += f" (your target {money['target_price']})"
-    return subject
+def _short(title: str) -> str:
+    if len(title) <= _MAX_SUBJECT_TITLE_CHARS:
+        return title
+    return title[: _MAX_SUBJECT_TITLE_CHARS - 3].rstrip() + "..."
+
+
+def _wording(kind: NotificationKind, title: str, money: dict[str, str | None]) -> tuple[str, str]:
+    """(subject, headline) for one kind of notification; headline is plain text."""
+    short = _short(title)
+    new, old, target = money["new_price"], money["old_price"], money["target_price"]
+    if kind is NotificationKind.TARGET_PRICE_REACHED:
+        return (
+            f"Price drop: {short} is now {new}" + (f" (your target {target})" if target else ""),
+            f"Good news: {title} is now {new}"
+            + (f", at or below your target of {target}." if target else "."),
+        )
+    if kind is NotificationKind.DROP_PERCENT_REACHED:
+        percent, reference = money["drop_percent"], money["reference_price"]
+        return (
+            f"Price drop: {short} is now {new}, {percent}% or more below {reference}",
+            f"Good news: {title} is now {new}, at least {percent}% below {reference}.",
+        )
+    if kind is NotificationKind.PRICE_DROPPED:
+        return (
+            f"Price drop: {short} is now {new}" + (f" (was {old})" if old else ""),
+            f"{title} dropped" + (f" from {old}" if old else "") + f" to {new}.",
+        )
+    if kind is NotificationKind.BACK_IN_STOCK:
+        return (
+            f"Back in stock: {short}",
+            f"{title} is back in stock" + (f" at {new}." if new else "."),
+        )
+    if kind is NotificationKind.SOLD_OUT:
+        return f"Sold out: {short}", f"{title} is sold out at the moment."
+    return (
+        f"No longer listed: {short}",
+        f"{title} is no longer listed by the shop: its page is gone.",
+    )
 
 
 def render(notification: Notification, settings: Settings) -> EmailMessage:
     """The email for one notification: plain text with an HTML alternative."""
-    if notification.kind is not NotificationKind.TARGET_PRICE_REACHED:
-        raise ValueError(f"no template for notification kind {notification.kind!r}")
 
     def money(amount: Decimal | None) -> str | None:
         return None if amount is None else format_money(amount, notification.currency)
 
+    percent = notification.drop_percent
     prices = {
         "old_price": money(notification.old_price),
         "new_price": money(notification.new_price),
         "target_price": money(notification.target_price),
+        "reference_price": money(notification.reference_price),
+        "drop_percent": None if percent is None else f"{percent:f}",
     }
     # Titles are scraped text: no line breaks in a subject, and something to call it by.
     title = " ".join((notification.title or "").split()) or urlsplit(notification.url).netloc
     title = title or "Your product"
-    subject = _subject(title, prices)
+    subject, headline = _wording(notification.kind, title, prices)
     unsubscribe = unsubscribe_url(notification.subscription_id, settings)
     context: dict[str, Any] = {
         **prices,
         "title": title,
         "subject": subject,
+        "headline": headline,  # autoescaped in HTML: the title is scraped text
         "product_url": _safe_link(notification.url, settings.api_base_url),
         "unsubscribe_url": unsubscribe,
     }
-    name = notification.kind.value
-    text_body = _templates().get_template(f"{name}.txt").render(context)
-    html_body = _templates().get_template(f"{name}.html").render(context)
+    text_body = _templates().get_template("alert.txt").render(context)
+    html_body = _templates().get_template("alert.html").render(context)
 
     message = EmailMessage(policy=MESSAGE_POLICY)
     message["From"] = settings.email_from

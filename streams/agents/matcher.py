@@ -1,11 +1,13 @@
-"""The matcher agent: keeps each product's subscriptions and turns price events into
-notifications. It is the only writer of ``product_subscriptions_table``; subscriptions and
-price events arrive on the same partition number for the same product."""
+"""The matcher agent: keeps each product's subscriptions with their alert state and turns
+price events into notifications. It is the only writer of ``product_subscriptions_table``.
+Subscriptions and price events of a product arrive on the same partition number, and so
+does the product's detector state, which this agent reads for the reference price."""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,9 +15,9 @@ from pydantic import ValidationError
 from pricewatch.contract.records import PriceEvent, Subscription
 from pricewatch.contract.topics import SUBSCRIPTIONS
 from streams import metrics
-from streams.codec import decode_subscriptions, encode_subscriptions
+from streams.codec import decode_alert_states, decode_product_state, encode_alert_states
 from streams.deadletters import reject
-from streams.domain.alerts import evaluate
+from streams.domain.alerts import AlertRules, evaluate, new_alert_state
 from streams.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -23,46 +25,63 @@ STAGE = "matcher"
 
 
 def register(topology: Topology) -> Any:
+    settings = topology.settings
+    rules = AlertRules(
+        cooldown=timedelta(seconds=settings.alert_cooldown_seconds),
+        stock_flap_window=timedelta(seconds=settings.stock_flap_window_seconds),
+    )
     table = topology.product_subscriptions_table
-    subscriptions_topic_name = topology.settings.topic(SUBSCRIPTIONS)
+    product_state_table = topology.product_state_table
+    subscriptions_topic_name = settings.topic(SUBSCRIPTIONS)
     notifications_topic = topology.notifications_topic
 
     def apply_subscription(subscription: Subscription) -> None:
         key = subscription.product_id.encode()
-        subscriptions = decode_subscriptions(table.get(key))
-        if subscriptions.get(subscription.subscription_id) == subscription:
+        states = decode_alert_states(table.get(key))
+        old = states.get(subscription.subscription_id)
+        if old is not None and old.subscription == subscription:
             return  # a replay: no table write
-        subscriptions[subscription.subscription_id] = subscription
-        table[key] = encode_subscriptions(subscriptions)
+        if old is None:
+            raw_product = product_state_table.get(key)
+            known_price = None if raw_product is None else decode_product_state(raw_product).price
+            states[subscription.subscription_id] = new_alert_state(subscription, known_price)
+        else:
+            states[subscription.subscription_id] = replace(old, subscription=subscription)
+        table[key] = encode_alert_states(states)
 
     def delete_subscription(subscription_id: str) -> None:
         # A tombstone carries only the key: find the product that holds it.
         for product_key, raw in list(table.items()):
-            subscriptions = decode_subscriptions(raw)
-            if subscriptions.pop(subscription_id, None) is not None:
-                if subscriptions:
-                    table[product_key] = encode_subscriptions(subscriptions)
+            states = decode_alert_states(raw)
+            if states.pop(subscription_id, None) is not None:
+                if states:
+                    table[product_key] = encode_alert_states(states)
                 else:
                     del table[product_key]
                 return
 
     async def apply_event(price_event: PriceEvent) -> None:
-        subscriptions = decode_subscriptions(table.get(price_event.product_id.encode()))
+        key = price_event.product_id.encode()
+        states = decode_alert_states(table.get(key))
+        if not states:
+            return
         now = datetime.now(UTC)
-        deliveries = []
-        for subscription in subscriptions.values():
-            notification = evaluate(subscription, price_event, now)
+        changed = False
+        for sub_id, state in states.items():
+            new_state, notification = evaluate(state, price_event, rules, now)
+            if new_state != state:
+                states[sub_id] = new_state
+                changed = True
             if notification is None:
                 continue
-            deliveries.append(
-                await notifications_topic.send(
-                    key=notification.idempotency_key.encode(),
-                    value=notification.model_dump_json().encode(),
-                )
+            # Not awaited: Faust flushes the producer before committing the event's offset.
+            await notifications_topic.send(
+                key=notification.idempotency_key.encode(),
+                value=notification.model_dump_json().encode(),
             )
             metrics.notifications_emitted.labels(kind=notification.kind.value).inc()
-        for delivery in deliveries:
-            await delivery
+        if changed:
+            table[key] = encode_alert_states(states)
 
     @topology.app.agent(topology.matcher_input_topic, name="matcher")
     async def matcher(stream: Any) -> None:

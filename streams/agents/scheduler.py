@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pricewatch.contract.records import ScrapeRequest
 from streams import metrics
-from streams.codec import decode_subscriptions
+from streams.codec import decode_alert_states
 from streams.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,9 @@ def register(topology: Topology) -> Any:
     async def schedule_checks() -> None:
         urls: dict[str, str] = {}
         for key, raw in list(table.items()):
-            active = [s for s in decode_subscriptions(raw).values() if s.active]
+            active = [
+                s.subscription for s in decode_alert_states(raw).values() if s.subscription.active
+            ]
             if active:
                 urls[key.decode()] = active[0].url
         metrics.tracked_products.set(len(urls))

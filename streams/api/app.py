@@ -15,16 +15,24 @@ from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from email_validator import EmailNotValidError, validate_email
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pricewatch.contract.records import Subscription
 from pricewatch.contract.topics import SUBSCRIPTIONS
 from pricewatch.ids import canonical_url, partition_for, product_id_for, subscription_id_for
 from pricewatch.kafka import make_producer
 from pricewatch.settings import Settings
-from producers.urlguard import UrlRefused, check_url
+from producers.urlguard import UrlRefused, check_resolved_host, check_url
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,11 @@ class SubscribeRequest(BaseModel):
     email: str = Field(max_length=254)
     url: str = Field(max_length=2048)
     target_price: Decimal | None = Field(default=None, gt=0, max_digits=18, decimal_places=6)
+    drop_percent: Decimal | None = Field(default=None, gt=0, lt=100, decimal_places=2)
+    notify_any_drop: bool = False
+    notify_back_in_stock: bool = False
+    notify_sold_out: bool = False
+    notify_removed: bool = False
 
     @field_validator("email")
     @classmethod
@@ -60,6 +73,22 @@ class SubscribeRequest(BaseModel):
         except UrlRefused as exc:
             raise ValueError(str(exc)) from None
         return canonical_url(value)
+
+    @model_validator(mode="after")
+    def _wants_something(self) -> SubscribeRequest:
+        if not (
+            self.target_price is not None
+            or self.drop_percent is not None
+            or self.notify_any_drop
+            or self.notify_back_in_stock
+            or self.notify_sold_out
+            or self.notify_removed
+        ):
+            raise ValueError(
+                "say what to be told: target_price, drop_percent, notify_any_drop, "
+                "notify_back_in_stock, notify_sold_out or notify_removed"
+            )
+        return self
 
 
 def _problem(status: int, title: str, errors: list[dict[str, Any]] | None = None) -> web.Response:
@@ -87,6 +116,11 @@ async def subscribe(request: web.Request) -> web.Response:
     except ValidationError as exc:
         return _problem(422, "Invalid subscription", _field_errors(exc))
 
+    try:
+        await check_resolved_host(body.url, settings.allowed_private_host_set)
+    except UrlRefused as exc:
+        return _problem(422, "Invalid subscription", [{"field": "url", "message": str(exc)}])
+
     product_id = product_id_for(body.url)
     subscription = Subscription(
         subscription_id=subscription_id_for(body.email, product_id),
@@ -94,26 +128,31 @@ async def subscribe(request: web.Request) -> web.Response:
         product_id=product_id,
         url=body.url,
         target_price=body.target_price,
+        drop_percent=body.drop_percent,
+        notify_any_drop=body.notify_any_drop,
+        notify_back_in_stock=body.notify_back_in_stock,
+        notify_sold_out=body.notify_sold_out,
+        notify_removed=body.notify_removed,
         active=True,
         created_at=datetime.now(UTC),
     )
     producer = request.app[PRODUCER_KEY]
-    await producer.send_and_wait(
-        settings.topic(SUBSCRIPTIONS),
-        key=subscription.subscription_id.encode(),
-        value=subscription.model_dump_json().encode(),
-        # Co-partitioned with the product's observations and events (see Subscription).
-        partition=partition_for(product_id, settings.topic_partitions),
-    )
+    try:
+        await producer.send_and_wait(
+            settings.topic(SUBSCRIPTIONS),
+            key=subscription.subscription_id.encode(),
+            value=subscription.model_dump_json().encode(),
+            # Co-partitioned with the product's observations and events (see Subscription).
+            partition=partition_for(product_id, settings.topic_partitions),
+        )
+    except KafkaError as exc:
+        log.warning("could not publish subscription: %r", exc)
+        return _problem(503, "Subscriptions are unavailable right now; try again shortly")
     log.info("subscription %s for product %s", subscription.subscription_id, product_id)
     return web.json_response(
-        {
-            "subscription_id": subscription.subscription_id,
-            "product_id": product_id,
-            "email": subscription.email,
-            "url": subscription.url,
-            "target_price": None if body.target_price is None else str(body.target_price),
-        },
+        subscription.model_dump(
+            mode="json", exclude={"schema_version", "active", "reference_price"}
+        ),
         status=201,
     )
 

@@ -1,15 +1,16 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from decimal import Decimal
 
 from pricewatch.contract.records import Availability
 from streams.agents.scheduler import CheckPlan
 from streams.codec import (
+    decode_alert_states,
     decode_product_state,
-    decode_subscriptions,
+    encode_alert_states,
     encode_product_state,
-    encode_subscriptions,
 )
 from streams.domain.detector import ProductState
 from tests.factories import at
@@ -32,10 +33,15 @@ def test_product_state_round_trips_exactly() -> None:
     assert decode_product_state(encode_product_state(state)) == state
 
 
-def test_subscriptions_round_trip() -> None:
-    entries = {"s1": entry(), "s2": entry(target=None)}
-    assert decode_subscriptions(encode_subscriptions(entries)) == entries
-    assert decode_subscriptions(None) == {}
+def test_alert_states_round_trip() -> None:
+    states = {
+        "s1": replace(
+            entry(), reference_price=Decimal("99.5"), price_alert_at=at(3), stock_alert_at=at(4)
+        ),
+        "s2": entry(target=None, notify_removed=True),
+    }
+    assert decode_alert_states(encode_alert_states(states)) == states
+    assert decode_alert_states(None) == {}
 
 
 def test_check_plan_checks_new_products_now_and_then_every_interval() -> None:

@@ -12,12 +12,11 @@ from pricewatch.contract.records import (
     EventType,
     Outcome,
     PriceObservation,
-    Subscription,
 )
-from streams.domain.alerts import evaluate
+from streams.domain.alerts import AlertState, evaluate
 from streams.domain.detector import DetectorConfig, ProductState, detect
 from tests.factories import at, error, gone, observation
-from tests.unit.test_alerts import entry
+from tests.unit.test_alerts import RULES, entry
 
 CONFIG = DetectorConfig(removed_confirmations=2)
 TARGET = Decimal("50")
@@ -91,15 +90,15 @@ def test_replaying_any_prefix_adds_no_event(raw: list[Step], data: st.DataObject
 @settings(max_examples=300)
 def test_target_alerts_never_exceed_downward_crossings(raw: list[Step]) -> None:
     observations = build(raw)
-    sub: Subscription = entry(target=str(TARGET))
-    state: ProductState | None = None
+    state: AlertState = entry(target=str(TARGET))
+    product: ProductState | None = None
     alerts = 0
     crossings = 0
     last_price: Decimal | None = None
     for obs in observations:
-        state, events = detect(state, obs, CONFIG, obs.observed_at)
+        product, events = detect(product, obs, CONFIG, obs.observed_at)
         for event in events:
-            notification = evaluate(sub, event, at(0))
+            state, notification = evaluate(state, event, RULES, at(0))
             alerts += notification is not None
         if obs.outcome is Outcome.OK and obs.price is not None:
             if last_price is not None and last_price > TARGET >= obs.price:

@@ -167,3 +167,25 @@ def test_only_web_links_are_linked() -> None:
 )
 def test_format_money(amount: str, currency: str | None, expected: str) -> None:
     assert format_money(Decimal(amount), currency) == expected
+
+
+@pytest.mark.parametrize("kind", list(NotificationKind))
+def test_every_notification_kind_renders_with_its_own_subject(kind: NotificationKind) -> None:
+    message = render(
+        notification(kind=kind, drop_percent=Decimal("20"), reference_price=Decimal("99.5")),
+        SETTINGS,
+    )
+    subjects = {
+        NotificationKind.TARGET_PRICE_REACHED: "Price drop:",
+        NotificationKind.DROP_PERCENT_REACHED: "Price drop:",
+        NotificationKind.PRICE_DROPPED: "Price drop:",
+        NotificationKind.BACK_IN_STOCK: "Back in stock:",
+        NotificationKind.SOLD_OUT: "Sold out:",
+        NotificationKind.REMOVED: "No longer listed:",
+    }
+    assert message["Subject"].startswith(subjects[kind])
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert text is not None and html is not None
+    assert "unsubscribe" in text.get_content()
+    assert "<script>" not in html.get_content()
