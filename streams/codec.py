@@ -30,6 +30,9 @@ def encode_product_state(state: ProductState) -> bytes:
             "gone_count": state.gone_count,
             "error_count": state.error_count,
             "applied_at": state.applied_at.isoformat(),
+            "last_seen_at": _iso(state.last_seen_at),
+            "last_ok_at": _iso(state.last_ok_at),
+            "daily_lows": [[day, str(low)] for day, low in state.daily_lows],
         },
         separators=(",", ":"),
     ).encode()
@@ -48,6 +51,9 @@ def decode_product_state(raw: bytes) -> ProductState:
         gone_count=d["gone_count"],
         error_count=d["error_count"],
         applied_at=datetime.fromisoformat(d["applied_at"]),
+        last_seen_at=_time(d.get("last_seen_at")),
+        last_ok_at=_time(d.get("last_ok_at")),
+        daily_lows=tuple((day, Decimal(low)) for day, low in d.get("daily_lows", ())),
     )
 
 

@@ -1,14 +1,16 @@
-"""The price detector: ``detect(state, observation) -> (new_state, events)``.
+"""The price detector: ``detect(state, observation, config, detected_at) -> (state, events)``.
 
-Pure and deterministic. The state deliberately holds no per-observation timestamp, so an
-observation that changes nothing returns the *same* state object and the agent around it
-pays no table (changelog) write for it; most observations change nothing.
+Pure and deterministic. An observation that changes nothing returns the *same* state
+object, so the agent around it pays no table (changelog) write for it; most observations
+change nothing. To keep it so, the "seen" timestamps in the state (last observation, last
+OK observation) advance only when they are ``config.seen_resolution`` old, and the recent
+low is kept in per-day buckets: an unchanged page costs at most one write per resolution.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from pricewatch.contract.records import (
@@ -28,21 +30,31 @@ NOT_PURCHASABLE = frozenset({Availability.OUT_OF_STOCK, Availability.DISCONTINUE
 class ProductState:
     url: str
     title: str | None
-    price: Decimal | None
+    price: Decimal | None  # last good price
     currency: str | None
     availability: Availability | None
-    lowest_price: Decimal | None
+    lowest_price: Decimal | None  # all-time, in the current currency
     removed: bool
-    gone_count: int
-    error_count: int
+    gone_count: int  # consecutive
+    error_count: int  # consecutive
     # observed_at of the newest observation that changed this state. Older observations
-    # (replays, out-of-order delivery) are ignored; see module docstring.
+    # (replays, out-of-order delivery) are ignored.
     applied_at: datetime
+    last_seen_at: datetime | None = None  # last observation, to seen_resolution
+    last_ok_at: datetime | None = None  # last OK observation, to seen_resolution
+    # (day ordinal, lowest price that day) for the recent window, oldest first.
+    daily_lows: tuple[tuple[int, Decimal], ...] = ()
+
+    @property
+    def recent_lowest_price(self) -> Decimal | None:
+        return min((low for _, low in self.daily_lows), default=None)
 
 
 @dataclass(frozen=True, slots=True)
 class DetectorConfig:
     removed_confirmations: int = 2
+    recent_window_days: int = 30
+    seen_resolution: timedelta = timedelta(hours=1)
 
 
 def _event(
@@ -70,6 +82,29 @@ def _event(
     )
 
 
+def _seen(previous: datetime | None, now: datetime, config: DetectorConfig) -> datetime | None:
+    """Advance a "last seen" time only when it is a resolution old (see module docstring)."""
+    if previous is None or now - previous >= config.seen_resolution:
+        return now
+    return previous
+
+
+def _daily_lows(
+    lows: tuple[tuple[int, Decimal], ...], price: Decimal, at: datetime, config: DetectorConfig
+) -> tuple[tuple[int, Decimal], ...]:
+    day = at.toordinal()
+    kept = [(d, low) for d, low in lows if d > day - config.recent_window_days]
+    if kept and kept[-1][0] == day:
+        if price >= kept[-1][1]:
+            return lows if len(kept) == len(lows) else tuple(kept)
+        kept[-1] = (day, price)
+    elif kept and kept[-1][0] > day:
+        return lows  # an older day arriving late: the window has moved on
+    else:
+        kept.append((day, price))
+    return tuple(kept)
+
+
 def detect(
     state: ProductState | None,
     obs: PriceObservation,
@@ -84,12 +119,17 @@ def detect(
         # A failed fetch says nothing about the product: never a price, stock or removal.
         if state is None:
             return None, []
-        return replace(state, error_count=state.error_count + 1, applied_at=obs.observed_at), []
+        return replace(
+            state,
+            error_count=state.error_count + 1,
+            applied_at=obs.observed_at,
+            last_seen_at=_seen(state.last_seen_at, obs.observed_at, config),
+        ), []
 
     if obs.outcome is Outcome.GONE:
         return _gone(state, obs, config, detected_at)
 
-    return _ok(state, obs, detected_at)
+    return _ok(state, obs, config, detected_at)
 
 
 def _gone(
@@ -100,11 +140,20 @@ def _gone(
 ) -> tuple[ProductState | None, list[PriceEvent]]:
     if state is None:
         return None, []  # never seen alive: nothing to remove, nothing to alert
+    last_seen_at = _seen(state.last_seen_at, obs.observed_at, config)
     if state.removed:
-        return state, []
+        if last_seen_at == state.last_seen_at:
+            return state, []
+        return replace(state, last_seen_at=last_seen_at, applied_at=obs.observed_at), []
     gone_count = state.gone_count + 1
     confirmed = gone_count >= config.removed_confirmations or obs.http_status == 410
-    new = replace(state, gone_count=gone_count, removed=confirmed, applied_at=obs.observed_at)
+    new = replace(
+        state,
+        gone_count=gone_count,
+        removed=confirmed,
+        applied_at=obs.observed_at,
+        last_seen_at=last_seen_at,
+    )
     if not confirmed:
         return new, []
     return new, [_event(EventType.REMOVED, obs, detected_at, state, new)]
@@ -113,9 +162,11 @@ def _gone(
 def _ok(
     state: ProductState | None,
     obs: PriceObservation,
+    config: DetectorConfig,
     detected_at: datetime,
 ) -> tuple[ProductState | None, list[PriceEvent]]:
     availability = obs.availability if obs.availability is not Availability.UNKNOWN else None
+    at = obs.observed_at
     if state is None:
         # First sight of a product: learn it, never alert.
         return (
@@ -129,7 +180,10 @@ def _ok(
                 removed=False,
                 gone_count=0,
                 error_count=0,
-                applied_at=obs.observed_at,
+                applied_at=at,
+                last_seen_at=at,
+                last_ok_at=at,
+                daily_lows=() if obs.price is None else ((at.toordinal(), obs.price),),
             ),
             [],
         )
@@ -141,10 +195,14 @@ def _ok(
         state.currency is not None and currency is not None and currency != state.currency
     )
     lowest = state.lowest_price
-    if price is not None and not currency_changed:
+    daily_lows = state.daily_lows
+    if currency_changed:
+        # Prices in another currency are not comparable: start the lows again.
+        lowest = price
+        daily_lows = () if price is None else ((at.toordinal(), price),)
+    elif price is not None:
         lowest = price if lowest is None else min(lowest, price)
-    elif currency_changed:
-        lowest = price  # prices in another currency are not comparable
+        daily_lows = _daily_lows(state.daily_lows, price, at, config)
 
     new = ProductState(
         url=obs.url,
@@ -156,7 +214,10 @@ def _ok(
         removed=False,
         gone_count=0,
         error_count=0,
-        applied_at=obs.observed_at,
+        applied_at=at,
+        last_seen_at=_seen(state.last_seen_at, at, config),
+        last_ok_at=_seen(state.last_ok_at, at, config),
+        daily_lows=daily_lows,
     )
     if _same(new, state):
         return state, []
@@ -183,13 +244,16 @@ def _ok(
 def _same(a: ProductState, b: ProductState) -> bool:
     """Equal in everything but applied_at: such an observation needs no state write."""
     return (
-        a.url == b.url
-        and a.title == b.title
-        and a.price == b.price
-        and a.currency == b.currency
+        a.price == b.price
         and a.availability == b.availability
+        and a.currency == b.currency
+        and a.title == b.title
+        and a.url == b.url
         and a.lowest_price == b.lowest_price
         and a.removed == b.removed
         and a.gone_count == b.gone_count
         and a.error_count == b.error_count
+        and a.last_seen_at == b.last_seen_at
+        and a.last_ok_at == b.last_ok_at
+        and a.daily_lows == b.daily_lows
     )

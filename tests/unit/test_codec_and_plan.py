@@ -29,6 +29,9 @@ def test_product_state_round_trips_exactly() -> None:
         gone_count=1,
         error_count=3,
         applied_at=at(42),
+        last_seen_at=at(40),
+        last_ok_at=at(30),
+        daily_lows=((739000, Decimal("1.5")), (739001, Decimal("1226.00"))),
     )
     assert decode_product_state(encode_product_state(state)) == state
 

@@ -113,3 +113,34 @@ def test_currency_change_is_not_a_drop() -> None:
 def test_first_observation_gone_or_error_creates_no_state() -> None:
     assert run(gone(0))[0] is None
     assert run(error(0))[0] is None
+
+
+def test_seen_times_advance_at_their_resolution_only() -> None:
+    hour = 3600
+    state, _ = run(observation(0))
+    assert state is not None and state.last_ok_at == at(0) == state.last_seen_at
+    same, _ = detect(state, observation(hour - 1), CONFIG, at(hour))
+    assert same is state  # unchanged page within the hour: no write
+    later, _ = detect(state, observation(hour), CONFIG, at(hour))
+    assert later is not None and later.last_ok_at == at(hour)
+    errored, _ = detect(later, error(3 * hour), CONFIG, at(3 * hour))
+    assert errored is not None
+    assert errored.last_seen_at == at(3 * hour) and errored.last_ok_at == at(hour)
+
+
+def test_recent_low_keeps_the_window_and_the_all_time_low() -> None:
+    day = 86400
+    config = DetectorConfig(recent_window_days=3)
+    state = None
+    for i, price in enumerate(["50", "90", "95", "97", "99"]):
+        state, _ = detect(state, observation(i * day, price=price), config, at(i * day))
+    assert state is not None
+    assert state.lowest_price == Decimal("50")  # all time
+    assert state.recent_lowest_price == Decimal("95")  # days 2..4
+
+
+def test_a_lower_price_later_the_same_day_updates_that_days_low() -> None:
+    state, _ = run(
+        observation(0, price="90"), observation(60, price="80"), observation(120, price="85")
+    )
+    assert state is not None and [low for _, low in state.daily_lows] == [Decimal("80")]
