@@ -9,7 +9,7 @@ from typing import Any
 
 from pricewatch.contract.records import Availability, Subscription
 from streams.domain.alerts import AlertState
-from streams.domain.detector import ProductState
+from streams.domain.detector import DetectedEvent, ProductState
 
 
 def _dec(value: str | None) -> Decimal | None:
@@ -102,3 +102,36 @@ def _str(value: Decimal | None) -> str | None:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
+
+
+def encode_price_event(event: DetectedEvent) -> bytes:
+    """The ``PriceEvent`` wire record (schema_version 1) of a detected event."""
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "event_id": event.event_id,
+            "event_type": event.event_type.value,
+            "product_id": event.product_id,
+            "url": event.url,
+            "title": event.title,
+            "observation_id": event.observation_id,
+            "observed_at": event.observed_at.isoformat(),
+            "detected_at": event.detected_at.isoformat(),
+            "old_price": _money(event.old_price),
+            "new_price": _money(event.new_price),
+            "old_currency": event.old_currency,
+            "new_currency": event.new_currency,
+            "old_availability": _enum(event.old_availability),
+            "new_availability": _enum(event.new_availability),
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _enum(value: Availability | None) -> str | None:
+    return None if value is None else value.value

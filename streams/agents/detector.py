@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from pricewatch.contract.records import PriceObservation
 from streams import metrics
-from streams.codec import decode_product_state, encode_product_state
+from streams.codec import decode_product_state, encode_price_event, encode_product_state
 from streams.deadletters import reject
 from streams.domain.detector import DetectorConfig, detect
 from streams.topology import Topology
@@ -45,7 +45,7 @@ def register(topology: Topology) -> Any:
                 # Queued, not awaited one by one: Faust flushes the producer before it
                 # commits the offsets of the observations, so at-least-once holds.
                 for price_event in price_events:
-                    await events_topic.send(key=key, value=price_event.model_dump_json().encode())
+                    await events_topic.send(key=key, value=encode_price_event(price_event))
             except Exception as exc:  # a bug must not stop the stream: park the message
                 log.exception("detector failed on %s", event.message.offset)
                 await reject(

@@ -20,17 +20,40 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from pricewatch.contract.records import (
     EventType,
     Notification,
     NotificationKind,
-    PriceEvent,
     Subscription,
 )
 from pricewatch.ids import notification_key_for
 
 HUNDRED = Decimal(100)
+
+
+class PriceChange(Protocol):
+    """What the rule reads of an event: a wire ``PriceEvent`` or a ``DetectedEvent``."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def event_type(self) -> EventType: ...
+    @property
+    def product_id(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def observed_at(self) -> datetime: ...
+    @property
+    def old_price(self) -> Decimal | None: ...
+    @property
+    def new_price(self) -> Decimal | None: ...
+    @property
+    def new_currency(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +90,7 @@ def thresholds(state: AlertState) -> list[tuple[NotificationKind, Decimal]]:
 
 
 def _price_alert(
-    state: AlertState, event: PriceEvent, rules: AlertRules
+    state: AlertState, event: PriceChange, rules: AlertRules
 ) -> NotificationKind | None:
     old, new = event.old_price, event.new_price
     if old is None or new is None:
@@ -89,7 +112,7 @@ def _price_alert(
 
 
 def evaluate(
-    state: AlertState, event: PriceEvent, rules: AlertRules, now: datetime
+    state: AlertState, event: PriceChange, rules: AlertRules, now: datetime
 ) -> tuple[AlertState, Notification | None]:
     """Apply one price event to one subscription. ``now`` only stamps created_at."""
     sub = state.subscription

@@ -17,13 +17,36 @@ from pricewatch.contract.records import (
     Availability,
     EventType,
     Outcome,
-    PriceEvent,
     PriceObservation,
 )
 from pricewatch.ids import event_id_for
 
 PURCHASABLE = frozenset({Availability.IN_STOCK, Availability.PREORDER, Availability.BACKORDER})
 NOT_PURCHASABLE = frozenset({Availability.OUT_OF_STOCK, Availability.DISCONTINUED})
+
+
+@dataclass(frozen=True, slots=True)
+class DetectedEvent:
+    """A change the detector saw; the agent publishes it as a ``PriceEvent`` record.
+
+    A plain slotted dataclass because building it is on the hot path (a pydantic record
+    costs ~10x more); ``streams.codec.encode_price_event`` writes the wire form.
+    """
+
+    event_id: str
+    event_type: EventType
+    product_id: str
+    url: str
+    title: str | None
+    observation_id: str
+    observed_at: datetime
+    detected_at: datetime
+    old_price: Decimal | None
+    new_price: Decimal | None
+    old_currency: str | None
+    new_currency: str | None
+    old_availability: Availability | None
+    new_availability: Availability | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +86,8 @@ def _event(
     detected_at: datetime,
     old: ProductState,
     new: ProductState,
-) -> PriceEvent:
-    return PriceEvent(
+) -> DetectedEvent:
+    return DetectedEvent(
         event_id=event_id_for(obs.product_id, kind.value, obs.observation_id),
         event_type=kind,
         product_id=obs.product_id,
@@ -110,7 +133,7 @@ def detect(
     obs: PriceObservation,
     config: DetectorConfig,
     detected_at: datetime,
-) -> tuple[ProductState | None, list[PriceEvent]]:
+) -> tuple[ProductState | None, list[DetectedEvent]]:
     """Apply one observation. Returns the new state (``is state`` when nothing changed)."""
     if state is not None and obs.observed_at <= state.applied_at:
         return state, []  # duplicate or out of order: harmless by construction
@@ -137,7 +160,7 @@ def _gone(
     obs: PriceObservation,
     config: DetectorConfig,
     detected_at: datetime,
-) -> tuple[ProductState | None, list[PriceEvent]]:
+) -> tuple[ProductState | None, list[DetectedEvent]]:
     if state is None:
         return None, []  # never seen alive: nothing to remove, nothing to alert
     last_seen_at = _seen(state.last_seen_at, obs.observed_at, config)
@@ -164,9 +187,11 @@ def _ok(
     obs: PriceObservation,
     config: DetectorConfig,
     detected_at: datetime,
-) -> tuple[ProductState | None, list[PriceEvent]]:
+) -> tuple[ProductState | None, list[DetectedEvent]]:
     availability = obs.availability if obs.availability is not Availability.UNKNOWN else None
     at = obs.observed_at
+    if state is not None and _unchanged(state, obs, availability, config):
+        return state, []
     if state is None:
         # First sight of a product: learn it, never alert.
         return (
@@ -239,6 +264,39 @@ def _ok(
     elif state.availability in NOT_PURCHASABLE and new_availability in PURCHASABLE:
         kinds.append(EventType.BACK_IN_STOCK)
     return new, [_event(kind, obs, detected_at, state, new) for kind in kinds]
+
+
+def _unchanged(
+    state: ProductState,
+    obs: PriceObservation,
+    availability: Availability | None,
+    config: DetectorConfig,
+) -> bool:
+    """The common case, decided without building a new state: the page says what we knew."""
+    at = obs.observed_at
+    return (
+        (obs.price is None or obs.price == state.price)
+        and (availability is None or availability == state.availability)
+        and (obs.currency is None or obs.currency == state.currency)
+        and not state.removed
+        and state.gone_count == 0
+        and state.error_count == 0
+        and (obs.title is None or obs.title == state.title)
+        and obs.url == state.url
+        and state.last_ok_at is not None
+        and at - state.last_ok_at < config.seen_resolution
+        and state.last_seen_at is not None
+        and at - state.last_seen_at < config.seen_resolution
+        and (
+            obs.price is None
+            or (
+                bool(state.daily_lows)
+                and state.daily_lows[-1][0] == at.toordinal()
+                and obs.price >= state.daily_lows[-1][1]
+                and state.daily_lows[0][0] > at.toordinal() - config.recent_window_days
+            )
+        )
+    )
 
 
 def _same(a: ProductState, b: ProductState) -> bool:

@@ -66,3 +66,31 @@ def test_ids_are_deterministic_and_canonical() -> None:
     partitions = list(range(6))
     for key in ("abc", "product-1", product_id_for("https://a.example/x")):
         assert partition_for(key, 6) == DefaultPartitioner()(key.encode(), partitions, partitions)
+
+
+def test_detected_events_are_written_as_valid_price_event_records() -> None:
+    from pricewatch.contract.records import Availability, PriceEvent
+    from pricewatch.contract.topics import PRICE_EVENTS
+    from streams.codec import encode_price_event
+    from streams.domain.detector import DetectorConfig, detect
+
+    state, _ = detect(None, observation(0, price="1226.00"), DetectorConfig(), datetime.now(UTC))
+    _, events = detect(
+        state,
+        observation(60, price="999.5", availability=Availability.OUT_OF_STOCK),
+        DetectorConfig(),
+        datetime.now(UTC),
+    )
+    assert len(events) == 3  # drop, new lowest, sold out
+    for event in events:
+        wire = encode_price_event(event)
+        jsonschema.validate(json.loads(wire), schema_for(PRICE_EVENTS))
+        record = PriceEvent.model_validate_json(wire)
+        assert record.model_dump() == {
+            "schema_version": 1,
+            **{
+                name: getattr(event, name)
+                for name in PriceEvent.model_fields
+                if name != "schema_version"
+            },
+        }
