@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Protocol
 
 from pricewatch.contract.records import DeadLetter
 
@@ -40,4 +41,29 @@ def dead_letter(
         value=_text(value, MAX_VALUE_CHARS),
         value_bytes=raw_len,
         dead_lettered_at=datetime.now(UTC),
+    )
+
+
+class SourceRecord(Protocol):
+    """A consumed Kafka record (aiokafka's ConsumerRecord has these)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def dead_letter_for_record(
+    record: SourceRecord, *, stage: str, reason: str, error: str
+) -> DeadLetter:
+    return dead_letter(
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        stage=stage,
+        reason=reason,
+        error=error,
+        key=record.key,
+        value=record.value,
     )

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from pricewatch.contract.records import Outcome, PriceObservation, ScrapeRequest
 from pricewatch.contract.topics import DEAD_LETTERS, PRICE_OBSERVATIONS, SCRAPE_REQUESTS
-from pricewatch.deadletter import dead_letter
+from pricewatch.deadletter import dead_letter_for_record
 from pricewatch.kafka import make_producer
 from pricewatch.settings import Settings
 from producers.fetch import FetchResult, PageFetcher
@@ -146,16 +146,7 @@ def _parse(record: ConsumerRecord) -> ScrapeRequest | str:
 async def _dead_letter(
     settings: Settings, producer: AIOKafkaProducer, record: ConsumerRecord, error: str
 ) -> asyncio.Future[object]:
-    letter = dead_letter(
-        source_topic=record.topic,
-        source_partition=record.partition,
-        source_offset=record.offset,
-        stage=STAGE,
-        reason="invalid_record",
-        error=error,
-        key=record.key,
-        value=record.value,
-    )
+    letter = dead_letter_for_record(record, stage=STAGE, reason="invalid_record", error=error)
     log.warning(
         "dead-lettering %s[%d]@%d: invalid_record", record.topic, record.partition, record.offset
     )

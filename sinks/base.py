@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
 
 from pricewatch.contract.topics import DEAD_LETTERS, TopicSpec
-from pricewatch.deadletter import dead_letter
+from pricewatch.deadletter import dead_letter_for_record
 from pricewatch.kafka import make_producer
 from pricewatch.settings import Settings
 
@@ -172,16 +172,7 @@ async def _send_dead_letters(
     topic = settings.topic(DEAD_LETTERS)
     sends = []
     for record, error in rejected:
-        letter = dead_letter(
-            source_topic=record.topic,
-            source_partition=record.partition,
-            source_offset=record.offset,
-            stage=role,
-            reason="invalid_record",
-            error=error,
-            key=record.key,
-            value=record.value,
-        )
+        letter = dead_letter_for_record(record, stage=role, reason="invalid_record", error=error)
         sends.append(
             await producer.send(
                 topic, key=record.topic.encode(), value=letter.model_dump_json().encode()
