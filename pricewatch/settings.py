@@ -75,6 +75,10 @@ class Settings(BaseSettings):
         "loopback/private addresses (the demo shop, tests).",
     )
 
+    detector_cache_entries: int = Field(
+        default=200_000, ge=0, description="Decoded product states a worker keeps in memory."
+    )
+
     # --- Alerts ------------------------------------------------------------------
     removed_confirmations: int = Field(
         default=2, ge=1, description="Consecutive 404s before a product is removed (410: one)."

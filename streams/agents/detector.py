@@ -1,62 +1,116 @@
-"""The detector agent: observations in, product state in a table, price events out."""
+"""The detector agent: observations in, product state in a table, price events out.
+
+Batched (see ``streams.batching``): per batch, detect in memory, publish the events, wait
+for their delivery, then write the changed states. Decoded states are kept in memory for
+this worker's partitions and forgotten at every rebalance, so most observations cost no
+table read either.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from pricewatch.contract.records import PriceObservation
+from pricewatch.contract.records import Outcome, PriceObservation
 from streams import metrics
+from streams.batching import BATCH_MAX, BATCH_WITHIN_SECONDS, processing
 from streams.codec import decode_product_state, encode_price_event, encode_product_state
 from streams.deadletters import reject
-from streams.domain.detector import DetectorConfig, detect
+from streams.domain.detector import DetectorConfig, ProductState, detect
 from streams.topology import Topology
 
 log = logging.getLogger(__name__)
 STAGE = "detector"
 
 
+class StateCache:
+    """Decoded product states of this worker's partitions, bounded in size."""
+
+    def __init__(self, table: Any, max_entries: int) -> None:
+        self.table = table
+        self.max_entries = max_entries
+        self.states: dict[bytes, ProductState | None] = {}
+
+    def get(self, key: bytes) -> ProductState | None:
+        try:
+            return self.states[key]
+        except KeyError:
+            raw = self.table.get(key)
+            state = None if raw is None else decode_product_state(raw)
+            self.put(key, state)
+            return state
+
+    def put(self, key: bytes, state: ProductState | None) -> None:
+        if len(self.states) >= self.max_entries and key not in self.states:
+            del self.states[next(iter(self.states))]  # oldest first: cheap, good enough
+        self.states[key] = state
+
+    def clear(self, *args: Any, **kwargs: Any) -> None:
+        # Partitions moved: another worker may have changed what we remembered.
+        self.states.clear()
+
+
 def register(topology: Topology) -> Any:
-    config = DetectorConfig(removed_confirmations=topology.settings.removed_confirmations)
+    settings = topology.settings
+    config = DetectorConfig(removed_confirmations=settings.removed_confirmations)
     table = topology.product_state_table
     events_topic = topology.price_events_topic
+    cache = StateCache(table, settings.detector_cache_entries)
+    topology.app.on_partitions_revoked.connect(cache.clear)
+    topology.app.on_partitions_assigned.connect(cache.clear)
+    processed = {
+        outcome: metrics.observations_processed.labels(outcome=outcome.value) for outcome in Outcome
+    }
 
     @topology.app.agent(topology.price_observations_topic, name="detector")
     async def detector(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                observation = PriceObservation.model_validate_json(event.value or b"")
-            except ValidationError as exc:
-                await reject(topology, event, stage=STAGE, reason="invalid_record", error=str(exc))
-                continue
-            try:
-                key = observation.product_id.encode()
-                raw_state = table.get(key)
-                state = None if raw_state is None else decode_product_state(raw_state)
-                new_state, price_events = detect(
-                    state, observation, config, detected_at=datetime.now(UTC)
-                )
-                if new_state is not None and new_state is not state:
+        async for events in stream.take_events(BATCH_MAX, BATCH_WITHIN_SECONDS):
+            changed: dict[bytes, tuple[Any, ProductState]] = {}
+            deliveries: list[Any] = []
+            observed_at_of_events: list[datetime] = []
+            now = datetime.now(UTC)
+            for event in events:
+                try:
+                    observation = PriceObservation.model_validate_json(event.value or b"")
+                except ValidationError as exc:
+                    await reject(
+                        topology, event, stage=STAGE, reason="invalid_record", error=str(exc)
+                    )
+                    continue
+                try:
+                    key = observation.product_id.encode()
+                    pending = changed.get(key)
+                    state = pending[1] if pending is not None else cache.get(key)
+                    new_state, price_events = detect(state, observation, config, now)
+                    if new_state is not None and new_state is not state:
+                        changed[key] = (event, new_state)
+                    for price_event in price_events:
+                        deliveries.append(
+                            await events_topic.send(key=key, value=encode_price_event(price_event))
+                        )
+                        metrics.events_emitted.labels(event_type=price_event.event_type.value).inc()
+                except Exception as exc:  # a bug must not stop the stream: park the message
+                    log.exception("detector failed on offset %s", event.message.offset)
+                    await reject(
+                        topology, event, stage=STAGE, reason="processing_error", error=repr(exc)
+                    )
+                    continue
+                processed[observation.outcome].inc()
+                if price_events:
+                    observed_at_of_events.append(observation.observed_at)
+            if deliveries:
+                await asyncio.gather(*deliveries)  # the broker has the events ...
+                published_at = datetime.now(UTC)
+                for observed_at in observed_at_of_events:
+                    metrics.detection_latency.observe((published_at - observed_at).total_seconds())
+            for key, (event, new_state) in changed.items():  # ... so the state may move on
+                with processing(event):
                     table[key] = encode_product_state(new_state)
-                    metrics.state_writes.inc()
-                # Queued, not awaited one by one: Faust flushes the producer before it
-                # commits the offsets of the observations, so at-least-once holds.
-                for price_event in price_events:
-                    await events_topic.send(key=key, value=encode_price_event(price_event))
-            except Exception as exc:  # a bug must not stop the stream: park the message
-                log.exception("detector failed on %s", event.message.offset)
-                await reject(
-                    topology, event, stage=STAGE, reason="processing_error", error=repr(exc)
-                )
-                continue
-            metrics.observations_processed.labels(outcome=observation.outcome.value).inc()
-            for e in price_events:
-                metrics.events_emitted.labels(event_type=e.event_type.value).inc()
-            if price_events:
-                latency = (datetime.now(UTC) - observation.observed_at).total_seconds()
-                metrics.detection_latency.observe(latency)
+                cache.put(key, new_state)
+            metrics.state_writes.inc(len(changed))
 
     return detector

@@ -1,10 +1,15 @@
 """The matcher agent: keeps each product's subscriptions with their alert state and turns
 price events into notifications. It is the only writer of ``product_subscriptions_table``.
 Subscriptions and price events of a product arrive on the same partition number, and so
-does the product's detector state, which this agent reads for the reference price."""
+does the product's detector state, which this agent reads for the reference price.
+
+Batched like the detector (see ``streams.batching``): notifications are delivered before
+the alert states that record them are written.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -15,13 +20,95 @@ from pydantic import ValidationError
 from pricewatch.contract.records import PriceEvent, Subscription
 from pricewatch.contract.topics import SUBSCRIPTIONS
 from streams import metrics
+from streams.batching import BATCH_MAX, BATCH_WITHIN_SECONDS, processing
 from streams.codec import decode_alert_states, decode_product_state, encode_alert_states
 from streams.deadletters import reject
-from streams.domain.alerts import AlertRules, evaluate, new_alert_state
+from streams.domain.alerts import AlertRules, AlertState, evaluate, new_alert_state
 from streams.topology import Topology
 
 log = logging.getLogger(__name__)
 STAGE = "matcher"
+
+States = dict[str, AlertState]
+
+
+class MatchBatch:
+    """One batch of matcher input: alert states changed so far and notifications sent."""
+
+    def __init__(self, topology: Topology, rules: AlertRules) -> None:
+        self.topology = topology
+        self.rules = rules
+        self.table = topology.product_subscriptions_table
+        # product key -> (the last event that changed it, its states; None = delete)
+        self.changed: dict[bytes, tuple[Any, States | None]] = {}
+        self.deliveries: list[Any] = []
+
+    def states_of(self, key: bytes) -> States:
+        pending = self.changed.get(key)
+        if pending is not None:
+            return dict(pending[1] or {})
+        return decode_alert_states(self.table.get(key))
+
+    def apply_subscription(self, event: Any, subscription: Subscription) -> None:
+        key = subscription.product_id.encode()
+        states = self.states_of(key)
+        old = states.get(subscription.subscription_id)
+        if old is not None and old.subscription == subscription:
+            return  # a replay: no table write
+        if old is None:
+            raw = self.topology.product_state_table.get(key)
+            known = None if raw is None else decode_product_state(raw).price
+            states[subscription.subscription_id] = new_alert_state(subscription, known)
+        else:
+            states[subscription.subscription_id] = replace(old, subscription=subscription)
+        self.changed[key] = (event, states)
+
+    def delete_subscription(self, event: Any, subscription_id: str) -> None:
+        # A tombstone carries only the key: find the product that holds it.
+        stored = [k for k, _ in self.table.items() if k not in self.changed]
+        for key in [*self.changed, *stored]:
+            states = self.states_of(key)
+            if states.pop(subscription_id, None) is not None:
+                self.changed[key] = (event, states or None)
+                return
+
+    async def apply_event(self, event: Any) -> None:
+        key: bytes = event.key or b""
+        if key not in self.changed and self.table.get(key) is None:
+            return  # nobody watches this product: skip even parsing it
+        price_event = PriceEvent.model_validate_json(event.value or b"")
+        key = price_event.product_id.encode()
+        states = self.states_of(key)
+        if not states:
+            return
+        now = datetime.now(UTC)
+        any_change = False
+        for sub_id, state in states.items():
+            new_state, notification = evaluate(state, price_event, self.rules, now)
+            if new_state != state:
+                states[sub_id] = new_state
+                any_change = True
+            if notification is None:
+                continue
+            self.deliveries.append(
+                await self.topology.notifications_topic.send(
+                    key=notification.idempotency_key.encode(),
+                    value=notification.model_dump_json().encode(),
+                )
+            )
+            metrics.notifications_emitted.labels(kind=notification.kind.value).inc()
+        if any_change:
+            self.changed[key] = (event, states)
+
+    async def finish(self) -> None:
+        if self.deliveries:
+            await asyncio.gather(*self.deliveries)  # the broker has the notifications ...
+        for key, (event, states) in self.changed.items():  # ... so the state may move on
+            with processing(event):
+                if states:
+                    self.table[key] = encode_alert_states(states)
+                elif key in self.table:
+                    del self.table[key]
 
 
 def register(topology: Topology) -> Any:
@@ -30,75 +117,30 @@ def register(topology: Topology) -> Any:
         cooldown=timedelta(seconds=settings.alert_cooldown_seconds),
         stock_flap_window=timedelta(seconds=settings.stock_flap_window_seconds),
     )
-    table = topology.product_subscriptions_table
-    product_state_table = topology.product_state_table
     subscriptions_topic_name = settings.topic(SUBSCRIPTIONS)
-    notifications_topic = topology.notifications_topic
-
-    def apply_subscription(subscription: Subscription) -> None:
-        key = subscription.product_id.encode()
-        states = decode_alert_states(table.get(key))
-        old = states.get(subscription.subscription_id)
-        if old is not None and old.subscription == subscription:
-            return  # a replay: no table write
-        if old is None:
-            raw_product = product_state_table.get(key)
-            known_price = None if raw_product is None else decode_product_state(raw_product).price
-            states[subscription.subscription_id] = new_alert_state(subscription, known_price)
-        else:
-            states[subscription.subscription_id] = replace(old, subscription=subscription)
-        table[key] = encode_alert_states(states)
-
-    def delete_subscription(subscription_id: str) -> None:
-        # A tombstone carries only the key: find the product that holds it.
-        for product_key, raw in list(table.items()):
-            states = decode_alert_states(raw)
-            if states.pop(subscription_id, None) is not None:
-                if states:
-                    table[product_key] = encode_alert_states(states)
-                else:
-                    del table[product_key]
-                return
-
-    async def apply_event(price_event: PriceEvent) -> None:
-        key = price_event.product_id.encode()
-        states = decode_alert_states(table.get(key))
-        if not states:
-            return
-        now = datetime.now(UTC)
-        changed = False
-        for sub_id, state in states.items():
-            new_state, notification = evaluate(state, price_event, rules, now)
-            if new_state != state:
-                states[sub_id] = new_state
-                changed = True
-            if notification is None:
-                continue
-            # Not awaited: Faust flushes the producer before committing the event's offset.
-            await notifications_topic.send(
-                key=notification.idempotency_key.encode(),
-                value=notification.model_dump_json().encode(),
-            )
-            metrics.notifications_emitted.labels(kind=notification.kind.value).inc()
-        if changed:
-            table[key] = encode_alert_states(states)
 
     @topology.app.agent(topology.matcher_input_topic, name="matcher")
     async def matcher(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                if event.message.topic != subscriptions_topic_name:
-                    await apply_event(PriceEvent.model_validate_json(event.value or b""))
-                elif event.value:
-                    apply_subscription(Subscription.model_validate_json(event.value))
-                else:
-                    delete_subscription((event.key or b"").decode())
-            except ValidationError as exc:
-                await reject(topology, event, stage=STAGE, reason="invalid_record", error=str(exc))
-            except Exception as exc:  # a bug must not stop the stream: park the message
-                log.exception("matcher failed on %s", event.message.offset)
-                await reject(
-                    topology, event, stage=STAGE, reason="processing_error", error=repr(exc)
-                )
+        async for events in stream.take_events(BATCH_MAX, BATCH_WITHIN_SECONDS):
+            batch = MatchBatch(topology, rules)
+            for event in events:
+                try:
+                    if event.message.topic != subscriptions_topic_name:
+                        await batch.apply_event(event)
+                    elif event.value:
+                        subscription = Subscription.model_validate_json(event.value)
+                        batch.apply_subscription(event, subscription)
+                    else:
+                        batch.delete_subscription(event, (event.key or b"").decode())
+                except ValidationError as exc:
+                    await reject(
+                        topology, event, stage=STAGE, reason="invalid_record", error=str(exc)
+                    )
+                except Exception as exc:  # a bug must not stop the stream: park the message
+                    log.exception("matcher failed on offset %s", event.message.offset)
+                    await reject(
+                        topology, event, stage=STAGE, reason="processing_error", error=repr(exc)
+                    )
+            await batch.finish()
 
     return matcher
