@@ -1,0 +1,186 @@
+"""``python -m bench [BENCHMARK ...] [options]``: run benchmarks, print a table, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import detector_agent, detector_pure
+from .report import RESULTS_DIR, BenchResult, format_table, machine_info, write_json
+
+BENCHMARKS = ("detector_pure", "detector_agent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Pricewatch benchmarks. Each one measures a candidate and a naive "
+        "baseline in the same run and prints their ratio. See bench/README.md.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "benchmarks",
+        nargs="*",
+        default=[],
+        metavar="BENCHMARK",
+        help=f"which to run, any of: {', '.join(BENCHMARKS)} (default: all)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes (a smoke run of the harness; figures are noisy)",
+    )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+
+    pure = parser.add_argument_group("detector_pure")
+    pure.add_argument("--pure-products", type=int, default=10_000)
+    pure.add_argument("--pure-observations", type=int, default=500_000)
+    pure.add_argument("--pure-repeats", type=int, default=5)
+    pure.add_argument("--pure-baseline-repeats", type=int, default=3)
+
+    agent = parser.add_argument_group("detector_agent")
+    agent.add_argument("--agent-observations", type=int, default=100_000)
+    agent.add_argument("--agent-products", type=int, default=10_000)
+    agent.add_argument(
+        "--agent-streams",
+        nargs="+",
+        choices=detector_agent.STREAMS,
+        default=list(detector_agent.STREAMS),
+    )
+    agent.add_argument(
+        "--agent-repeats", type=int, default=1, help="worker runs per stream and variant"
+    )
+    agent.add_argument("--partitions", type=int, default=4)
+    agent.add_argument(
+        "--poll-interval", type=float, default=0.2, help="seconds between /metrics polls"
+    )
+    agent.add_argument(
+        "--profile",
+        action="store_true",
+        help="attach py-spy to each worker while it processes (bench/results/profile-*.txt)",
+    )
+    agent.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the two no-op agent runs that measure Faust's own per-event ceiling",
+    )
+    agent.add_argument(
+        "--bootstrap-servers",
+        default=None,
+        help="use this Kafka cluster instead of starting the embedded tansu broker",
+    )
+    return parser
+
+
+def _print_extra(result: BenchResult) -> None:
+    costs = result.extra.get("cost_model_us")
+    if costs:
+        print(f"\n{result.name}: cost model (best us per call)")
+        for name, us in costs.items():
+            print(f"  {name:<40} {us:7.2f}")
+    for run in result.extra.get("runs", []):
+        print(
+            f"\n{result.name}: {run['stream']}/{run['variant']}: {run['rate']:,.0f} obs/s, "
+            f"start-up {run['startup_seconds']:.1f} s, processing "
+            f"{run['processing_seconds']:.1f} s, worker CPU "
+            f"{_pct(run['worker_cpu_percent'])}, broker CPU {_pct(run['broker_cpu_percent'])}"
+        )
+        profile = run.get("profile")
+        if profile and "self_top" in profile:
+            print(f"  py-spy (GIL-holding samples, self %) from {profile['file']}:")
+            for name, pct in profile["self_top"][:12]:
+                print(f"    {pct:5.1f}  {name}")
+    ceiling = result.extra.get("faust_ceiling_obs_per_second")
+    if ceiling:
+        cells = ", ".join(
+            f"{variant} {'n/a' if rate is None else f'{rate:,.0f}'} obs/s"
+            for variant, rate in ceiling.items()
+        )
+        print(
+            f"\n{result.name}: Faust's ceiling, an agent that only counts (same app and "
+            f"broker): {cells}. No agent on Faust's stream goes faster in one worker."
+        )
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}%"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.benchmarks) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {BENCHMARKS}")
+    selected = [name for name in BENCHMARKS if name in args.benchmarks] or list(BENCHMARKS)
+    machine = machine_info()
+    print(
+        f"machine: {machine['cpu_model']}, {machine['cores']} cores "
+        f"({machine['usable_cores']} usable), Python {machine['python']}, "
+        f"commit {machine['git_commit']}",
+        flush=True,
+    )
+    load = machine["load_average_1_5_15"]
+    if load and load[0] > 0.5:
+        print(
+            f"warning: load average {load[0]:.2f} before starting: other processes compete "
+            "for the cores and will lower the figures",
+            flush=True,
+        )
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    results: list[BenchResult] = []
+    started = time.perf_counter()
+    for name in selected:
+        if name == "detector_pure":
+            result = detector_pure.run(
+                products=1_000 if args.quick else args.pure_products,
+                observations=50_000 if args.quick else args.pure_observations,
+                repeats=2 if args.quick else args.pure_repeats,
+                baseline_repeats=1 if args.quick else args.pure_baseline_repeats,
+                log=log,
+            )
+        else:
+            result = detector_agent.run(
+                observations=5_000 if args.quick else args.agent_observations,
+                products=500 if args.quick else args.agent_products,
+                streams=tuple(args.agent_streams),
+                repeats=args.agent_repeats,
+                partitions=args.partitions,
+                poll_interval=args.poll_interval,
+                profile=args.profile,
+                ceiling=not args.no_ceiling,
+                bootstrap_servers=args.bootstrap_servers,
+                results_dir=args.results_dir,
+                log=log,
+            )
+        path = write_json(result, machine, args.results_dir)
+        log(f"[{name}] done in {result.elapsed_seconds:.0f} s -> {path}")
+        results.append(result)
+
+    for result in results:
+        _print_extra(result)
+    print()
+    print(format_table(results))
+    print(
+        "\nratio = candidate median / baseline median (same run); "
+        f"total {time.perf_counter() - started:.0f} s"
+    )
+    incomplete = [
+        row.case
+        for result in results
+        for row in result.rows
+        if not row.candidate.samples or not row.baseline.samples
+    ]
+    if incomplete:
+        print(f"INCOMPLETE (a worker timed out or died): {', '.join(incomplete)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
