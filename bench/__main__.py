@@ -7,10 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import detector_agent, detector_pure
+from . import detector_agent, detector_pure, postgres_sink
 from .report import RESULTS_DIR, BenchResult, format_table, machine_info, write_json
 
-BENCHMARKS = ("detector_pure", "detector_agent")
+BENCHMARKS = ("detector_pure", "detector_agent", "postgres_sink")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="use this Kafka cluster instead of starting the embedded tansu broker",
     )
+
+    pg = parser.add_argument_group(
+        "postgres_sink",
+        "server: PRICEWATCH_BENCH_DATABASE_URL, else postgresql://postgres@127.0.0.1:5432/postgres "
+        "(a throwaway database is created on it and dropped)",
+    )
+    pg.add_argument("--pg-products", type=int, default=10_000)
+    pg.add_argument("--pg-observations", type=int, default=200_000)
+    pg.add_argument("--pg-batch-size", type=int, default=500, help="the sink's max_batch")
+    pg.add_argument("--pg-repeats", type=int, default=3)
+    pg.add_argument(
+        "--pg-baseline-observations",
+        type=int,
+        default=20_000,
+        help="the baseline writes the first this many observations (a commit each)",
+    )
+    pg.add_argument("--pg-baseline-repeats", type=int, default=1)
     return parser
 
 
@@ -142,6 +159,16 @@ def main(argv: list[str] | None = None) -> int:
                 observations=50_000 if args.quick else args.pure_observations,
                 repeats=2 if args.quick else args.pure_repeats,
                 baseline_repeats=1 if args.quick else args.pure_baseline_repeats,
+                log=log,
+            )
+        elif name == "postgres_sink":
+            result = postgres_sink.run(
+                products=1_000 if args.quick else args.pg_products,
+                observations=20_000 if args.quick else args.pg_observations,
+                batch_size=args.pg_batch_size,
+                repeats=2 if args.quick else args.pg_repeats,
+                baseline_observations=2_000 if args.quick else args.pg_baseline_observations,
+                baseline_repeats=args.pg_baseline_repeats,
                 log=log,
             )
         else:

@@ -4,7 +4,8 @@ Per batch: fetch, parse (bad records go to the dead-letter topic), write the goo
 only then commit the offsets. A failing write is retried, same batch, with capped exponential
 backoff until it succeeds or the process is asked to stop: a database outage pauses the sink,
 it never skips records. Redelivery after a crash or rebalance is normal, so every sink's
-``write`` must be idempotent.
+``write`` must be idempotent. A sink that needs to know where each record came from (topic,
+partition, offset) implements ``write_records`` instead, and receives (record, parsed) pairs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -67,6 +68,21 @@ class BatchSink(Protocol[R]):
 
     async def write(self, batch: list[R]) -> None:
         """Write every record or raise; a raise means the same batch comes again."""
+        ...
+
+
+Consumed: TypeAlias = tuple[ConsumerRecord[bytes, bytes], R]
+
+
+@runtime_checkable
+class RecordBatchSink(Protocol[R]):
+    """A sink that needs each record's origin. Used instead of ``write`` when a sink has it."""
+
+    async def write_records(self, batch: list[Consumed[R]]) -> None:
+        """Write every (record, parsed) pair or raise; a raise means the same batch comes again.
+
+        The pairs of one partition are in offset order.
+        """
         ...
 
 
@@ -148,16 +164,23 @@ async def retry_until_done(
 def _parse_batch(
     fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
     parse: Callable[[bytes], R],
-) -> tuple[list[R], list[tuple[ConsumerRecord[bytes, bytes], str]]]:
-    good: list[R] = []
+    parse_tombstone: Callable[[bytes | None], R] | None = None,
+) -> tuple[list[Consumed[R]], list[tuple[ConsumerRecord[bytes, bytes], str]]]:
+    good: list[Consumed[R]] = []
     rejected: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
     for records in fetched.values():
         for record in records:
             if record.value is None:
-                rejected.append((record, "null value (tombstone) on a topic without deletes"))
+                if parse_tombstone is None:
+                    rejected.append((record, "null value (tombstone) on a topic without deletes"))
+                    continue
+                try:
+                    good.append((record, parse_tombstone(record.key)))
+                except ValueError as exc:
+                    rejected.append((record, str(exc)))
                 continue
             try:
-                good.append(parse(record.value))
+                good.append((record, parse(record.value)))
             except ValueError as exc:  # pydantic's ValidationError is a ValueError
                 rejected.append((record, str(exc)))
     return good, rejected
@@ -214,12 +237,18 @@ async def run_batch_consumer(
     role: str,
     topic_spec: TopicSpec,
     parse: Callable[[bytes], R],
-    sink: BatchSink[R],
+    sink: BatchSink[R] | RecordBatchSink[R],
     stop: asyncio.Event,
     max_batch: int = 500,
     max_wait_ms: int = 200,
+    parse_tombstone: Callable[[bytes | None], R] | None = None,
 ) -> None:
-    """Consume ``topic_spec`` in group ``settings.group(role)`` into ``sink`` until ``stop``."""
+    """Consume ``topic_spec`` in group ``settings.group(role)`` into ``sink`` until ``stop``.
+
+    A record with a null value (a tombstone on a compacted topic) becomes
+    ``parse_tombstone(key)`` when that is given, else a dead letter. The records of one
+    partition reach the sink in offset order.
+    """
     topic = settings.topic(topic_spec)
     consumer = AIOKafkaConsumer(
         topic,
@@ -241,7 +270,7 @@ async def run_batch_consumer(
                 fetched = await consumer.getmany(timeout_ms=max_wait_ms, max_records=max_batch)
                 if not fetched:
                     continue
-                good, rejected = _parse_batch(fetched, parse)
+                good, rejected = _parse_batch(fetched, parse, parse_tombstone)
                 if rejected and not await retry_until_done(
                     partial(_send_dead_letters, producer, settings, role, rejected),
                     role=role,
@@ -259,13 +288,22 @@ async def run_batch_consumer(
         log.info("%s: stopped", role)
 
 
-async def _write(sink: BatchSink[R], batch: list[R], *, role: str, stop: asyncio.Event) -> bool:
+async def _write(
+    sink: BatchSink[R] | RecordBatchSink[R],
+    batch: list[Consumed[R]],
+    *,
+    role: str,
+    stop: asyncio.Event,
+) -> bool:
     flush_seconds = 0.0
 
     async def timed_write() -> None:
         nonlocal flush_seconds
         began = time.monotonic()
-        await sink.write(batch)
+        if isinstance(sink, RecordBatchSink):
+            await sink.write_records(batch)
+        else:
+            await sink.write([parsed for _, parsed in batch])
         flush_seconds = time.monotonic() - began
 
     written = await retry_until_done(

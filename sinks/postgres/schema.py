@@ -10,10 +10,12 @@ from __future__ import annotations
 from sqlalchemy import (
     CHAR,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     Numeric,
@@ -22,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 # Deterministic constraint names, so later migrations can refer to them by name.
 NAMING_CONVENTION = {
@@ -46,6 +49,22 @@ def _one_of(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+# A shop Pricewatch knows how to read. Products link to theirs by URL host (lower-cased,
+# exactly: "www.shop.example" and "shop.example" are two hosts).
+websites = Table(
+    "websites",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("host", Text, nullable=False, unique=True),
+    Column("base_url", Text, nullable=False),
+    Column("adapter_config", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("default_check_interval_seconds", Integer, nullable=False, server_default=text("300")),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    CheckConstraint("default_check_interval_seconds > 0", name="check_interval_positive"),
+)
+
 products = Table(
     "products",
     metadata,
@@ -62,7 +81,10 @@ products = Table(
     Column("last_ok_at", TIMESTAMPTZ),  # observed_at of the newest ok observation
     Column("last_error", Text),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    # Filled by the price sink from the URL's host when that website exists (revision 0002).
+    Column("website_id", BigInteger, ForeignKey("websites.id", ondelete="SET NULL")),
     CheckConstraint(_one_of("status", PRODUCT_STATUSES), name="status"),
+    Index("ix_products_website_id", "website_id"),
 )
 
 # One row per change of (price, currency, availability), not per observation.
@@ -104,4 +126,73 @@ notifications = Table(
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
     Column("sent_at", TIMESTAMPTZ),
     CheckConstraint(_one_of("status", NOTIFICATION_STATUSES), name="status"),
+    # Dashboards: emails sent per interval; a subscription's notifications.
+    Index("ix_notifications_sent_at", "sent_at"),
+    Index("ix_notifications_subscription_id", "subscription_id"),
 )
+
+# One row per email address. The subscriptions sink creates them (email lower-cased); the
+# other columns belong to whatever verifies addresses and handles unsubscribes.
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("email", Text, nullable=False, unique=True),
+    Column("display_name", Text),
+    Column("verified_at", TIMESTAMPTZ),
+    Column("unsubscribe_token_hash", Text),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    CheckConstraint("email = lower(email)", name="email_lower_case"),
+)
+
+# The current state of the compacted ``subscriptions`` topic. No foreign key to products:
+# a subscription usually arrives before the product's first observation has been written
+# (and a product row is written by another process). created_at is the oldest record's
+# created_at seen for the subscription, updated_at the one whose values the row holds: a
+# record older than updated_at changes nothing.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("subscription_id", Text, primary_key=True),
+    Column("user_id", BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("product_id", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("target_price", MONEY),
+    Column("drop_percent", Numeric(5, 2, asdecimal=True)),
+    Column("reference_price", MONEY),
+    Column("notify_any_drop", Boolean, nullable=False),
+    Column("notify_back_in_stock", Boolean, nullable=False),
+    Column("notify_sold_out", Boolean, nullable=False),
+    Column("notify_removed", Boolean, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False),
+    Column("updated_at", TIMESTAMPTZ, nullable=False),
+    Index("ix_subscriptions_user_id", "user_id"),
+    Index("ix_subscriptions_product_id", "product_id"),
+)
+
+# Every event the detector emitted (topic ``price-events``), keyed by its deterministic id.
+# No foreign key to products, for the same reason as subscriptions.
+price_events = Table(
+    "price_events",
+    metadata,
+    Column("event_id", Text, primary_key=True),
+    Column("event_type", Text, nullable=False),
+    Column("product_id", Text, nullable=False),
+    Column("observation_id", Text, nullable=False),
+    Column("observed_at", TIMESTAMPTZ, nullable=False),
+    Column("detected_at", TIMESTAMPTZ, nullable=False),
+    Column("old_price", MONEY),
+    Column("new_price", MONEY),
+    Column("old_currency", CHAR(3)),
+    Column("new_currency", CHAR(3)),
+    Column("old_availability", Text),
+    Column("new_availability", Text),
+)
+# A product's events, newest first; and every product's events over a time range.
+Index(
+    "ix_price_events_product_id_observed_at",
+    price_events.c.product_id,
+    price_events.c.observed_at.desc(),
+)
+Index("ix_price_events_observed_at", price_events.c.observed_at)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -112,7 +113,7 @@ def test_upgrade_twice_is_a_noop_and_matches_the_schema_module(postgres_url: str
         before = rows(engine, "SELECT table_name FROM information_schema.tables ORDER BY 1")
         upgrade(postgres_url)
         assert rows(engine, "SELECT table_name FROM information_schema.tables ORDER BY 1") == before
-        assert rows(engine, "SELECT version_num FROM alembic_version") == [{"version_num": "0001"}]
+        assert rows(engine, "SELECT version_num FROM alembic_version") == [{"version_num": "0002"}]
         with engine.connect() as connection:
             # What the migrations built is what schema.py (and the sinks' queries) expect.
             assert compare_metadata(MigrationContext.configure(connection), metadata) == []
@@ -281,3 +282,105 @@ async def test_a_url_owned_by_another_product_id_is_skipped_not_retried_forever(
     assert rows(engine, "SELECT count(*) AS n FROM prices WHERE product_id = :id", id="f" * 32) == [
         {"n": 0}
     ]
+
+
+async def test_a_product_is_linked_to_the_website_of_its_host(
+    sink: PriceHistorySink, engine: sqlalchemy.Engine
+) -> None:
+    await sink.write([observe(SHOE, 0, "10")])
+    assert product(engine, SHOE)["website_id"] is None  # no such website yet
+
+    with engine.begin() as connection:
+        website_id = connection.execute(
+            text(
+                "INSERT INTO websites (name, host, base_url) "
+                "VALUES ('Shop', 'shop.example', 'https://shop.example/') RETURNING id"
+            )
+        ).scalar_one()
+    await sink.write([observe(HAT, 0, "20"), observe("https://Shop.Example:443/p/cap", 0)])
+    await sink.write([observe(SHOE, 5, "10")])
+    await sink.write([observe("https://elsewhere.example/p/1", 0)])
+
+    assert product(engine, SHOE)["website_id"] == website_id  # linked at its next observation
+    assert product(engine, HAT)["website_id"] == website_id
+    assert product(engine, "https://Shop.Example:443/p/cap")["website_id"] == website_id
+    assert product(engine, "https://elsewhere.example/p/1")["website_id"] is None
+    # An older observation arriving late does not unlink it.
+    await sink.write([observe(SHOE, 1, "10")])
+    assert product(engine, SHOE)["website_id"] == website_id
+
+
+def _stable(engine: sqlalchemy.Engine) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The tables without what depends on when rows were written (created_at, id)."""
+    products, prices = snapshot(engine)
+    return (
+        [{k: v for k, v in row.items() if k != "created_at"} for row in products],
+        sorted(
+            ({k: v for k, v in row.items() if k != "id"} for row in prices),
+            key=lambda row: (row["product_id"], row["observed_at"]),
+        ),
+    )
+
+
+async def test_a_batch_writes_what_its_observations_written_one_at_a_time_write(
+    engine: sqlalchemy.Engine,
+) -> None:
+    """The set-based statements (rounds) against one observation per transaction."""
+    rng = random.Random(7)
+    urls = [f"https://shop.example/p/{n}" for n in range(4)]
+    stream: list[PriceObservation] = []
+    for minutes in range(30):
+        for url in rng.sample(urls, 3):
+            kind = rng.random()
+            if kind < 0.1:
+                stream.append(observe(url, minutes, outcome=Outcome.ERROR, error=f"e{minutes}"))
+            elif kind < 0.15:
+                stream.append(observe(url, minutes, outcome=Outcome.GONE))
+            else:
+                stream.append(
+                    observe(
+                        url,
+                        minutes,
+                        rng.choice(["9.99", "10.00", "12.50"]),
+                        availability=rng.choice(list(Availability)[:2]),
+                        title=rng.choice([None, "A", "B"]),
+                    )
+                )
+    # The log: some observations twice, some arriving late.
+    log = stream + rng.sample(stream, 10)
+    for _ in range(10):
+        late = log.pop(rng.randrange(len(log) // 2))
+        log.insert(rng.randrange(len(log) // 2, len(log)), late)
+
+    def reset() -> None:
+        with engine.begin() as connection:
+            connection.execute(text("TRUNCATE prices, products"))
+
+    for size in (7, 50, len(log)):
+        batches = [log[i : i + size] for i in range(0, len(log), size)]
+        reset()
+        for batch in batches:
+            for observation in sorted(batch, key=lambda o: o.observed_at):
+                await PriceHistorySink(engine).write([observation])
+        expected = _stable(engine)
+        assert len(expected[1]) > 20
+        reset()
+        for batch in batches:
+            await PriceHistorySink(engine).write(rng.sample(batch, len(batch)))
+        assert _stable(engine) == expected, size
+
+
+async def test_a_url_claimed_by_two_product_ids_keeps_the_first_and_fails_nothing(
+    sink: PriceHistorySink, engine: sqlalchemy.Engine
+) -> None:
+    first = observe(SHOE, 0, "10")
+    impostor = first.model_copy(
+        update={"product_id": "f" * 32, "observed_at": T0 + timedelta(minutes=1)}
+    )
+    await sink.write([impostor, first, observe(HAT, 0, "5")])  # one batch, one round
+    await sink.write([impostor.model_copy(update={"observed_at": T0 + timedelta(minutes=2)})])
+
+    assert [r["product_id"] for r in rows(engine, "SELECT * FROM products ORDER BY 1")] == sorted(
+        [product_id_for(SHOE), product_id_for(HAT)]
+    )
+    assert history(engine, SHOE) == [(Decimal("10"), "in_stock", 0)]

@@ -1,0 +1,96 @@
+"""Price events into PostgreSQL: one ``price_events`` row per event, for the dashboards.
+
+An event's id is deterministic, so ``ON CONFLICT DO NOTHING`` makes redelivery and replays
+no-ops. No foreign key to ``products``: the price sink, another consumer, may not have
+written the product yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import text
+
+from pricewatch.contract.records import PriceEvent
+from pricewatch.contract.topics import PRICE_EVENTS
+from pricewatch.settings import Settings
+from sinks.base import run_batch_consumer
+from sinks.postgres.db import make_engine, upgrade
+
+log = logging.getLogger(__name__)
+
+ROLE = "events-sink"
+
+INSERT_EVENT = text(
+    """
+    INSERT INTO price_events (
+        event_id, event_type, product_id, observation_id, observed_at, detected_at,
+        old_price, new_price, old_currency, new_currency, old_availability, new_availability
+    )
+    VALUES (
+        CAST(:event_id AS text), CAST(:event_type AS text), CAST(:product_id AS text),
+        CAST(:observation_id AS text), CAST(:observed_at AS timestamptz),
+        CAST(:detected_at AS timestamptz), CAST(:old_price AS numeric),
+        CAST(:new_price AS numeric), CAST(:old_currency AS char(3)),
+        CAST(:new_currency AS char(3)), CAST(:old_availability AS text),
+        CAST(:new_availability AS text)
+    )
+    ON CONFLICT (event_id) DO NOTHING
+    """
+)
+
+
+def _row(event: PriceEvent) -> dict[str, Any]:
+    return {
+        # PostgreSQL text cannot hold NUL; one must not fail the batch on every retry.
+        "event_id": event.event_id.replace("\x00", ""),
+        "event_type": event.event_type.value,
+        "product_id": event.product_id,
+        "observation_id": event.observation_id.replace("\x00", ""),
+        "observed_at": event.observed_at,
+        "detected_at": event.detected_at,
+        "old_price": event.old_price,
+        "new_price": event.new_price,
+        "old_currency": event.old_currency,
+        "new_currency": event.new_currency,
+        "old_availability": event.old_availability.value if event.old_availability else None,
+        "new_availability": event.new_availability.value if event.new_availability else None,
+    }
+
+
+class PriceEventSink:
+    """Inserts a batch of price events in one transaction; known event ids are skipped."""
+
+    def __init__(self, engine: sqlalchemy.Engine) -> None:
+        self.engine = engine
+
+    async def write(self, batch: list[PriceEvent]) -> None:
+        if batch:
+            await asyncio.to_thread(self.write_blocking, batch)
+
+    def write_blocking(self, batch: list[PriceEvent]) -> None:
+        # Sorted: two sinks inserting the same ids (a rebalance) take their locks in one order.
+        rows = sorted((_row(event) for event in batch), key=lambda row: row["event_id"])
+        with self.engine.begin() as connection:
+            connection.execute(INSERT_EVENT, rows)
+
+
+async def run_events_sink(settings: Settings, stop: asyncio.Event) -> None:
+    """Migrate the database, then consume price events into it until ``stop``."""
+    url = settings.database()
+    await asyncio.to_thread(upgrade, url)
+    engine = make_engine(url)
+    try:
+        await run_batch_consumer(
+            settings,
+            role=ROLE,
+            topic_spec=PRICE_EVENTS,
+            parse=PriceEvent.model_validate_json,
+            sink=PriceEventSink(engine),
+            stop=stop,
+        )
+    finally:
+        engine.dispose()
