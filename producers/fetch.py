@@ -5,6 +5,10 @@ a removed product is data (``gone``). Nothing here raises for a bad page.
 
 Redirects are followed by hand, not by aiohttp, so every hop passes the URL guard: a
 redirect to ``http://169.254.169.254/`` is refused like a subscription to it would be.
+
+Site adapters (``Settings.site_adapters_file``) pick the extraction rules per host. A JSON-API
+adapter makes the fetcher request the product's API URL instead of its page; the observation
+then carries the API response's ``http_status`` and ``final_url``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -22,7 +27,14 @@ from yarl import URL
 from pricewatch.contract.records import Outcome, PriceObservation
 from pricewatch.ids import observation_id_for
 from pricewatch.settings import Settings
-from producers.extract import extract
+from producers.extract import (
+    HtmlAdapter,
+    JsonApiAdapter,
+    adapter_for,
+    extract,
+    extract_with_adapter,
+    load_site_adapters,
+)
 from producers.urlguard import GuardedResolver, UrlRefused, check_host
 
 log = logging.getLogger(__name__)
@@ -62,9 +74,17 @@ class PageFetcher:
     """Fetches product pages through one shared, guarded aiohttp session.
 
     Construct it inside a running event loop; close it with ``close()`` or ``async with``.
+    ``adapters`` maps hosts to site adapters; None reads ``settings.site_adapters_file``.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        adapters: Mapping[str, HtmlAdapter | JsonApiAdapter] | None = None,
+    ) -> None:
+        if adapters is None and settings.site_adapters_file is not None:
+            adapters = load_site_adapters(settings.site_adapters_file)
+        self._adapters: Mapping[str, HtmlAdapter | JsonApiAdapter] = adapters or {}
         self._timeout_seconds = settings.fetch_timeout_seconds
         self._max_bytes = settings.max_response_bytes
         self._allowed = settings.allowed_private_host_set
@@ -110,9 +130,17 @@ class PageFetcher:
         started = time.perf_counter()
         response: _Response | None = None
         fields: dict[str, object]
+        adapter = adapter_for(self._adapters, url)
+        target = url
+        if isinstance(adapter, JsonApiAdapter):
+            api_url = adapter.api_url_for(url)
+            if api_url is None:
+                adapter = None  # not a product URL this adapter knows: read the page
+            else:
+                target = api_url
         try:
             async with asyncio.timeout(self._timeout_seconds):
-                response = await self._get(url)
+                response = await self._get(target, json_api=isinstance(adapter, JsonApiAdapter))
         except UrlRefused as exc:
             fields = _failed(f"url_refused: {exc}")
         except TimeoutError:
@@ -131,7 +159,7 @@ class PageFetcher:
             log.exception("unexpected failure fetching %s", url)
             fields = _failed(f"fetch_failed: {type(exc).__name__}")
         else:
-            fields = _read_page(response, url)
+            fields = _read_page(response, target, adapter)
         if response is not None:
             fields |= {"http_status": response.status, "final_url": str(response.final_url)}
         observation = PriceObservation.model_validate(
@@ -149,11 +177,14 @@ class PageFetcher:
             elapsed_seconds=time.perf_counter() - started,
         )
 
-    async def _get(self, url: str) -> _Response:
+    async def _get(self, url: str, json_api: bool = False) -> _Response:
         current = url
+        headers = {"Accept": "application/json"} if json_api else None
         for _ in range(MAX_REDIRECTS + 1):
             check_host(current, self._allowed)
-            async with self._session.get(current, allow_redirects=False) as response:
+            async with self._session.get(
+                current, allow_redirects=False, headers=headers
+            ) as response:
                 location = response.headers.get("Location")
                 if response.status in REDIRECT_STATUSES and location:
                     current = str(response.url.join(URL(location)))
@@ -186,8 +217,10 @@ def _failed(error: str) -> dict[str, object]:
     return {"outcome": Outcome.ERROR, "error": error}
 
 
-def _read_page(response: _Response, url: str) -> dict[str, object]:
-    """The observation fields a received response gives."""
+def _read_page(
+    response: _Response, url: str, adapter: HtmlAdapter | JsonApiAdapter | None = None
+) -> dict[str, object]:
+    """The observation fields a received response gives (``url``: the URL requested)."""
     status = response.status
     if status in GONE_STATUSES:
         return {"outcome": Outcome.GONE, "error": f"http_{status}"}
@@ -195,8 +228,11 @@ def _read_page(response: _Response, url: str) -> dict[str, object]:
         return _failed(f"http_{status}")
     if _redirected_away(URL(url), response.final_url):
         return {"outcome": Outcome.GONE, "error": "redirected_away"}
-    html = response.body.decode(response.charset or "utf-8", errors="replace")
-    extraction = extract(html, str(response.final_url))
+    text = response.body.decode(response.charset or "utf-8", errors="replace")
+    if isinstance(adapter, JsonApiAdapter):
+        extraction = extract_with_adapter(adapter, text, str(response.final_url))
+    else:
+        extraction = extract(text, str(response.final_url), adapter=adapter)
     return {
         "outcome": Outcome.OK if extraction.price is not None else Outcome.ERROR,
         "price": extraction.price,

@@ -1,0 +1,108 @@
+"""``pricewatch extract PATH_OR_URL``: what Pricewatch sees on one page, as JSON.
+
+A saved page is read from disk and run through the extractor chain; a URL is fetched with
+the scraper's own ``PageFetcher`` (URL guard, size cap and timeout included), so the answer
+is what a scraper would publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pricewatch.contract.records import Availability, PriceObservation
+from pricewatch.ids import product_id_for
+from pricewatch.settings import Settings
+from producers.extract import (
+    Extraction,
+    adapter_for,
+    extract,
+    extract_with_adapter,
+    load_site_adapters,
+)
+from producers.extractors.adapters import JsonApiAdapter
+
+
+def is_url(target: str) -> bool:
+    return target.lower().startswith(("http://", "https://"))
+
+
+def report(
+    price: object,
+    currency: str | None,
+    availability: Availability | None,
+    title: str | None,
+    extractor: str | None,
+    error: str | None,
+) -> dict[str, str | None]:
+    """The printed form: the price as a decimal string, "error" only when there is one."""
+    shown: dict[str, str | None] = {
+        "price": None if price is None else format(price, "f"),
+        "currency": currency,
+        "availability": None if availability is None else availability.value,
+        "title": title,
+        "extractor": extractor,
+    }
+    if error is not None:
+        shown["error"] = error
+    return shown
+
+
+def extract_file(settings: Settings, path: Path, url: str | None) -> dict[str, str | None]:
+    """A saved page; ``url`` (the product URL it came from) picks the site adapter, if one
+    is configured. For a JSON-API adapter the file is the saved API response."""
+    html = path.read_bytes().decode("utf-8", errors="replace")
+    page_url = url or path.resolve().as_uri()
+    adapters = (
+        load_site_adapters(settings.site_adapters_file) if settings.site_adapters_file else {}
+    )
+    adapter = adapter_for(adapters, page_url)
+    found: Extraction
+    if isinstance(adapter, JsonApiAdapter):
+        found = extract_with_adapter(adapter, html, page_url)  # a saved API response
+    else:
+        found = extract(html, page_url, adapter=adapter)
+    return report(
+        found.price, found.currency, found.availability, found.title, found.extractor, found.error
+    )
+
+
+def with_host_allowed(settings: Settings, url: str) -> Settings:
+    """``settings`` with ``url``'s host:port added to the private-address allow-list."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    entry = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    allowed = ",".join(h for h in (settings.allowed_private_hosts, entry) if h)
+    return settings.model_copy(update={"allowed_private_hosts": allowed})
+
+
+async def fetch_url(settings: Settings, url: str) -> dict[str, str | None]:
+    from producers.fetch import PageFetcher
+
+    async with PageFetcher(settings) as fetcher:
+        observation: PriceObservation = await fetcher.fetch(product_id_for(url), url)
+    return report(
+        observation.price,
+        observation.currency,
+        observation.availability,
+        observation.title,
+        observation.extractor,
+        observation.error,
+    )
+
+
+def run_extract(
+    settings: Settings, target: str, *, allow_private: bool = False, url: str | None = None
+) -> int:
+    """Print what Pricewatch sees at ``target`` (a file or an http(s) URL); 0 on a price."""
+    if is_url(target):
+        if allow_private:
+            settings = with_host_allowed(settings, target)
+        shown = asyncio.run(fetch_url(settings, target))
+    else:
+        shown = extract_file(settings, Path(target), url)
+    print(json.dumps(shown, ensure_ascii=False, indent=2))
+    return 0 if shown["price"] is not None else 1
