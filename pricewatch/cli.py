@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import date
 
 from pricewatch.settings import Settings
 
@@ -63,10 +64,31 @@ def cmd_sink(settings: Settings, args: argparse.Namespace) -> None:
         from sinks.postgres.sink import run_postgres_sink
 
         _run_service(settings, run_postgres_sink, args.metrics_port)
+    elif args.kind == "archive":
+        from sinks.archive.sink import run_archive_sink
+
+        _run_service(settings, run_archive_sink, args.metrics_port)
+    elif args.kind == "subscriptions":
+        from sinks.postgres.subscriptions import run_subscriptions_sink
+
+        _run_service(settings, run_subscriptions_sink, args.metrics_port)
+    elif args.kind == "events":
+        from sinks.postgres.events import run_events_sink
+
+        _run_service(settings, run_events_sink, args.metrics_port)
     else:
         from sinks.email.sink import run_email_sink
 
         _run_service(settings, run_email_sink, args.metrics_port)
+
+
+def cmd_archive_replay(settings: Settings, args: argparse.Namespace) -> None:
+    from sinks.archive.replay import replay_archive
+
+    if args.start > args.end:
+        sys.exit("--from must not be after --to")
+    result = asyncio.run(replay_archive(settings, args.start, args.end, target=args.target))
+    print(f"replayed {result.observations} observations from {result.objects} objects")
 
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> None:
@@ -127,6 +149,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
     sys.exit(run_demo(settings))
 
 
+def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
+    from producers.inspect_page import run_extract
+
+    sys.exit(run_extract(settings, args.target, allow_private=args.allow_private, url=args.url))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pricewatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,9 +172,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_scraper)
 
     p = sub.add_parser("sink", help="a sink process")
-    p.add_argument("kind", choices=["postgres", "email"])
+    p.add_argument("kind", choices=["postgres", "email", "archive", "subscriptions", "events"])
     p.add_argument("--metrics-port", type=int, default=None)
     p.set_defaults(func=cmd_sink)
+
+    p = sub.add_parser("archive", help="the S3 archive of price observations")
+    asub = p.add_subparsers(dest="archive_command", required=True)
+    ap = asub.add_parser("replay", help="replay archived observations (UTC days, inclusive)")
+    for flag, dest in (("--from", "start"), ("--to", "end")):
+        ap.add_argument(
+            flag, dest=dest, type=date.fromisoformat, required=True, metavar="YYYY-MM-DD"
+        )
+    target = ap.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--to-topic",
+        dest="target",
+        action="store_const",
+        const="topic",
+        help="republish to the price-observations topic (keyed by product_id)",
+    )
+    target.add_argument(
+        "--to-database",
+        dest="target",
+        action="store_const",
+        const="database",
+        help="restore the price history in PostgreSQL (idempotent)",
+    )
+    ap.set_defaults(func=cmd_archive_replay)
 
     p = sub.add_parser("api", help="the subscription HTTP API")
     p.set_defaults(func=cmd_api)
@@ -172,6 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("broker", help="run the embedded tansu broker in the foreground")
     p.add_argument("--port", type=int, default=None)
     p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("extract", help="print what Pricewatch sees on a page (file or URL), JSON")
+    p.add_argument("target", metavar="PATH_OR_URL")
+    p.add_argument(
+        "--allow-private",
+        action="store_true",
+        help="allow this URL's host:port although it is loopback/private (local testing)",
+    )
+    p.add_argument("--url", default=None, help="for a file: the URL it was saved from")
+    p.set_defaults(func=cmd_extract)
     return parser
 
 

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         description="Comma-separated host[:port] allowed although they resolve to "
         "loopback/private addresses (the demo shop, tests).",
     )
+    site_adapters_file: Path | None = Field(
+        default=None,
+        description="JSON file mapping host -> site adapter (CSS/XPath selectors, or a JSON "
+        "API URL and paths), tried before the generic extractors. Unset: none.",
+    )
 
     detector_cache_entries: int = Field(
         default=200_000, ge=0, description="Decoded product states a worker keeps in memory."
@@ -109,6 +114,17 @@ class Settings(BaseSettings):
     ses_endpoint_url: str | None = Field(
         default=None, description="A non-AWS SES endpoint (e.g. a local moto server)."
     )
+
+    # --- Archive (S3) ------------------------------------------------------------
+    s3_bucket: str | None = Field(
+        default=None,
+        description="Archive every observation to this S3 bucket. Unset: no archive.",
+    )
+    s3_prefix: str = Field(default="observations", description="Key prefix of archive objects.")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="A non-AWS S3 endpoint (MinIO, a local moto server)."
+    )
+    s3_region: str | None = Field(default=None, description="Unset: boto3's default chain.")
 
     # --- Observability -----------------------------------------------------------
     log_level: str = "INFO"

@@ -78,7 +78,11 @@ class Stack:
         for i in range(self.scrapers):
             self._spawn(f"scraper-{i}", ["scraper"])
         self._spawn("postgres-sink", ["sink", "postgres"])
+        self._spawn("subscriptions-sink", ["sink", "subscriptions"])
+        self._spawn("events-sink", ["sink", "events"])
         self._spawn("email-sink", ["sink", "email"])
+        if settings.s3_bucket:
+            self._spawn("archive-sink", ["sink", "archive"])
         self._spawn("api", ["api"])
         wait_for_port(settings.api_host, settings.api_port, 30)
         return self
