@@ -9,8 +9,9 @@ state write but before delivery loses them for good (the replay looks like a dup
 
 from __future__ import annotations
 
+import asyncio
 import weakref
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,3 +31,45 @@ def processing(event: Any) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+class InFlightBatches:
+    """Batches being processed, so that a stop or a rebalance can wait for them.
+
+    Faust waits for unacknowledged messages before it revokes partitions or closes the
+    table stores, but ``take_events`` turns that tracking off: without this, a batch in
+    flight would write into a closed or revoked store and its writes would be lost.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def complete(self, batch: Coroutine[Any, Any, None]) -> None:
+        """Run one batch to its end, even if the agent is cancelled meanwhile.
+
+        ``take_events`` acknowledges every event of the batch when the agent leaves it,
+        done or not: a batch cut short would lose its unprocessed messages for good.
+        """
+        self.count += 1
+        self.idle.clear()
+        task = asyncio.ensure_future(batch)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+        finally:
+            self.count -= 1
+            if self.count == 0:
+                self.idle.set()
+
+    async def wait_idle(self, deadline_seconds: float) -> bool:
+        """Wait until no batch is in flight; False if that took longer than the deadline."""
+        try:
+            async with asyncio.timeout(deadline_seconds):
+                await self.idle.wait()
+        except TimeoutError:
+            return False
+        return True

@@ -5,6 +5,7 @@ Agents live one per module in ``streams/agents`` and are registered onto a ``Top
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +21,38 @@ from pricewatch.contract.topics import (
     TopicSpec,
 )
 from pricewatch.settings import Settings
+from streams.batching import InFlightBatches
+
+log = logging.getLogger(__name__)
+
+
+IN_FLIGHT_DEADLINE_SECONDS = 30.0
+
+
+class PricewatchApp(faust.App):
+    """A Faust app that lets in-flight batches finish before it stops or gives partitions
+    away (see ``streams.batching.InFlightBatches``)."""
+
+    in_flight: InFlightBatches
+
+    async def _wait_for_batches(self, why: str) -> None:
+        self.flow_control.suspend()  # no new batch starts; Faust resumes it after recovery
+        if not await self.in_flight.wait_idle(IN_FLIGHT_DEADLINE_SECONDS):
+            log.warning("%s: a batch still runs after %.0f s", why, IN_FLIGHT_DEADLINE_SECONDS)
+
+    async def on_stop(self) -> None:
+        await self._wait_for_batches("stopping")
+        await super().on_stop()
+
+    async def _on_partitions_revoked(self, revoked: Any) -> None:
+        await self._wait_for_batches("partitions revoked")
+        await super()._on_partitions_revoked(revoked)
 
 
 @dataclass
 class Topology:
     settings: Settings
-    app: faust.App
+    app: PricewatchApp
     scrape_requests_topic: Any
     price_observations_topic: Any
     price_events_topic: Any
@@ -53,7 +80,7 @@ def _raw_topic(app: faust.App, settings: Settings, *specs: TopicSpec) -> Any:
 
 def build_topology(settings: Settings, worker_id: str = "w0") -> Topology:
     bootstrap = settings.bootstrap()
-    app = faust.App(
+    app = PricewatchApp(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
         # A persistent local store: a restarted worker keeps what it wrote instead of
@@ -82,6 +109,7 @@ def build_topology(settings: Settings, worker_id: str = "w0") -> Topology:
         key_serializer="raw",
         value_serializer="raw",
     )
+    app.in_flight = InFlightBatches()
     return Topology(
         settings=settings,
         app=app,

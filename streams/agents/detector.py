@@ -66,51 +66,58 @@ def register(topology: Topology) -> Any:
         outcome: metrics.observations_processed.labels(outcome=outcome.value) for outcome in Outcome
     }
 
+    async def process(events: list[Any]) -> None:
+        changed: dict[bytes, tuple[Any, ProductState]] = {}
+        deliveries: list[Any] = []
+        observed_at_of_events: list[datetime] = []
+        now = datetime.now(UTC)
+        for event in events:
+            try:
+                observation = PriceObservation.model_validate_json(event.value or b"")
+            except ValidationError as exc:
+                await reject(topology, event, stage=STAGE, reason="invalid_record", error=str(exc))
+                continue
+            try:
+                key = observation.product_id.encode()
+                pending = changed.get(key)
+                state = pending[1] if pending is not None else cache.get(key)
+                new_state, price_events = detect(state, observation, config, now)
+                if new_state is not None and new_state is not state:
+                    changed[key] = (event, new_state)
+                elif state is not None and observation.observed_at == state.applied_at:
+                    # A replay of the change that made this state. A crash may have
+                    # kept the local store's write but lost its changelog record:
+                    # write it again so the changelog (what another worker recovers
+                    # from) catches up. Replays are rare; this costs nothing else.
+                    changed[key] = (event, state)
+                for price_event in price_events:
+                    deliveries.append(
+                        await events_topic.send(key=key, value=encode_price_event(price_event))
+                    )
+                    metrics.events_emitted.labels(event_type=price_event.event_type.value).inc()
+            except Exception as exc:  # a bug must not stop the stream: park the message
+                log.exception("detector failed on offset %s", event.message.offset)
+                await reject(
+                    topology, event, stage=STAGE, reason="processing_error", error=repr(exc)
+                )
+                continue
+            processed[observation.outcome].inc()
+            if price_events:
+                observed_at_of_events.append(observation.observed_at)
+        if deliveries:
+            await asyncio.gather(*deliveries)  # the broker has the events ...
+            published_at = datetime.now(UTC)
+            for observed_at in observed_at_of_events:
+                metrics.detection_latency.observe((published_at - observed_at).total_seconds())
+        for key, (event, new_state) in changed.items():  # ... so the state may move on
+            with processing(event):
+                table[key] = encode_product_state(new_state)
+            cache.put(key, new_state)
+        metrics.state_writes.inc(len(changed))
+
     @topology.app.agent(topology.price_observations_topic, name="detector")
     async def detector(stream: Any) -> None:
         async for events in stream.take_events(BATCH_MAX, BATCH_WITHIN_SECONDS):
-            changed: dict[bytes, tuple[Any, ProductState]] = {}
-            deliveries: list[Any] = []
-            observed_at_of_events: list[datetime] = []
-            now = datetime.now(UTC)
-            for event in events:
-                try:
-                    observation = PriceObservation.model_validate_json(event.value or b"")
-                except ValidationError as exc:
-                    await reject(
-                        topology, event, stage=STAGE, reason="invalid_record", error=str(exc)
-                    )
-                    continue
-                try:
-                    key = observation.product_id.encode()
-                    pending = changed.get(key)
-                    state = pending[1] if pending is not None else cache.get(key)
-                    new_state, price_events = detect(state, observation, config, now)
-                    if new_state is not None and new_state is not state:
-                        changed[key] = (event, new_state)
-                    for price_event in price_events:
-                        deliveries.append(
-                            await events_topic.send(key=key, value=encode_price_event(price_event))
-                        )
-                        metrics.events_emitted.labels(event_type=price_event.event_type.value).inc()
-                except Exception as exc:  # a bug must not stop the stream: park the message
-                    log.exception("detector failed on offset %s", event.message.offset)
-                    await reject(
-                        topology, event, stage=STAGE, reason="processing_error", error=repr(exc)
-                    )
-                    continue
-                processed[observation.outcome].inc()
-                if price_events:
-                    observed_at_of_events.append(observation.observed_at)
-            if deliveries:
-                await asyncio.gather(*deliveries)  # the broker has the events ...
-                published_at = datetime.now(UTC)
-                for observed_at in observed_at_of_events:
-                    metrics.detection_latency.observe((published_at - observed_at).total_seconds())
-            for key, (event, new_state) in changed.items():  # ... so the state may move on
-                with processing(event):
-                    table[key] = encode_product_state(new_state)
-                cache.put(key, new_state)
-            metrics.state_writes.inc(len(changed))
+            await topology.app.in_flight.complete(process(events))
 
     return detector

@@ -53,14 +53,14 @@ class MatchBatch:
         key = subscription.product_id.encode()
         states = self.states_of(key)
         old = states.get(subscription.subscription_id)
-        if old is not None and old.subscription == subscription:
-            return  # a replay: no table write
         if old is None:
             raw = self.topology.product_state_table.get(key)
             known = None if raw is None else decode_product_state(raw).price
             states[subscription.subscription_id] = new_alert_state(subscription, known)
-        else:
+        elif old.subscription != subscription:
             states[subscription.subscription_id] = replace(old, subscription=subscription)
+        # Written even when unchanged (a replay): a crash may have lost the changelog
+        # record of the local store's write. Subscription records are rare.
         self.changed[key] = (event, states)
 
     def delete_subscription(self, event: Any, subscription_id: str) -> None:
@@ -82,12 +82,9 @@ class MatchBatch:
         if not states:
             return
         now = datetime.now(UTC)
-        any_change = False
         for sub_id, state in states.items():
             new_state, notification = evaluate(state, price_event, self.rules, now)
-            if new_state != state:
-                states[sub_id] = new_state
-                any_change = True
+            states[sub_id] = new_state
             if notification is None:
                 continue
             self.deliveries.append(
@@ -97,8 +94,9 @@ class MatchBatch:
                 )
             )
             metrics.notifications_emitted.labels(kind=notification.kind.value).inc()
-        if any_change:
-            self.changed[key] = (event, states)
+        # Written even when unchanged: price events are rare next to observations, and a
+        # replayed event then repairs a changelog record a crash may have lost.
+        self.changed[key] = (event, states)
 
     async def finish(self) -> None:
         if self.deliveries:
@@ -119,28 +117,29 @@ def register(topology: Topology) -> Any:
     )
     subscriptions_topic_name = settings.topic(SUBSCRIPTIONS)
 
+    async def process(events: list[Any]) -> None:
+        batch = MatchBatch(topology, rules)
+        for event in events:
+            try:
+                if event.message.topic != subscriptions_topic_name:
+                    await batch.apply_event(event)
+                elif event.value:
+                    subscription = Subscription.model_validate_json(event.value)
+                    batch.apply_subscription(event, subscription)
+                else:
+                    batch.delete_subscription(event, (event.key or b"").decode())
+            except ValidationError as exc:
+                await reject(topology, event, stage=STAGE, reason="invalid_record", error=str(exc))
+            except Exception as exc:  # a bug must not stop the stream: park the message
+                log.exception("matcher failed on offset %s", event.message.offset)
+                await reject(
+                    topology, event, stage=STAGE, reason="processing_error", error=repr(exc)
+                )
+        await batch.finish()
+
     @topology.app.agent(topology.matcher_input_topic, name="matcher")
     async def matcher(stream: Any) -> None:
         async for events in stream.take_events(BATCH_MAX, BATCH_WITHIN_SECONDS):
-            batch = MatchBatch(topology, rules)
-            for event in events:
-                try:
-                    if event.message.topic != subscriptions_topic_name:
-                        await batch.apply_event(event)
-                    elif event.value:
-                        subscription = Subscription.model_validate_json(event.value)
-                        batch.apply_subscription(event, subscription)
-                    else:
-                        batch.delete_subscription(event, (event.key or b"").decode())
-                except ValidationError as exc:
-                    await reject(
-                        topology, event, stage=STAGE, reason="invalid_record", error=str(exc)
-                    )
-                except Exception as exc:  # a bug must not stop the stream: park the message
-                    log.exception("matcher failed on offset %s", event.message.offset)
-                    await reject(
-                        topology, event, stage=STAGE, reason="processing_error", error=repr(exc)
-                    )
-            await batch.finish()
+            await topology.app.in_flight.complete(process(events))
 
     return matcher
