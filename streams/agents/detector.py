@@ -80,7 +80,12 @@ def register(topology: Topology) -> Any:
             try:
                 key = observation.product_id.encode()
                 pending = changed.get(key)
-                state = pending[1] if pending is not None else cache.get(key)
+                state: ProductState | None
+                if pending is not None:
+                    state = pending[1]
+                else:
+                    with processing(event):  # reads, too, go to the event's partition
+                        state = cache.get(key)
                 new_state, price_events = detect(state, observation, config, now)
                 if new_state is not None and new_state is not state:
                     changed[key] = (event, new_state)

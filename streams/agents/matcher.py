@@ -117,17 +117,20 @@ def register(topology: Topology) -> Any:
     )
     subscriptions_topic_name = settings.topic(SUBSCRIPTIONS)
 
+    async def handle(batch: MatchBatch, event: Any) -> None:
+        if event.message.topic != subscriptions_topic_name:
+            await batch.apply_event(event)
+        elif event.value:
+            batch.apply_subscription(event, Subscription.model_validate_json(event.value))
+        else:
+            batch.delete_subscription(event, (event.key or b"").decode())
+
     async def process(events: list[Any]) -> None:
         batch = MatchBatch(topology, rules)
         for event in events:
             try:
-                if event.message.topic != subscriptions_topic_name:
-                    await batch.apply_event(event)
-                elif event.value:
-                    subscription = Subscription.model_validate_json(event.value)
-                    batch.apply_subscription(event, subscription)
-                else:
-                    batch.delete_subscription(event, (event.key or b"").decode())
+                with processing(event):  # table reads go to this event's partition
+                    await handle(batch, event)
             except ValidationError as exc:
                 await reject(topology, event, stage=STAGE, reason="invalid_record", error=str(exc))
             except Exception as exc:  # a bug must not stop the stream: park the message
