@@ -22,7 +22,7 @@ from pricewatch.settings import Settings
 from sinks.base import describe_error, run_batch_consumer
 from sinks.email.backends import EmailBackend, PermanentSendError, backend_from_settings
 from sinks.email.render import InvalidRecipientError, render
-from sinks.postgres.db import make_engine, upgrade
+from sinks.postgres.db import migrated_engine
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +158,7 @@ class EmailSink:
 
 async def run_email_sink(settings: Settings, stop: asyncio.Event) -> None:
     """Migrate the database, then turn notifications into emails until ``stop``."""
-    url = settings.database()
-    await asyncio.to_thread(upgrade, url)
-    engine = make_engine(url)
-    try:
+    async with migrated_engine(settings) as engine:
         await run_batch_consumer(
             settings,
             role=ROLE,
@@ -172,5 +169,3 @@ async def run_email_sink(settings: Settings, stop: asyncio.Event) -> None:
             # Each email is a round trip to a mail server: small batches commit progress often.
             max_batch=50,
         )
-    finally:
-        engine.dispose()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import sqlalchemy
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import make_url, text
+
+from pricewatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +82,15 @@ def upgrade(url: str, revision: str = "head") -> None:
     finally:
         engine.dispose()
     log.info("database schema at %s", revision)
+
+
+@asynccontextmanager
+async def migrated_engine(settings: Settings) -> AsyncIterator[sqlalchemy.Engine]:
+    """Bring the database to the latest revision, then lend an engine (disposed after)."""
+    url = settings.database()
+    await asyncio.to_thread(upgrade, url)
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()

@@ -18,7 +18,7 @@ from pricewatch.contract.records import PriceEvent
 from pricewatch.contract.topics import PRICE_EVENTS
 from pricewatch.settings import Settings
 from sinks.base import run_batch_consumer
-from sinks.postgres.db import make_engine, upgrade
+from sinks.postgres.db import migrated_engine
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,7 @@ class PriceEventSink:
 
 async def run_events_sink(settings: Settings, stop: asyncio.Event) -> None:
     """Migrate the database, then consume price events into it until ``stop``."""
-    url = settings.database()
-    await asyncio.to_thread(upgrade, url)
-    engine = make_engine(url)
-    try:
+    async with migrated_engine(settings) as engine:
         await run_batch_consumer(
             settings,
             role=ROLE,
@@ -92,5 +89,3 @@ async def run_events_sink(settings: Settings, stop: asyncio.Event) -> None:
             sink=PriceEventSink(engine),
             stop=stop,
         )
-    finally:
-        engine.dispose()

@@ -21,7 +21,7 @@ from pricewatch.contract.records import Outcome, PriceObservation
 from pricewatch.contract.topics import PRICE_OBSERVATIONS
 from pricewatch.settings import Settings
 from sinks.base import run_batch_consumer
-from sinks.postgres.db import make_engine, upgrade
+from sinks.postgres.db import migrated_engine
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +229,7 @@ class PriceHistorySink:
 
 async def run_postgres_sink(settings: Settings, stop: asyncio.Event) -> None:
     """Migrate the database, then consume price observations into it until ``stop``."""
-    url = settings.database()
-    await asyncio.to_thread(upgrade, url)
-    engine = make_engine(url)
-    try:
+    async with migrated_engine(settings) as engine:
         await run_batch_consumer(
             settings,
             role=ROLE,
@@ -241,5 +238,3 @@ async def run_postgres_sink(settings: Settings, stop: asyncio.Event) -> None:
             sink=PriceHistorySink(engine),
             stop=stop,
         )
-    finally:
-        engine.dispose()

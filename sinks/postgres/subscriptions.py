@@ -24,7 +24,7 @@ from pricewatch.contract.records import Subscription
 from pricewatch.contract.topics import SUBSCRIPTIONS
 from pricewatch.settings import Settings
 from sinks.base import run_batch_consumer
-from sinks.postgres.db import make_engine, upgrade
+from sinks.postgres.db import migrated_engine
 from sinks.postgres.sink import MAX_URL_CHARS
 
 log = logging.getLogger(__name__)
@@ -208,10 +208,7 @@ class SubscriptionSink:
 
 async def run_subscriptions_sink(settings: Settings, stop: asyncio.Event) -> None:
     """Migrate the database, then consume the subscriptions topic into it until ``stop``."""
-    url = settings.database()
-    await asyncio.to_thread(upgrade, url)
-    engine = make_engine(url)
-    try:
+    async with migrated_engine(settings) as engine:
         await run_batch_consumer(
             settings,
             role=ROLE,
@@ -221,5 +218,3 @@ async def run_subscriptions_sink(settings: Settings, stop: asyncio.Event) -> Non
             sink=SubscriptionSink(engine),
             stop=stop,
         )
-    finally:
-        engine.dispose()
