@@ -22,17 +22,17 @@ def encode_product_state(state: ProductState) -> bytes:
             "v": 1,
             "url": state.url,
             "title": state.title,
-            "price": None if state.price is None else str(state.price),
+            "price": _money(state.price),
             "currency": state.currency,
             "availability": None if state.availability is None else state.availability.value,
-            "lowest_price": None if state.lowest_price is None else str(state.lowest_price),
+            "lowest_price": _money(state.lowest_price),
             "removed": state.removed,
             "gone_count": state.gone_count,
             "error_count": state.error_count,
             "applied_at": state.applied_at.isoformat(),
             "last_seen_at": _iso(state.last_seen_at),
             "last_ok_at": _iso(state.last_ok_at),
-            "daily_lows": [[day, str(low)] for day, low in state.daily_lows],
+            "daily_lows": [[day, _money(low)] for day, low in state.daily_lows],
         },
         separators=(",", ":"),
     ).encode()
@@ -68,9 +68,9 @@ def encode_alert_states(states: dict[str, AlertState]) -> bytes:
             "subscriptions": {
                 sub_id: {
                     "subscription": state.subscription.model_dump(mode="json"),
-                    "reference_price": _str(state.reference_price),
+                    "reference_price": _money(state.reference_price),
                     "price_alert_at": _iso(state.price_alert_at),
-                    "price_alert_price": _str(state.price_alert_price),
+                    "price_alert_price": _money(state.price_alert_price),
                     "stock_alert_at": _iso(state.stock_alert_at),
                 }
                 for sub_id, state in states.items()
@@ -94,10 +94,6 @@ def decode_alert_states(raw: bytes | None) -> dict[str, AlertState]:
         )
         for sub_id, item in d["subscriptions"].items()
     }
-
-
-def _str(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -130,6 +126,7 @@ def encode_price_event(event: DetectedEvent) -> bytes:
 
 
 def _money(value: Decimal | None) -> str | None:
+    # Fixed-point: never "1E+2", the same form the wire records use.
     return None if value is None else format(value, "f")
 
 

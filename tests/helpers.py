@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from pricewatch.contract.topics import TopicSpec
+from pricewatch.settings import Settings
 
 T = TypeVar("T")
 
@@ -35,3 +41,36 @@ def http_json(method: str, url: str, body: dict[str, Any] | None = None) -> tupl
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
+
+
+async def committed_offsets(settings: Settings, role: str, spec: TopicSpec, partitions: int) -> int:
+    """The offsets consumer group ``role`` has committed on ``spec``, summed."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap(),
+        group_id=settings.group(role),
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        topic = settings.topic(spec)
+        total = 0
+        for partition in range(partitions):
+            total += await consumer.committed(TopicPartition(topic, partition)) or 0
+        return total
+    finally:
+        await consumer.stop()
+
+
+async def wait_for_commits(
+    settings: Settings,
+    role: str,
+    spec: TopicSpec,
+    partitions: int,
+    expected: int,
+    seconds: float = 60,
+) -> None:
+    deadline = time.monotonic() + seconds
+    while (committed := await committed_offsets(settings, role, spec, partitions)) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"committed {committed} offsets, expected {expected}")
+        await asyncio.sleep(0.2)

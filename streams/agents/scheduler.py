@@ -56,15 +56,26 @@ def register(topology: Topology) -> Any:
         settings.default_check_interval_seconds, settings.check_jitter_fraction, random.Random()
     )
 
+    # Per product: the stored bytes last decoded and the URL to check (None: no active
+    # subscription). Subscriptions rarely change; decoding them all every tick would not.
+    decoded: dict[bytes, tuple[bytes, str | None]] = {}
+
+    def url_to_check(raw: bytes, known: tuple[bytes, str | None] | None) -> str | None:
+        if known is not None and known[0] == raw:
+            return known[1]
+        active = [
+            s.subscription for s in decode_alert_states(raw).values() if s.subscription.active
+        ]
+        return active[0].url if active else None
+
     @topology.app.timer(interval=settings.scheduler_tick_seconds, name="scheduler")
     async def schedule_checks() -> None:
-        urls: dict[str, str] = {}
+        seen: dict[bytes, tuple[bytes, str | None]] = {}
         for key, raw in list(table.items()):
-            active = [
-                s.subscription for s in decode_alert_states(raw).values() if s.subscription.active
-            ]
-            if active:
-                urls[key.decode()] = active[0].url
+            seen[key] = (raw, url_to_check(raw, decoded.get(key)))
+        decoded.clear()
+        decoded.update(seen)  # products no longer in the table are forgotten
+        urls = {key.decode(): url for key, (_, url) in seen.items() if url is not None}
         metrics.tracked_products.set(len(urls))
         now = datetime.now(UTC)
         for product_id in plan.due(set(urls), time.monotonic()):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,7 +11,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 
 from pricewatch.contract.records import Availability, EventType, PriceEvent
@@ -22,6 +20,7 @@ from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
 from sinks.postgres.db import make_engine, upgrade
 from sinks.postgres.events import ROLE, PriceEventSink, run_events_sink
+from tests import helpers
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 PARTITIONS = 2
@@ -109,28 +108,11 @@ async def running_sink(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
 
 
 async def committed_offsets(settings: Settings) -> int:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap(),
-        group_id=settings.group(ROLE),
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        topic = settings.topic(PRICE_EVENTS)
-        total = 0
-        for partition in range(PARTITIONS):
-            total += await consumer.committed(TopicPartition(topic, partition)) or 0
-        return total
-    finally:
-        await consumer.stop()
+    return await helpers.committed_offsets(settings, ROLE, PRICE_EVENTS, PARTITIONS)
 
 
-async def wait_for_commits(settings: Settings, expected: int, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while (committed := await committed_offsets(settings)) != expected:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"committed {committed} offsets, expected {expected}")
-        await asyncio.sleep(0.2)
+async def wait_for_commits(settings: Settings, expected: int) -> None:
+    await helpers.wait_for_commits(settings, ROLE, PRICE_EVENTS, PARTITIONS, expected)
 
 
 async def test_the_consumer_writes_events_and_a_replay_changes_nothing(

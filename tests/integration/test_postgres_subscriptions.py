@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -32,6 +31,7 @@ from sinks.postgres.subscriptions import (
     reduce_batch,
     run_subscriptions_sink,
 )
+from tests import helpers
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SHOE = "https://shop.example/p/shoe"
@@ -389,25 +389,8 @@ async def test_the_consumer_applies_records_and_tombstones_and_a_replay_changes_
 
 
 async def committed_offsets(settings: Settings) -> int:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap(),
-        group_id=settings.group(ROLE),
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        topic = settings.topic(SUBSCRIPTIONS)
-        total = 0
-        for partition in range(PARTITIONS):
-            total += await consumer.committed(TopicPartition(topic, partition)) or 0
-        return total
-    finally:
-        await consumer.stop()
+    return await helpers.committed_offsets(settings, ROLE, SUBSCRIPTIONS, PARTITIONS)
 
 
-async def wait_for_commits(settings: Settings, expected: int, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while (committed := await committed_offsets(settings)) != expected:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"committed {committed} offsets, expected {expected}")
-        await asyncio.sleep(0.2)
+async def wait_for_commits(settings: Settings, expected: int) -> None:
+    await helpers.wait_for_commits(settings, ROLE, SUBSCRIPTIONS, PARTITIONS, expected)

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import sqlalchemy
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
@@ -24,6 +24,7 @@ from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
 from sinks.postgres.db import make_engine, upgrade
 from sinks.postgres.sink import ROLE, run_postgres_sink
+from tests import helpers
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 PARTITIONS = 2
@@ -119,28 +120,11 @@ async def read_dead_letters(settings: Settings, expected: int) -> list[DeadLette
 
 
 async def committed_offsets(settings: Settings) -> int:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap(),
-        group_id=settings.group(ROLE),
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        topic = settings.topic(PRICE_OBSERVATIONS)
-        total = 0
-        for partition in range(PARTITIONS):
-            total += await consumer.committed(TopicPartition(topic, partition)) or 0
-        return total
-    finally:
-        await consumer.stop()
+    return await helpers.committed_offsets(settings, ROLE, PRICE_OBSERVATIONS, PARTITIONS)
 
 
-async def wait_for_commits(settings: Settings, expected: int, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while (committed := await committed_offsets(settings)) != expected:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"committed {committed} offsets, expected {expected}")
-        await asyncio.sleep(0.2)
+async def wait_for_commits(settings: Settings, expected: int) -> None:
+    await helpers.wait_for_commits(settings, ROLE, PRICE_OBSERVATIONS, PARTITIONS, expected)
 
 
 @pytest.fixture
