@@ -35,7 +35,7 @@ def _run_service(
     """Run an asyncio service until SIGINT/SIGTERM, then let it finish its batch."""
     from pricewatch.metrics import serve_metrics
 
-    serve_metrics(metrics_port, settings.metrics_host)
+    serve_metrics(metrics_port or settings.metrics_port, settings.metrics_host)
 
     async def main() -> None:
         stop = asyncio.Event()

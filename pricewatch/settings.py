@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     metrics_host: str = Field(
         default="127.0.0.1", description="Address of each process's /metrics endpoint."
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        description="Port of this process's /metrics endpoint (a --metrics-port flag wins). "
+        "Unset or 0: none. docker-compose gives every service the same port.",
+    )
 
     # ------------------------------------------------------------------------------
     @property

@@ -23,7 +23,7 @@ def run_worker(settings: Settings, worker_id: str = "w0", metrics_port: int | No
 
     (settings.data_dir / "workers" / worker_id).mkdir(parents=True, exist_ok=True)
     topology = create_worker_topology(settings, worker_id)
-    serve_metrics(metrics_port, settings.metrics_host)
+    serve_metrics(metrics_port or settings.metrics_port, settings.metrics_host)
     worker = faust.Worker(
         topology.app,
         loglevel=settings.log_level,
