@@ -61,10 +61,17 @@ def _time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
-def encode_alert_states(states: dict[str, AlertState]) -> bytes:
+def product_state_version(raw: bytes) -> datetime:
+    """Grows with every write of a product's state: the newest observation applied."""
+    return datetime.fromisoformat(json.loads(raw)["applied_at"])
+
+
+def encode_alert_states(states: dict[str, AlertState], rev: int) -> bytes:
+    """``rev`` counts the writes of one product's alert states (see ``alert_states_version``)."""
     return json.dumps(
         {
             "v": 1,
+            "rev": rev,
             "subscriptions": {
                 sub_id: {
                     "subscription": state.subscription.model_dump(mode="json"),
@@ -78,6 +85,15 @@ def encode_alert_states(states: dict[str, AlertState]) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
+
+
+def alert_states_version(raw: bytes | None) -> int:
+    """The write counter of a product's alert states; 0 before the first write (and for
+    values written before the counter existed)."""
+    if not raw:
+        return 0
+    rev = json.loads(raw).get("rev", 0)
+    return rev if isinstance(rev, int) else 0
 
 
 def decode_alert_states(raw: bytes | None) -> dict[str, AlertState]:

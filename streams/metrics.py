@@ -36,3 +36,9 @@ tracked_products = Gauge(
     "pricewatch_scheduler_tracked_products",
     "Products with at least one active subscription on this worker's partitions.",
 )
+stale_changelog_records = Counter(
+    "pricewatch_stream_stale_changelog_records_total",
+    "Changelog records not applied during table recovery because the local store already "
+    "held a newer value of their key.",
+    ["table"],
+)

@@ -6,6 +6,7 @@ Agents live one per module in ``streams/agents`` and are registered onto a ``Top
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,8 @@ from pricewatch.contract.topics import (
 )
 from pricewatch.settings import Settings
 from streams.batching import InFlightBatches
+from streams.codec import alert_states_version, product_state_version
+from streams.store import store_url
 
 log = logging.getLogger(__name__)
 
@@ -120,18 +123,24 @@ def build_topology(settings: Settings, worker_id: str = "w0") -> Topology:
         notifications_topic=_raw_topic(app, settings, NOTIFICATIONS),
         dead_letters_topic=_raw_topic(app, settings, DEAD_LETTERS),
         matcher_input_topic=_raw_topic(app, settings, SUBSCRIPTIONS, PRICE_EVENTS),
-        product_state_table=app.Table(
-            "product_state",
-            default=None,
-            key_type=bytes,
-            value_type=bytes,
-            partitions=settings.topic_partitions,
-        ),
-        product_subscriptions_table=app.Table(
-            "product_subscriptions",
-            default=None,
-            key_type=bytes,
-            value_type=bytes,
-            partitions=settings.topic_partitions,
+        product_state_table=_versioned_table(app, settings, "product_state", product_state_version),
+        product_subscriptions_table=_versioned_table(
+            app, settings, "product_subscriptions", alert_states_version
         ),
     )
+
+
+def _versioned_table(
+    app: faust.App, settings: Settings, name: str, version_of: Callable[[bytes], Any]
+) -> Any:
+    # Recovery keeps the newer of the local value and a changelog record (streams.store).
+    table: Any = app.Table(
+        name,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.topic_partitions,
+        store=store_url(name),
+    )
+    table.version_of = version_of
+    return table

@@ -21,7 +21,12 @@ from pricewatch.contract.records import PriceEvent, Subscription
 from pricewatch.contract.topics import SUBSCRIPTIONS
 from streams import metrics
 from streams.batching import BATCH_MAX, BATCH_WITHIN_SECONDS, processing
-from streams.codec import decode_alert_states, decode_product_state, encode_alert_states
+from streams.codec import (
+    alert_states_version,
+    decode_alert_states,
+    decode_product_state,
+    encode_alert_states,
+)
 from streams.deadletters import reject
 from streams.domain.alerts import AlertRules, AlertState, evaluate, new_alert_state
 from streams.topology import Topology
@@ -104,7 +109,9 @@ class MatchBatch:
         for key, (event, states) in self.changed.items():  # ... so the state may move on
             with processing(event):
                 if states:
-                    self.table[key] = encode_alert_states(states)
+                    # The counter lets changelog recovery keep the newest value (streams.store).
+                    rev = alert_states_version(self.table.get(key)) + 1
+                    self.table[key] = encode_alert_states(states, rev)
                 elif key in self.table:
                     del self.table[key]
 

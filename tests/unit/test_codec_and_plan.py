@@ -7,6 +7,7 @@ from decimal import Decimal
 from pricewatch.contract.records import Availability
 from streams.agents.scheduler import CheckPlan
 from streams.codec import (
+    alert_states_version,
     decode_alert_states,
     decode_product_state,
     encode_alert_states,
@@ -43,7 +44,9 @@ def test_alert_states_round_trip() -> None:
         ),
         "s2": entry(target=None, notify_removed=True),
     }
-    assert decode_alert_states(encode_alert_states(states)) == states
+    assert decode_alert_states(encode_alert_states(states, 3)) == states
+    assert alert_states_version(encode_alert_states(states, 3)) == 3
+    assert alert_states_version(None) == 0
     assert decode_alert_states(None) == {}
 
 
