@@ -206,3 +206,14 @@ def test_unknown_variables_and_macros_are_errors() -> None:
     with pytest.raises(ValueError):
         TimeRange(datetime(2026, 1, 1), datetime(2026, 1, 2))  # naive
     assert timedelta(0) < RANGE.end - RANGE.start
+
+
+def test_cli_export_writes_every_dashboard(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pricewatch.cli import main
+
+    main(["grafana", "export", "--out", str(tmp_path)])
+    printed = capsys.readouterr().out.split()
+    assert sorted(Path(p).name for p in printed) == sorted(f"{d.uid}.json" for d in DASHBOARDS)
+    assert stale_files(tmp_path) == []
