@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pricewatch.embedded.broker import EmbeddedBroker, wait_for_port
+from pricewatch.embedded.broker import EmbeddedBroker, free_port, wait_for_port
 from pricewatch.embedded.postgres import create_database_if_missing, start_embedded_postgres
 from pricewatch.kafka import create_topics, wait_for_broker
 from pricewatch.settings import Settings
@@ -43,6 +43,10 @@ class Stack:
     children: list[Child] = field(default_factory=list)
     broker: EmbeddedBroker | None = None
     postgres: Any = None
+    # Child name -> the port of its /metrics endpoint (the API serves /metrics on its own
+    # port). settings.metrics_port, when set, is the first port and each child takes the
+    # next; unset, every child gets a free port.
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def logs_dir(self) -> Path:
@@ -74,18 +78,33 @@ class Stack:
             self._spawn("demo-shop", ["demo-shop"])
             wait_for_port(settings.api_host, settings.demo_shop_port, 20)
         for i in range(self.workers):
-            self._spawn(f"worker-{i}", ["worker", "--worker-id", f"w{i}"])
+            self._spawn_measured(f"worker-{i}", ["worker", "--worker-id", f"w{i}"])
         for i in range(self.scrapers):
-            self._spawn(f"scraper-{i}", ["scraper"])
-        self._spawn("postgres-sink", ["sink", "postgres"])
-        self._spawn("subscriptions-sink", ["sink", "subscriptions"])
-        self._spawn("events-sink", ["sink", "events"])
-        self._spawn("email-sink", ["sink", "email"])
+            self._spawn_measured(f"scraper-{i}", ["scraper"])
+        self._spawn_measured("postgres-sink", ["sink", "postgres"])
+        self._spawn_measured("subscriptions-sink", ["sink", "subscriptions"])
+        self._spawn_measured("events-sink", ["sink", "events"])
+        self._spawn_measured("email-sink", ["sink", "email"])
         if settings.s3_bucket:
-            self._spawn("archive-sink", ["sink", "archive"])
+            self._spawn_measured("archive-sink", ["sink", "archive"])
         self._spawn("api", ["api"])
+        self.metrics_ports["api"] = settings.api_port
         wait_for_port(settings.api_host, settings.api_port, 30)
         return self
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Child name -> its /metrics URL."""
+        hosts = {"api": self.settings.api_host}
+        return {
+            name: f"http://{hosts.get(name, self.settings.metrics_host)}:{port}/metrics"
+            for name, port in self.metrics_ports.items()
+        }
+
+    def _spawn_measured(self, name: str, args: list[str]) -> Child:
+        base = self.settings.metrics_port
+        port = base + len(self.metrics_ports) if base else free_port()
+        self.metrics_ports[name] = port
+        return self._spawn(name, [*args, "--metrics-port", str(port)])
 
     async def _prepare(self) -> None:
         await wait_for_broker(self.settings.bootstrap())
@@ -99,6 +118,9 @@ class Stack:
                 env.pop(key, None)
             else:
                 env[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        # One port per child, passed as --metrics-port: a shared PRICEWATCH_METRICS_PORT
+        # would have every child bind the same port.
+        env.pop("PRICEWATCH_METRICS_PORT", None)
         env.update(self.extra_env)
         return env
 
@@ -135,6 +157,7 @@ class Stack:
                 child.process.kill()
                 child.process.wait()
         self.children.clear()
+        self.metrics_ports.clear()
         if self.broker is not None:
             self.broker.stop()
             self.broker = None

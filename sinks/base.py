@@ -24,6 +24,7 @@ from prometheus_client import Counter, Histogram
 from pricewatch.contract.topics import DEAD_LETTERS, TopicSpec
 from pricewatch.deadletter import dead_letter_for_record
 from pricewatch.kafka import make_producer
+from pricewatch.metrics import report_lag
 from pricewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ R = TypeVar("R")
 
 INITIAL_BACKOFF_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 10.0
+LAG_REPORT_INTERVAL_SECONDS = 1.0
 
 RECORDS_WRITTEN = Counter(
     "pricewatch_sink_records_written_total", "Records a sink wrote (then committed).", ["sink"]
@@ -231,6 +233,18 @@ async def _commit(
         )
 
 
+async def _report_lag(consumer: AIOKafkaConsumer, group: str) -> None:
+    """Lag of each assigned partition: its high-water mark (from the last fetch response)
+    minus our position, which is what the group has committed once a batch is done."""
+    lags: dict[tuple[str, int], int] = {}
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:  # nothing fetched from it yet
+            continue
+        lags[(tp.topic, tp.partition)] = highwater - await consumer.position(tp)
+    report_lag(group, lags)
+
+
 async def run_batch_consumer(
     settings: Settings,
     *,
@@ -266,9 +280,13 @@ async def run_batch_consumer(
         await consumer.start()
         try:
             log.info("%s: consuming %s as group %s", role, topic, settings.group(role))
+            next_lag_report = 0.0
             while not stop.is_set():
                 fetched = await consumer.getmany(timeout_ms=max_wait_ms, max_records=max_batch)
                 if not fetched:
+                    if time.monotonic() >= next_lag_report:
+                        await _report_lag(consumer, settings.group(role))
+                        next_lag_report = time.monotonic() + LAG_REPORT_INTERVAL_SECONDS
                     continue
                 good, rejected = _parse_batch(fetched, parse, parse_tombstone)
                 if rejected and not await retry_until_done(
@@ -281,6 +299,9 @@ async def run_batch_consumer(
                 if good and not await _write(sink, good, role=role, stop=stop):
                     return
                 await _commit(consumer, fetched, role)
+                if time.monotonic() >= next_lag_report:
+                    await _report_lag(consumer, settings.group(role))
+                    next_lag_report = time.monotonic() + LAG_REPORT_INTERVAL_SECONDS
         finally:
             await consumer.stop()
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pricewatch.settings import Settings
-from streams.agents import detector, matcher, scheduler
+from streams.agents import detector, gauges, matcher, scheduler
 from streams.topology import Topology, build_topology
 
 
@@ -12,6 +12,7 @@ def create_worker_topology(settings: Settings, worker_id: str = "w0") -> Topolog
     detector.register(topology)
     matcher.register(topology)
     scheduler.register(topology)
+    gauges.register(topology)
     return topology
 
 

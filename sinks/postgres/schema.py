@@ -126,8 +126,10 @@ notifications = Table(
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
     Column("sent_at", TIMESTAMPTZ),
     CheckConstraint(_one_of("status", NOTIFICATION_STATUSES), name="status"),
-    # Dashboards: emails sent per interval; a subscription's notifications.
+    # Dashboards: emails sent per interval; alerts per day (revision 0003_dashboards);
+    # a subscription's notifications.
     Index("ix_notifications_sent_at", "sent_at"),
+    Index("ix_notifications_created_at", "created_at"),
     Index("ix_notifications_subscription_id", "subscription_id"),
 )
 

@@ -60,10 +60,10 @@ def version(engine: sqlalchemy.Engine) -> str:
     return str(row["version_num"])
 
 
-def test_the_revisions_form_one_line_ending_in_0002() -> None:
+def test_the_revisions_form_one_line_ending_in_0003_dashboards() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0002"]
-    assert [r.revision for r in script.walk_revisions()] == ["0002", "0001"]
+    assert script.get_heads() == ["0003_dashboards"]
+    assert [r.revision for r in script.walk_revisions()] == ["0003_dashboards", "0002", "0001"]
 
 
 def test_an_empty_database_upgrades_to_head_and_matches_the_schema_module(
