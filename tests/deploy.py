@@ -1,0 +1,110 @@
+"""Readers for the deployment files (Dockerfile, docker-compose.yml, Terraform), shared by
+the tests that check them against the code. No Docker engine or Terraform binary needed."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- Dockerfile ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str  # upper case: FROM, RUN, COPY, ...
+    args: str  # continuation lines joined with a space, comments dropped
+    line: int
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[Instruction] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[Instruction]:
+        return [i for i in self.instructions if i.keyword == keyword]
+
+
+@dataclass
+class Dockerfile:
+    global_args: dict[str, str]  # ARGs before the first FROM, with their defaults
+    stages: list[Stage]
+
+    def stage(self, name: str) -> Stage:
+        matches = [s for s in self.stages if s.name == name]
+        assert matches, f"no stage named {name!r}: {[s.name for s in self.stages]}"
+        return matches[0]
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """(first line number, instruction text) with backslash continuations joined. Comment
+    lines are dropped, also inside a continuation (as Docker does)."""
+    out: list[tuple[int, str]] = []
+    pending: list[str] = []
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if stripped.startswith("#") or (not stripped and not pending):
+            continue
+        if not pending:
+            start = number
+        if stripped.endswith("\\"):
+            pending.append(stripped[:-1].strip())
+            continue
+        pending.append(stripped)
+        out.append((start, " ".join(p for p in pending if p)))
+        pending = []
+    assert not pending, "the Dockerfile ends inside a line continuation"
+    return out
+
+
+def parse_dockerfile(path: Path = ROOT / "Dockerfile") -> Dockerfile:
+    global_args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for number, line in _logical_lines(path.read_text()):
+        keyword, _, args = line.partition(" ")
+        keyword = keyword.upper()
+        args = args.strip()
+        if keyword == "FROM":
+            match = re.fullmatch(r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", args, re.I)
+            assert match, f"line {number}: cannot read FROM {args!r}"
+            stages.append(Stage(base=match[1], name=match[2]))
+        elif not stages:
+            assert keyword == "ARG", f"line {number}: {keyword} before the first FROM"
+            name, _, default = args.partition("=")
+            global_args[name] = default
+        else:
+            stages[-1].instructions.append(Instruction(keyword, args, number))
+    return Dockerfile(global_args, stages)
+
+
+def env_of(stage: Stage) -> dict[str, str]:
+    """The stage's ENV key=value pairs (the only form this Dockerfile uses)."""
+    env: dict[str, str] = {}
+    for instruction in stage.all("ENV"):
+        for pair in instruction.args.split():
+            key, sep, value = pair.partition("=")
+            assert sep, f"line {instruction.line}: use ENV key=value, not {pair!r}"
+            env[key] = value.strip('"')
+    return env
+
+
+# --- pyproject ------------------------------------------------------------------------------
+
+
+def pyproject() -> dict[str, Any]:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+def top_level_packages() -> list[str]:
+    """The package directories setuptools builds the wheel from (packages.find include)."""
+    includes = pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    return sorted({pattern.rstrip("*").rstrip(".") for pattern in includes})
