@@ -108,3 +108,52 @@ def top_level_packages() -> list[str]:
     """The package directories setuptools builds the wheel from (packages.find include)."""
     includes = pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
     return sorted({pattern.rstrip("*").rstrip(".") for pattern in includes})
+
+
+# --- docker-compose.yml -----------------------------------------------------------------------
+
+_INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def interpolate(value: Any, variables: dict[str, str], used: dict[str, set[str]]) -> Any:
+    """Compose's ``${VAR:-default}`` / ``${VAR}`` / ``$$`` substitution over a loaded file.
+
+    ``used`` collects, per variable name, the defaults written in the file ("" for none)."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, variables, used) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, variables, used) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        name, default = match["name"], match["default"]
+        used.setdefault(name, set()).add(default or "")
+        return variables[name] if variables.get(name) else (default or "")
+
+    return _INTERPOLATION.sub(substitute, value)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines of a compose .env file (no quoting used in ours)."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep, f"{path.name}: not KEY=value: {line!r}"
+            values[key.strip()] = value
+    return values
+
+
+def load_compose(
+    variables: dict[str, str] | None = None, path: Path = ROOT / "docker-compose.yml"
+) -> tuple[dict[str, Any], dict[str, set[str]]]:
+    """The compose file with YAML anchors merged and variables substituted, and the
+    variables it uses with their defaults."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text())
+    used: dict[str, set[str]] = {}
+    return interpolate(raw, variables or {}, used), used
