@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,73 @@ def load_compose(
     raw = yaml.safe_load(path.read_text())
     used: dict[str, set[str]] = {}
     return interpolate(raw, variables or {}, used), used
+
+
+# --- Terraform ---------------------------------------------------------------------------------
+
+TERRAFORM = ROOT / "infra" / "terraform"
+
+
+@dataclass
+class Terraform:
+    """Every top-level block of infra/terraform/*.tf, merged over the files."""
+
+    variables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    locals: dict[str, Any] = field(default_factory=dict)
+    resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    data: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    other: dict[str, list[Any]] = field(default_factory=dict)  # terraform, provider
+
+    def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {n: body for (t, n), body in self.resources.items() if t == resource_type}
+
+
+def load_terraform(directory: Path = TERRAFORM) -> Terraform:
+    """Parse with python-hcl2: string literals unquoted, blocks as lists of dicts,
+    expressions as ``${...}`` strings."""
+    import hcl2
+
+    options = hcl2.SerializationOptions(
+        with_comments=False, explicit_blocks=False, strip_string_quotes=True
+    )
+    tf = Terraform()
+    for path in sorted(directory.glob("*.tf")):
+        with open(path) as f:
+            parsed = hcl2.load(f, serialization_options=options)
+        for kind, blocks in parsed.items():
+            for block in blocks:
+                if kind == "variable":
+                    _add_unique(tf.variables, block, path)
+                elif kind == "output":
+                    _add_unique(tf.outputs, block, path)
+                elif kind == "locals":
+                    _add_unique(tf.locals, block, path)
+                elif kind in ("resource", "data"):
+                    target = tf.resources if kind == "resource" else tf.data
+                    for type_name, named in block.items():
+                        for name, body in named.items():
+                            assert (type_name, name) not in target, f"{path.name}: {name} twice"
+                            target[(type_name, name)] = body
+                else:
+                    tf.other.setdefault(kind, []).append(block)
+    return tf
+
+
+def _add_unique(target: dict[str, Any], block: dict[str, Any], path: Path) -> None:
+    for name, body in block.items():
+        assert name not in target, f"{path.name}: {name} declared twice"
+        target[name] = body
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string anywhere in a parsed value (expressions included)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
