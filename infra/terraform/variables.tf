@@ -84,9 +84,9 @@ variable "topic_partitions" {
 # --- PostgreSQL (RDS) ------------------------------------------------------------------------
 
 variable "db_engine_version" {
-  description = "RDS PostgreSQL major version."
+  description = "RDS PostgreSQL major version (16, like docker-compose and the test containers)."
   type        = string
-  default     = "17"
+  default     = "16"
 }
 
 variable "db_instance_class" {

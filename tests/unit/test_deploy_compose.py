@@ -20,7 +20,7 @@ import yaml
 from pricewatch import cli
 from pricewatch.kafka import create_topics
 from pricewatch.settings import Settings
-from tests.deploy import ROOT, load_compose, pyproject, read_env_file
+from tests.deploy import ROOT, load_compose, pyproject, read_env_file, strings_in
 
 ENV_EXAMPLE = read_env_file(ROOT / ".env.example")
 COMPOSE, USED_VARIABLES = load_compose()  # as `docker compose up` sees it without a .env
@@ -237,15 +237,29 @@ def test_grafana_mounts_provisioning_and_dashboards() -> None:
 
 
 def test_grafana_datasources_point_at_compose_services() -> None:
-    """The provisioned datasources (written with the dashboards) name services of this file."""
+    """The provisioned datasources (written with the dashboards) name services of this file
+    with their credentials, and every $VARIABLE they use is in Grafana's environment."""
     files = sorted((ROOT / "infra/grafana/provisioning/datasources").glob("*.y*ml"))
     if not files:
         pytest.skip("no Grafana datasources provisioned yet (infra/grafana/provisioning)")
+    grafana_env = SERVICES["grafana"]["environment"]
+    postgres_env = SERVICES["postgres"]["environment"]
     for path in files:
-        for source in yaml.safe_load(path.read_text()).get("datasources", []):
+        provisioned = yaml.safe_load(path.read_text())  # values only, not comments
+        for text in strings_in(provisioned):
+            for name in re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text):
+                assert name in grafana_env, f"{path.name} uses ${name}, unset in grafana"
+        for source in provisioned.get("datasources", []):
             url = source.get("url", "")
             host = urlsplit(url if "//" in url else f"//{url}").hostname
             assert host in SERVICES, f"{path.name}: {source.get('name')} -> {url}"
+            if host == "postgres":
+                assert source["user"] == postgres_env["POSTGRES_USER"]
+                assert source["jsonData"]["database"] == postgres_env["POSTGRES_DB"]
+                password = source["secureJsonData"]["password"].lstrip("$").strip("{}")
+                assert grafana_env[password] == postgres_env["POSTGRES_PASSWORD"]
+            if host == "prometheus":
+                assert urlsplit(url).port == 9090
 
 
 # --- Images, health checks, start-up order ----------------------------------------------------
