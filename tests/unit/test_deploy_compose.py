@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from graphlib import TopologicalSorter
 from pathlib import Path
@@ -344,3 +346,48 @@ def test_env_example_values_are_valid_settings(monkeypatch: pytest.MonkeyPatch) 
 def test_gitignore_keeps_env_out_of_git() -> None:
     assert ".env" in (ROOT / ".gitignore").read_text().split()
     assert Path(ROOT / ".env.example").exists()
+
+
+def compose_cli() -> list[str] | None:
+    """A Compose implementation to ask, if one is installed: Compose v2 as a docker plugin,
+    or docker-compose (v1.29 from Debian, which validates against the Compose spec too)."""
+    docker = shutil.which("docker")
+    if docker:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else None
+
+
+def test_compose_itself_accepts_the_file(tmp_path: Path) -> None:
+    """Schema validation and interpolation by Compose (no engine needed for `config`), both
+    without a .env and with .env.example as the .env."""
+    command = compose_cli()
+    if command is None:
+        pytest.skip("no docker compose / docker-compose installed (apt-get install docker-compose)")
+    for env_file in (None, ROOT / ".env.example"):
+        project = tmp_path / ("with-env" if env_file else "without-env")
+        project.mkdir()
+        shutil.copy(ROOT / "docker-compose.yml", project)
+        if env_file:
+            shutil.copy(env_file, project / ".env")
+        environment = {k: v for k, v in os.environ.items() if k not in ENV_EXAMPLE}
+        checked = subprocess.run(
+            [*command, "config", "-q"],
+            cwd=project,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        services = subprocess.run(
+            [*command, "config", "--services"],
+            cwd=project,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert set(services.stdout.split()) == set(SERVICES)
