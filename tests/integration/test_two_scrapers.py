@@ -1,0 +1,200 @@
+"""Two real ``pricewatch scraper`` processes in one consumer group share the scrape requests.
+
+Requests are keyed by URL host, so the work splits by host: the test serves product pages
+from several loopback addresses (127.0.0.x, one host each), chosen so their keys cover
+every partition of ``scrape-requests``. Both scrapers join before any request is produced
+(no rebalance while fetching), so every request must be answered exactly once overall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter as Tally
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from pricewatch.contract.records import Outcome, PriceObservation, ScrapeRequest
+from pricewatch.contract.topics import PRICE_OBSERVATIONS, SCRAPE_REQUESTS
+from pricewatch.ids import partition_for, product_id_for
+from pricewatch.kafka import create_topics, make_producer
+from pricewatch.settings import Settings
+from pricewatch.stack import Stack
+from tests.conftest import Broker
+from tests.integration.workers import (
+    TopicReader,
+    group_members,
+    keep_logs,
+    worker_settings,
+)
+
+PARTITIONS = 4
+PAGES_PER_HOST = 6
+PUBLISHED = "pricewatch_scraper_observations_published_total"
+
+PAGE = """<html><head><script type="application/ld+json">{"@type": "Product", "name": "%s",
+"offers": {"price": "%s", "priceCurrency": "EUR"}}</script></head><body></body></html>"""
+
+
+def hosts_covering_partitions(partitions: int) -> list[str]:
+    """Loopback addresses whose keys land on every partition (one host per partition)."""
+    by_partition: dict[int, str] = {}
+    for last in range(1, 255):
+        host = f"127.0.0.{last}"
+        by_partition.setdefault(partition_for(host, partitions), host)
+        if len(by_partition) == partitions:
+            return [by_partition[p] for p in range(partitions)]
+    raise AssertionError("no loopback addresses cover every partition")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " ")
+    )
+
+
+@pytest.fixture
+async def shops() -> AsyncIterator[tuple[list[TestServer], Tally[str]]]:
+    """One page server per host; ``seen`` counts requests per host/path."""
+    seen: Tally[str] = Tally()
+
+    async def product(request: web.Request) -> web.Response:
+        seen[f"{request.host.split(':')[0]}{request.path}"] += 1
+        n = request.match_info["n"]
+        return web.Response(text=PAGE % (f"Item {n}", f"{n}.50"), content_type="text/html")
+
+    servers = []
+    for host in hosts_covering_partitions(PARTITIONS):
+        app = web.Application()
+        app.router.add_get("/p/{n}", product)
+        server = TestServer(app, host=host)
+        await server.start_server()
+        servers.append(server)
+    yield servers, seen
+    for server in servers:
+        await server.close()
+
+
+class ScraperProcess:
+    def __init__(self, settings: Settings, name: str, log_path: Path) -> None:
+        self.metrics_port = free_port()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pricewatch.cli",
+                    "scraper",
+                    "--metrics-port",
+                    str(self.metrics_port),
+                ],
+                env=Stack(settings).child_env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.name = name
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+            raise AssertionError(f"{self.name} ignored SIGTERM") from None
+
+
+async def wait_for_group(settings: Settings, members: int, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while (state := await group_members(settings, settings.group("scrapers"))) != (
+        "Stable",
+        members,
+    ):
+        assert time.monotonic() < deadline, f"scrapers group is {state}"
+        await asyncio.sleep(0.3)
+
+
+async def test_two_scrapers_share_the_hosts_and_answer_each_request_once(
+    broker: Broker,
+    unique_prefix: str,
+    tmp_path: Path,
+    shops: tuple[list[TestServer], Tally[str]],
+) -> None:
+    servers, seen = shops
+    settings = worker_settings(
+        broker.bootstrap_servers,
+        broker.embedded,
+        unique_prefix,
+        tmp_path,
+        topic_partitions=PARTITIONS,
+        allowed_private_hosts=",".join(f"{s.host}:{s.port}" for s in servers),
+        host_min_request_interval_seconds=0.05,
+        respect_robots_txt=True,  # every host answers 404: allowed
+    )
+    await create_topics(settings)
+    logs = tmp_path / "logs"
+    scrapers = [ScraperProcess(settings, f"scraper-{i}", logs / f"scraper-{i}.log") for i in (0, 1)]
+    try:
+        await wait_for_group(settings, 2)
+        urls = [f"http://{s.host}:{s.port}/p/{n}" for s in servers for n in range(PAGES_PER_HOST)]
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            for url in urls:
+                request = ScrapeRequest(
+                    product_id=product_id_for(url), url=url, requested_at=datetime.now(UTC)
+                )
+                await producer.send(
+                    settings.topic(SCRAPE_REQUESTS),
+                    key=(request.url.split("/")[2].split(":")[0]).encode(),
+                    value=request.model_dump_json().encode(),
+                )
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+        async with TopicReader(settings, settings.topic(PRICE_OBSERVATIONS)) as reader:
+            assert await reader.wait_until(lambda records: len(records) >= len(urls), 90), (
+                f"{len(reader.records)} of {len(urls)} observations"
+            )
+            await asyncio.sleep(1.0)  # a duplicate would arrive now
+            await reader.poll(500)
+            observations = [PriceObservation.model_validate_json(r.value) for r in reader.records]
+
+        per_product = Tally(o.product_id for o in observations)
+        assert set(per_product) == {product_id_for(u) for u in urls}
+        assert set(per_product.values()) == {1}, "a request was answered twice"
+        assert all(o.outcome is Outcome.OK for o in observations), [o.error for o in observations]
+        assert all(count == 1 for path, count in seen.items() if "/p/" in path)
+        published = [metric(s.metrics_port, PUBLISHED) for s in scrapers]
+        assert sum(published) == len(urls)
+        assert all(count > 0 for count in published), f"one scraper did nothing: {published}"
+    finally:
+        codes = [s.stop() for s in scrapers]
+        keep_logs(logs, "two-scrapers")
+    assert codes == [0, 0]
