@@ -376,6 +376,63 @@ async def test_no_conditional_get_when_the_cache_is_off(site: Site) -> None:
     assert [s.headers.get("If-None-Match") for s in site.requests_to("/etag")] == [None, None]
 
 
+# --- redirects ----------------------------------------------------------------------------
+
+
+async def test_a_redirect_that_keeps_the_product_path_is_followed_and_recorded(
+    site: Site, fetcher: PageFetcher
+) -> None:
+    @site.route("/item")
+    async def item(request: web.Request, n: int) -> web.Response:
+        if "v" not in request.query:
+            raise web.HTTPMovedPermanently("/item?v=2")
+        return page("7.00")
+
+    observation = await fetch(fetcher, site.url("/item"))
+
+    assert (observation.outcome, observation.price) == (Outcome.OK, Decimal("7.00"))
+    assert observation.final_url == site.url("/item?v=2")
+    assert observation.url == site.url("/item")
+
+
+async def test_a_redirect_to_the_home_page_is_gone(site: Site, fetcher: PageFetcher) -> None:
+    @site.route("/discontinued")
+    async def discontinued(request: web.Request, n: int) -> web.Response:
+        raise web.HTTPFound("/")
+
+    @site.route("/")
+    async def home(request: web.Request, n: int) -> web.Response:
+        return page("1.00")  # a home page with a price must not pass for the product
+
+    observation = await fetch(fetcher, site.url("/discontinued"))
+
+    assert (observation.outcome, observation.error) == (Outcome.GONE, "redirected_away")
+    assert observation.price is None
+    assert observation.final_url == site.url("/")
+
+
+async def test_validators_go_to_the_url_that_answered_after_a_redirect(
+    site: Site, fetcher: PageFetcher
+) -> None:
+    seen_validators: list[str | None] = []
+
+    @site.route("/old")
+    async def old_or_canonical(request: web.Request, n: int) -> web.Response:
+        if "canonical" not in request.query:
+            seen_validators.append(request.headers.get("If-None-Match"))
+            raise web.HTTPMovedPermanently("/old?canonical=1")
+        if request.headers.get("If-None-Match") == '"c1"':
+            return web.Response(status=304)
+        return page("3.00", ETag='"c1"')
+
+    await fetch(fetcher, site.url("/old"))
+    second = await fetch(fetcher, site.url("/old"))
+
+    assert seen_validators == [None, None]  # not sent to the redirecting URL
+    assert (second.outcome, second.price, second.http_status) == (Outcome.OK, Decimal("3.00"), 304)
+    assert second.final_url == site.url("/old?canonical=1")
+
+
 # --- robots.txt ---------------------------------------------------------------------------
 
 
