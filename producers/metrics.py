@@ -75,7 +75,8 @@ def record_fetch(
     response_bytes: int,
 ) -> None:
     FETCHES.labels(website=website, outcome=outcome.value).inc()
-    FETCH_SECONDS.observe(http_seconds)
+    if http_seconds > 0:  # a refused URL or robots.txt verdict made no request
+        FETCH_SECONDS.observe(http_seconds)
     RESPONSE_BYTES.inc(response_bytes)
     if outcome is Outcome.ERROR and error in BLOCKED_ERRORS:
         BLOCKED.inc()

@@ -59,7 +59,6 @@ class _PartitionProgress:
     unfinished one (or one past the last, when all are done)."""
 
     entries: deque[_Entry] = field(default_factory=deque)
-    committed: int | None = None
 
     def add(self, offset: int) -> _Entry:
         entry = _Entry(offset)

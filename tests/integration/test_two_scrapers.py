@@ -20,6 +20,8 @@ from collections import Counter as Tally
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
@@ -75,13 +77,17 @@ def metric(port: int, name: str) -> float:
     )
 
 
-@pytest.fixture
-async def shops() -> AsyncIterator[tuple[list[TestServer], Tally[str]]]:
+Shops = tuple[list[TestServer], Tally[str]]
+
+
+async def _start_shops(delay: float) -> Shops:
     """One page server per host; ``seen`` counts requests per host/path."""
     seen: Tally[str] = Tally()
 
     async def product(request: web.Request) -> web.Response:
         seen[f"{request.host.split(':')[0]}{request.path}"] += 1
+        if delay:
+            await asyncio.sleep(delay)
         n = request.match_info["n"]
         return web.Response(text=PAGE % (f"Item {n}", f"{n}.50"), content_type="text/html")
 
@@ -92,9 +98,41 @@ async def shops() -> AsyncIterator[tuple[list[TestServer], Tally[str]]]:
         server = TestServer(app, host=host)
         await server.start_server()
         servers.append(server)
+    return servers, seen
+
+
+@pytest.fixture
+async def shops() -> AsyncIterator[Shops]:
+    servers, seen = await _start_shops(delay=0)
     yield servers, seen
     for server in servers:
         await server.close()
+
+
+@pytest.fixture
+async def slow_shops() -> AsyncIterator[Shops]:
+    servers, seen = await _start_shops(delay=0.25)
+    yield servers, seen
+    for server in servers:
+        await server.close()
+
+
+async def produce_requests(settings: Settings, urls: list[str]) -> None:
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for url in urls:
+            request = ScrapeRequest(
+                product_id=product_id_for(url), url=url, requested_at=datetime.now(UTC)
+            )
+            await producer.send(
+                settings.topic(SCRAPE_REQUESTS),
+                key=(urlsplit(url).hostname or "").encode(),
+                value=request.model_dump_json().encode(),
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 class ScraperProcess:
@@ -143,7 +181,7 @@ async def test_two_scrapers_share_the_hosts_and_answer_each_request_once(
     broker: Broker,
     unique_prefix: str,
     tmp_path: Path,
-    shops: tuple[list[TestServer], Tally[str]],
+    shops: Shops,
 ) -> None:
     servers, seen = shops
     settings = worker_settings(
@@ -162,21 +200,7 @@ async def test_two_scrapers_share_the_hosts_and_answer_each_request_once(
     try:
         await wait_for_group(settings, 2)
         urls = [f"http://{s.host}:{s.port}/p/{n}" for s in servers for n in range(PAGES_PER_HOST)]
-        producer = make_producer(settings)
-        await producer.start()
-        try:
-            for url in urls:
-                request = ScrapeRequest(
-                    product_id=product_id_for(url), url=url, requested_at=datetime.now(UTC)
-                )
-                await producer.send(
-                    settings.topic(SCRAPE_REQUESTS),
-                    key=(request.url.split("/")[2].split(":")[0]).encode(),
-                    value=request.model_dump_json().encode(),
-                )
-            await producer.flush()
-        finally:
-            await producer.stop()
+        await produce_requests(settings, urls)
 
         async with TopicReader(settings, settings.topic(PRICE_OBSERVATIONS)) as reader:
             assert await reader.wait_until(lambda records: len(records) >= len(urls), 90), (
@@ -198,3 +222,55 @@ async def test_two_scrapers_share_the_hosts_and_answer_each_request_once(
         codes = [s.stop() for s in scrapers]
         keep_logs(logs, "two-scrapers")
     assert codes == [0, 0]
+
+
+async def test_a_killed_scraper_loses_nothing_and_repeats_only_what_was_in_flight(
+    broker: Broker, unique_prefix: str, tmp_path: Path, slow_shops: Shops
+) -> None:
+    servers, _ = slow_shops
+    queue_limit = 8
+    settings = worker_settings(
+        broker.bootstrap_servers,
+        broker.embedded,
+        unique_prefix,
+        tmp_path,
+        topic_partitions=PARTITIONS,
+        allowed_private_hosts=",".join(f"{s.host}:{s.port}" for s in servers),
+        host_min_request_interval_seconds=0.0,
+        scraper_queue_limit=queue_limit,
+    )
+    await create_topics(settings)
+    urls = [f"http://{s.host}:{s.port}/p/{n}" for s in servers for n in range(20)]
+    await produce_requests(settings, urls)
+    logs = tmp_path / "logs"
+    first = ScraperProcess(settings, "scraper-0", logs / "scraper-0.log")
+    second: ScraperProcess | None = None
+    try:
+        async with TopicReader(settings, settings.topic(PRICE_OBSERVATIONS)) as reader:
+            assert await reader.wait_until(lambda records: len(records) >= len(urls) // 3, 60)
+            os.kill(first.process.pid, signal.SIGKILL)  # no drain, no last commit
+            first.process.wait(10)
+            killed_at = len(reader.records)
+            second = ScraperProcess(settings, "scraper-1", logs / "scraper-1.log")
+            wanted = {product_id_for(u) for u in urls}
+
+            def all_answered(records: list[Any]) -> bool:
+                return {
+                    PriceObservation.model_validate_json(r.value).product_id for r in records
+                } >= wanted
+
+            assert await reader.wait_until(all_answered, 90), "requests were lost"
+            await asyncio.sleep(1.0)
+            await reader.poll(500)
+            observations = [PriceObservation.model_validate_json(r.value) for r in reader.records]
+    finally:
+        if second is not None:
+            assert second.stop() == 0
+        keep_logs(logs, "killed-scraper")
+
+    repeats = len(observations) - len(wanted)
+    assert killed_at < len(urls), "the first scraper finished before it was killed"
+    # Offsets were committed while it ran: only what it held (at most the queue limit,
+    # plus what it published between its last commit and the kill) is fetched again.
+    assert repeats <= queue_limit * 2, f"{repeats} requests answered twice"
+    assert all(o.outcome is Outcome.OK for o in observations)
