@@ -300,6 +300,7 @@ async def test_etag_makes_the_second_fetch_a_304_that_keeps_the_price(
         return page("899.00", ETag='"v1"')
 
     not_modified_before = metric("pricewatch_scraper_not_modified_total")
+    extracted_before = metric("pricewatch_scraper_extractions_total", extractor="jsonld")
 
     first = await fetch(fetcher, site.url("/etag"))
     second = await fetch(fetcher, site.url("/etag"))
@@ -317,6 +318,10 @@ async def test_etag_makes_the_second_fetch_a_304_that_keeps_the_price(
     assert second.http_status == 304
     assert second.observed_at > first.observed_at
     assert metric("pricewatch_scraper_not_modified_total") - not_modified_before == 1
+    # The 304 republished the remembered reading: the page was parsed once.
+    assert (
+        metric("pricewatch_scraper_extractions_total", extractor="jsonld") - extracted_before == 1
+    )
 
 
 async def test_last_modified_is_sent_back_as_if_modified_since(

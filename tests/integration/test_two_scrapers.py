@@ -44,6 +44,7 @@ from tests.integration.workers import (
 PARTITIONS = 4
 PAGES_PER_HOST = 6
 PUBLISHED = "pricewatch_scraper_observations_published_total"
+FETCHES = "pricewatch_scraper_fetches_total"
 
 PAGE = """<html><head><script type="application/ld+json">{"@type": "Product", "name": "%s",
 "offers": {"price": "%s", "priceCurrency": "EUR"}}</script></head><body></body></html>"""
@@ -67,14 +68,19 @@ def free_port() -> int:
         return port
 
 
-def metric(port: int, name: str) -> float:
+def samples(port: int, name: str) -> dict[str, float]:
+    """A metric's samples on a scraper's /metrics: label text (e.g. '{outcome="ok"}') -> value."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
+    return {
+        line[len(name) :].rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " ")
-    )
+    }
+
+
+def metric(port: int, name: str) -> float:
+    return sum(samples(port, name).values())
 
 
 Shops = tuple[list[TestServer], Tally[str]]
@@ -218,6 +224,21 @@ async def test_two_scrapers_share_the_hosts_and_answer_each_request_once(
         published = [metric(s.metrics_port, PUBLISHED) for s in scrapers]
         assert sum(published) == len(urls)
         assert all(count > 0 for count in published), f"one scraper did nothing: {published}"
+        # Fetches are counted per website (URL host); each host was fetched by one scraper.
+        websites = [
+            {
+                label.split('website="')[1].split('"')[0]
+                for label in samples(s.metrics_port, FETCHES)
+            }
+            for s in scrapers
+        ]
+        assert websites[0] | websites[1] == {s.host for s in servers}
+        assert not websites[0] & websites[1]
+        assert sum(metric(s.metrics_port, FETCHES) for s in scrapers) == len(urls)
+        assert [metric(s.metrics_port, "pricewatch_scraper_queue_depth") for s in scrapers] == [
+            0,
+            0,
+        ]
     finally:
         codes = [s.stop() for s in scrapers]
         keep_logs(logs, "two-scrapers")
