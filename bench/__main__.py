@@ -7,10 +7,16 @@ import sys
 import time
 from pathlib import Path
 
-from . import detector_agent, detector_pure, postgres_sink
+from . import detector_agent, detector_pure, postgres_sink, scraper
 from .report import RESULTS_DIR, BenchResult, format_table, machine_info, write_json
 
-BENCHMARKS = ("detector_pure", "detector_agent", "postgres_sink")
+BENCHMARKS = (
+    "detector_pure",
+    "detector_agent",
+    "postgres_sink",
+    "scraper_extract",
+    "scraper_e2e",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the baseline writes the first this many observations (a commit each)",
     )
     pg.add_argument("--pg-baseline-repeats", type=int, default=1)
+
+    scr = parser.add_argument_group("scraper_extract / scraper_e2e")
+    scr.add_argument("--extract-pages", type=int, default=300, help="distinct 100-300 KB pages")
+    scr.add_argument("--extract-repeats", type=int, default=5)
+    scr.add_argument("--extract-baseline-repeats", type=int, default=3)
+    scr.add_argument("--e2e-requests", type=int, default=3000)
+    scr.add_argument("--e2e-baseline-requests", type=int, default=500)
+    scr.add_argument("--e2e-repeats", type=int, default=2)
     return parser
 
 
@@ -169,6 +183,21 @@ def main(argv: list[str] | None = None) -> int:
                 repeats=2 if args.quick else args.pg_repeats,
                 baseline_observations=2_000 if args.quick else args.pg_baseline_observations,
                 baseline_repeats=args.pg_baseline_repeats,
+                log=log,
+            )
+        elif name == "scraper_extract":
+            result = scraper.run_extract(
+                pages=30 if args.quick else args.extract_pages,
+                repeats=2 if args.quick else args.extract_repeats,
+                baseline_repeats=1 if args.quick else args.extract_baseline_repeats,
+                log=log,
+            )
+        elif name == "scraper_e2e":
+            result = scraper.run_e2e(
+                requests=200 if args.quick else args.e2e_requests,
+                baseline_requests=50 if args.quick else args.e2e_baseline_requests,
+                repeats=1 if args.quick else args.e2e_repeats,
+                results_dir=args.results_dir,
                 log=log,
             )
         else:

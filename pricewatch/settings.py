@@ -80,6 +80,72 @@ class Settings(BaseSettings):
         "API URL and paths), tried before the generic extractors. Unset: none.",
     )
 
+    # --- Scraper politeness, retries and check scheduling (issue 5) -----------------
+    scraper_queue_limit: int = Field(
+        default=128,
+        ge=1,
+        description="Scrape requests one scraper process holds at once (fetching or waiting "
+        "for their host's turn); half of it at most from one partition.",
+    )
+    host_max_concurrent_requests: int = Field(
+        default=2,
+        ge=1,
+        description="Requests in flight to one host (URL host name) per scraper process. "
+        "A site adapter may override it per website.",
+    )
+    host_min_request_interval_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="Minimum time between the starts of two requests to one host per scraper "
+        "process (1.0: at most 1 request/s). A site adapter may override it per website.",
+    )
+    fetch_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Attempts per fetch on transient errors (timeout, connection error, 5xx, "
+        "429); 1: no retries.",
+    )
+    retry_backoff_base_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="Backoff before retry n is uniform in [0, base * 2^(n-1)] (full jitter).",
+    )
+    retry_backoff_max_seconds: float = Field(
+        default=30.0, ge=0, description="Upper bound of one backoff wait."
+    )
+    retry_after_max_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="Longest Retry-After (429/503) honoured; a longer one ends the fetch as "
+        "an error observation 'rate_limited'.",
+    )
+    conditional_cache_entries: int = Field(
+        default=100_000,
+        ge=0,
+        description="URLs whose ETag/Last-Modified and last extraction a scraper remembers "
+        "for conditional GETs (least recently used dropped first; 0: no conditional GETs).",
+    )
+    respect_robots_txt: bool = Field(
+        default=True,
+        description="Fetch and obey each host's robots.txt (matched with user_agent).",
+    )
+    robots_cache_seconds: float = Field(
+        default=3600.0, gt=0, description="How long a host's robots.txt is kept before refetch."
+    )
+    near_target_fraction: float = Field(
+        default=0.05,
+        ge=0,
+        description="A product whose last price is above the lowest active target price by at "
+        "most this fraction (0.05: 5 %) is checked more often.",
+    )
+    near_target_interval_factor: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="Check interval of a product near its target: the default interval times "
+        "this factor.",
+    )
+
     detector_cache_entries: int = Field(
         default=200_000, ge=0, description="Decoded product states a worker keeps in memory."
     )

@@ -9,17 +9,33 @@ redirect to ``http://169.254.169.254/`` is refused like a subscription to it wou
 Site adapters (``Settings.site_adapters_file``) pick the extraction rules per host. A JSON-API
 adapter makes the fetcher request the product's API URL instead of its page; the observation
 then carries the API response's ``http_status`` and ``final_url``.
+
+Politeness (``producers.politeness``, ``producers.robots``), per URL host and process:
+
+- robots.txt is read first (once per origin and ``robots_cache_seconds``); a disallowed URL
+  is not requested and becomes an error observation ``robots_disallowed``;
+- at most ``host_max_concurrent_requests`` requests in flight and
+  ``host_min_request_interval_seconds`` between their starts (a site adapter may override
+  both; a robots.txt ``Crawl-delay`` can only make the gap longer);
+- transient failures (timeout, connection error, 5xx, 429) are retried up to
+  ``fetch_max_attempts`` with exponential backoff and full jitter; a 429/503 with
+  ``Retry-After`` waits that long instead (for every request to the host), unless it is
+  longer than ``retry_after_max_seconds``: then the fetch ends as ``rate_limited``;
+- a page that answered 200 with an ``ETag``/``Last-Modified`` is requested conditionally
+  next time; a 304 publishes the remembered extraction again (http_status 304).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
@@ -27,6 +43,7 @@ from yarl import URL
 from pricewatch.contract.records import Outcome, PriceObservation
 from pricewatch.ids import observation_id_for
 from pricewatch.settings import Settings
+from producers import metrics
 from producers.extract import (
     HtmlAdapter,
     JsonApiAdapter,
@@ -35,6 +52,15 @@ from producers.extract import (
     extract_with_adapter,
     load_site_adapters,
 )
+from producers.politeness import (
+    ConditionalCache,
+    HostLimiter,
+    HostPolicy,
+    Remembered,
+    backoff_seconds,
+    parse_retry_after,
+)
+from producers.robots import MAX_ROBOTS_BYTES, RobotsAnswer, RobotsCache, Verdict
 from producers.urlguard import GuardedResolver, UrlRefused, check_host
 
 log = logging.getLogger(__name__)
@@ -43,6 +69,10 @@ MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 GONE_STATUSES = frozenset({404, 410})
 READ_CHUNK_BYTES = 64 * 1024
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+# Failures worth another attempt (5xx and 429 responses are judged apart).
+TRANSIENT_ERRORS = (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
+ROBOTS_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +81,10 @@ class FetchResult:
 
     observation: PriceObservation
     response_bytes: int
-    elapsed_seconds: float
+    elapsed_seconds: float  # in HTTP requests (politeness waits excluded)
+    website: str = ""
+    attempts: int = 0
+    not_modified: bool = False
 
 
 class ResponseTooLarge(Exception):
@@ -62,12 +95,43 @@ class TooManyRedirects(Exception):
     pass
 
 
+class RateLimited(Exception):
+    """A Retry-After longer than we are willing to wait."""
+
+
+class RobotsRefused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class _Response:
     status: int
     final_url: URL
     body: bytes
     charset: str | None
+    etag: str | None = None
+    last_modified: str | None = None
+    retry_after: str | None = None
+
+
+@dataclass
+class _Attempts:
+    """What the attempts of one fetch cost, gathered as they go."""
+
+    count: int = 0
+    http_seconds: float = 0.0
+    response_bytes: int = 0
+    last_started_at: datetime | None = None
+
+
+def website_of(url: str) -> str:
+    """The politeness and metrics key of a URL: its host name, lower-case, no port."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
 
 
 class PageFetcher:
@@ -75,12 +139,14 @@ class PageFetcher:
 
     Construct it inside a running event loop; close it with ``close()`` or ``async with``.
     ``adapters`` maps hosts to site adapters; None reads ``settings.site_adapters_file``.
+    ``rng`` makes backoff jitter reproducible in tests.
     """
 
     def __init__(
         self,
         settings: Settings,
         adapters: Mapping[str, HtmlAdapter | JsonApiAdapter] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         if adapters is None and settings.site_adapters_file is not None:
             adapters = load_site_adapters(settings.site_adapters_file)
@@ -88,6 +154,21 @@ class PageFetcher:
         self._timeout_seconds = settings.fetch_timeout_seconds
         self._max_bytes = settings.max_response_bytes
         self._allowed = settings.allowed_private_host_set
+        self._max_attempts = settings.fetch_max_attempts
+        self._backoff_base = settings.retry_backoff_base_seconds
+        self._backoff_max = settings.retry_backoff_max_seconds
+        self._retry_after_max = settings.retry_after_max_seconds
+        self._rng = rng or random.Random()
+        self._default_policy = HostPolicy(
+            settings.host_max_concurrent_requests, settings.host_min_request_interval_seconds
+        )
+        self.limiter = HostLimiter(self._policy_for)
+        self.remembered = ConditionalCache(settings.conditional_cache_entries)
+        self._robots = (
+            RobotsCache(self._fetch_robots, settings.user_agent, settings.robots_cache_seconds)
+            if settings.respect_robots_txt
+            else None
+        )
         connector = aiohttp.TCPConnector(
             limit=settings.scraper_concurrency,
             resolver=GuardedResolver(self._allowed),
@@ -104,6 +185,17 @@ class PageFetcher:
             # Never pick up HTTP(S)_PROXY: a proxy would resolve hosts past our guard.
             trust_env=False,
             auto_decompress=True,
+        )
+
+    def _policy_for(self, host: str) -> HostPolicy:
+        adapter = self._adapters.get(host) or self._adapters.get(host.removeprefix("www."))
+        if adapter is None:
+            return self._default_policy
+        return HostPolicy(
+            adapter.max_concurrent_requests or self._default_policy.max_concurrent,
+            self._default_policy.min_interval
+            if adapter.min_request_interval_seconds is None
+            else adapter.min_request_interval_seconds,
         )
 
     async def close(self) -> None:
@@ -125,10 +217,10 @@ class PageFetcher:
         return (await self.fetch_page(product_id, url)).observation
 
     async def fetch_page(self, product_id: str, url: str) -> FetchResult:
-        """``fetch``, plus the bytes read and the time taken (for metrics)."""
-        observed_at = datetime.now(UTC)
-        started = time.perf_counter()
+        """``fetch``, plus the bytes read and the time taken; records the fetch's metrics."""
+        attempts = _Attempts()
         response: _Response | None = None
+        not_modified = False
         fields: dict[str, object]
         adapter = adapter_for(self._adapters, url)
         target = url
@@ -138,11 +230,22 @@ class PageFetcher:
                 adapter = None  # not a product URL this adapter knows: read the page
             else:
                 target = api_url
+        website = website_of(url)  # metrics: the shop, even when its API answers
+        request_host = website_of(target)  # politeness: where the requests go
+        remembered = self.remembered.get(target)
         try:
-            async with asyncio.timeout(self._timeout_seconds):
-                response = await self._get(target, json_api=isinstance(adapter, JsonApiAdapter))
+            check_host(target, self._allowed)
+            if self._robots is not None:
+                await self._obey_robots(target, request_host)
+            response = await self._get_with_retries(
+                target, request_host, isinstance(adapter, JsonApiAdapter), remembered, attempts
+            )
         except UrlRefused as exc:
             fields = _failed(f"url_refused: {exc}")
+        except RobotsRefused as exc:
+            fields = _failed(exc.reason)
+        except RateLimited:
+            fields = _failed("rate_limited")
         except TimeoutError:
             # Before ClientError: aiohttp's timeout errors are both.
             fields = _failed("timeout")
@@ -159,9 +262,18 @@ class PageFetcher:
             log.exception("unexpected failure fetching %s", url)
             fields = _failed(f"fetch_failed: {type(exc).__name__}")
         else:
-            fields = _read_page(response, target, adapter)
+            if response.status == 304 and remembered is not None:
+                fields = dict(remembered.fields)
+                not_modified = True
+                metrics.NOT_MODIFIED.inc()
+            else:
+                fields = self._read_and_remember(response, target, adapter)
         if response is not None:
-            fields |= {"http_status": response.status, "final_url": str(response.final_url)}
+            final_url = str(response.final_url)
+            if not_modified and remembered is not None:
+                final_url = remembered.final_url
+            fields |= {"http_status": response.status, "final_url": final_url}
+        observed_at = attempts.last_started_at or datetime.now(UTC)
         observation = PriceObservation.model_validate(
             {
                 "observation_id": observation_id_for(product_id, observed_at),
@@ -171,46 +283,184 @@ class PageFetcher:
                 **fields,
             }
         )
+        metrics.record_fetch(
+            website,
+            observation.outcome,
+            observation.error,
+            attempts.http_seconds,
+            attempts.response_bytes,
+        )
         return FetchResult(
             observation=observation,
-            response_bytes=len(response.body) if response else 0,
-            elapsed_seconds=time.perf_counter() - started,
+            response_bytes=attempts.response_bytes,
+            elapsed_seconds=attempts.http_seconds,
+            website=website,
+            attempts=attempts.count,
+            not_modified=not_modified,
         )
 
-    async def _get(self, url: str, json_api: bool = False) -> _Response:
+    def _read_and_remember(
+        self, response: _Response, target: str, adapter: HtmlAdapter | JsonApiAdapter | None
+    ) -> dict[str, object]:
+        fields = _read_page(response, target, adapter)
+        if "extractor" in fields:  # the extraction chain ran
+            metrics.EXTRACTIONS.labels(extractor=fields["extractor"] or "none").inc()
+        if fields["outcome"] is Outcome.OK and (response.etag or response.last_modified):
+            self.remembered.put(
+                target,
+                Remembered(
+                    etag=response.etag,
+                    last_modified=response.last_modified,
+                    final_url=str(response.final_url),
+                    fields=fields,
+                ),
+            )
+        else:
+            self.remembered.forget(target)
+        return fields
+
+    async def _obey_robots(self, url: str, website: str) -> None:
+        assert self._robots is not None
+        verdict = await self._robots.verdict(url)
+        if verdict is Verdict.DISALLOWED:
+            metrics.ROBOTS_REFUSALS.inc()
+            raise RobotsRefused("robots_disallowed")
+        if verdict is Verdict.UNAVAILABLE:
+            raise RobotsRefused("robots_unavailable")
+        delay = await self._robots.crawl_delay(url)
+        if delay:
+            # Capped like Retry-After: a robots.txt may not stop us for hours per request.
+            self.limiter.slow_down(website, min(delay, self._retry_after_max))
+
+    async def _fetch_robots(self, robots_url: str) -> RobotsAnswer:
+        """One guarded, rate-limited GET of a robots.txt; never raises for a bad answer."""
+        try:
+            check_host(robots_url, self._allowed)
+            async with self.limiter.slot(website_of(robots_url)):
+                async with asyncio.timeout(min(self._timeout_seconds, ROBOTS_TIMEOUT_SECONDS)):
+                    response = await self._get(robots_url, max_bytes=MAX_ROBOTS_BYTES)
+        except UrlRefused:
+            raise
+        except (TimeoutError, aiohttp.ClientError, TooManyRedirects, ResponseTooLarge) as exc:
+            log.info("robots.txt %s unavailable: %s", robots_url, type(exc).__name__)
+            return RobotsAnswer(status=None)
+        return RobotsAnswer(status=response.status, body=response.body)
+
+    async def _get_with_retries(
+        self,
+        url: str,
+        website: str,
+        json_api: bool,
+        remembered: Remembered | None,
+        attempts: _Attempts,
+    ) -> _Response:
+        """The response of the last attempt; raises what the last attempt raised."""
+        while True:
+            attempts.count += 1
+            response: _Response | None = None
+            failure: Exception | None = None
+            async with self.limiter.slot(website):
+                attempts.last_started_at = datetime.now(UTC)
+                started = time.perf_counter()
+                try:
+                    async with asyncio.timeout(self._timeout_seconds):
+                        response = await self._get(url, json_api=json_api, remembered=remembered)
+                except TRANSIENT_ERRORS as exc:
+                    failure = exc
+                finally:
+                    attempts.http_seconds += time.perf_counter() - started
+            if response is not None:
+                attempts.response_bytes += len(response.body)
+                reason = _retry_reason(response.status)
+                if reason is None:
+                    return response
+            else:
+                assert failure is not None
+                reason = "timeout" if isinstance(failure, TimeoutError) else "connection_error"
+            wait: float | None = None
+            if response is not None and response.status in RETRY_AFTER_STATUSES:
+                wait = parse_retry_after(response.retry_after, datetime.now(UTC))
+                if wait is not None and wait > self._retry_after_max:
+                    raise RateLimited(f"Retry-After {wait:.0f}s")
+            if attempts.count >= self._max_attempts:
+                if response is not None:
+                    return response
+                assert failure is not None
+                raise failure
+            metrics.RETRIES.labels(reason=reason).inc()
+            if response is not None and response.status in RETRY_AFTER_STATUSES:
+                # The host told us (or we assume) it is overloaded: every request to it waits.
+                if wait is None:
+                    wait = self._backoff(attempts.count)
+                self.limiter.defer(website, wait)
+            else:
+                await asyncio.sleep(self._backoff(attempts.count))
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff_seconds(attempt, self._backoff_base, self._backoff_max, self._rng)
+
+    async def _get(
+        self,
+        url: str,
+        json_api: bool = False,
+        remembered: Remembered | None = None,
+        max_bytes: int | None = None,
+    ) -> _Response:
         current = url
-        headers = {"Accept": "application/json"} if json_api else None
         for _ in range(MAX_REDIRECTS + 1):
             check_host(current, self._allowed)
+            headers: dict[str, str] = {}
+            if json_api:
+                headers["Accept"] = "application/json"
+            if remembered is not None and current == remembered.final_url:
+                # Validators belong to the URL that answered 200, after any redirects.
+                headers |= remembered.validators()
             async with self._session.get(
-                current, allow_redirects=False, headers=headers
+                current, allow_redirects=False, headers=headers or None
             ) as response:
                 location = response.headers.get("Location")
                 if response.status in REDIRECT_STATUSES and location:
                     current = str(response.url.join(URL(location)))
                     continue
-                body = await self._read_capped(response)
+                body = await self._read_capped(response, max_bytes)
                 return _Response(
                     status=response.status,
                     final_url=response.url,
                     body=body,
                     charset=_charset(response),
+                    etag=response.headers.get("ETag"),
+                    last_modified=response.headers.get("Last-Modified"),
+                    retry_after=response.headers.get("Retry-After"),
                 )
         raise TooManyRedirects(url)
 
-    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _read_capped(
+        self, response: aiohttp.ClientResponse, truncate_at: int | None = None
+    ) -> bytes:
+        """The body; too large raises ``ResponseTooLarge``, or with ``truncate_at`` is cut."""
+        limit = truncate_at or self._max_bytes
         declared = response.content_length
-        if declared is not None and declared > self._max_bytes:
+        if truncate_at is None and declared is not None and declared > limit:
             raise ResponseTooLarge(declared)
         chunks: list[bytes] = []
         size = 0
         # Counted after decompression, so a small gzip bomb is caught as well.
         async for chunk in response.content.iter_chunked(READ_CHUNK_BYTES):
             size += len(chunk)
-            if size > self._max_bytes:
-                raise ResponseTooLarge(size)
+            if size > limit:
+                if truncate_at is None:
+                    raise ResponseTooLarge(size)
+                chunks.append(chunk[: len(chunk) - (size - limit)])
+                break
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _retry_reason(status: int) -> str | None:
+    """Why a response is worth another attempt (None: it is final)."""
+    if status == 429 or 500 <= status < 600:
+        return f"http_{status}"
+    return None
 
 
 def _failed(error: str) -> dict[str, object]:

@@ -12,14 +12,19 @@ from pricewatch.settings import Settings
 from pricewatch.stack import Stack
 
 DEMO_CHECK_INTERVAL_SECONDS = 5.0
+# Every demo product lives on one local host: 1 request/s would queue their 5 s checks.
+DEMO_HOST_MIN_REQUEST_INTERVAL_SECONDS = 0.1
 
 
 def demo_settings(settings: Settings) -> Settings:
-    """Demo-friendly values for whatever the user did not set: quick checks, and the
-    demo shop (a loopback address) allowed past the scrapers' URL guard."""
+    """Demo-friendly values for whatever the user did not set: quick checks, a short
+    per-host request interval (the demo shop is the only host), and the demo shop (a
+    loopback address) allowed past the scrapers' URL guard."""
     updates: dict[str, object] = {}
     if "default_check_interval_seconds" not in settings.model_fields_set:
         updates["default_check_interval_seconds"] = DEMO_CHECK_INTERVAL_SECONDS
+    if "host_min_request_interval_seconds" not in settings.model_fields_set:
+        updates["host_min_request_interval_seconds"] = DEMO_HOST_MIN_REQUEST_INTERVAL_SECONDS
     shop = f"{settings.api_host}:{settings.demo_shop_port}"
     allowed = {h for h in settings.allowed_private_hosts.split(",") if h} | {
         shop,

@@ -11,14 +11,16 @@ Two kinds, configured per host in a JSON file (``Settings.site_adapters_file``):
         "kind": "json_api",
         "product_url_pattern": "/p/(?P<sku>[A-Z0-9-]+)",
         "api_url": "https://api-shop.example/api/products/{sku}.json",
-        "price": "data.price.amount", "currency": "data.price.currency"
+        "price": "data.price.amount", "currency": "data.price.currency",
+        "max_concurrent_requests": 1, "min_request_interval_seconds": 5
       }
     }
 
 HTML adapters hold CSS (default) or XPath selectors; JSON-API adapters name a second URL,
 built from the product URL, and dotted JSON paths (``data.offers[0].price``) into its
 response. ``extract_with_adapter`` is pure; fetching the API URL is the fetcher's job
-(``api_url_for`` tells it which URL).
+(``api_url_for`` tells it which URL). Either kind may also set the fetcher's politeness for
+its host: ``max_concurrent_requests`` and ``min_request_interval_seconds``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,16 @@ class _Adapter(BaseModel):
         default_factory=dict,
         description="The site's own availability wording, e.g. {'Lieferbar': 'in_stock'}; "
         "matched case-insensitively before schema.org names and out-of-stock phrases.",
+    )
+
+    # Politeness per website: read by the fetcher, not by extraction.
+    max_concurrent_requests: int | None = Field(
+        default=None, ge=1, description="Overrides host_max_concurrent_requests for this host."
+    )
+    min_request_interval_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="Overrides host_min_request_interval_seconds for this host.",
     )
 
     @field_validator("currency_default")

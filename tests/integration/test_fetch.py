@@ -72,6 +72,9 @@ def settings_for(shop: TestServer, allowed: str | None = None) -> Settings:
         max_response_bytes=MAX_RESPONSE_BYTES,
         fetch_timeout_seconds=FETCH_TIMEOUT_SECONDS,
         scraper_concurrency=4,
+        # Politeness is tested in test_politeness.py; here it would only slow things down.
+        host_min_request_interval_seconds=0,
+        retry_backoff_base_seconds=0.01,
     )
 
 
