@@ -2,10 +2,6 @@
 real processes (a Stack: workers, scraper, every sink including the S3 archive on a moto
 server, the API), send a price drop through it, scrape each process's /metrics, and look
 up every metric name the Admin dashboard uses.
-
-``PENDING_FROM_SCRAPERS_BRANCH`` is the one place that lists metric names the dashboards
-already use but another branch (the scrapers' metrics) adds: delete it when that branch is
-merged. The test also fails when a pending name is served already, so it cannot be forgotten.
 """
 
 from __future__ import annotations
@@ -29,19 +25,8 @@ from tests.integration.test_end_to_end import _keep_logs, _settings, run_price_d
 
 pytestmark = pytest.mark.timeout(300)
 
+
 # Used by the dashboards, added by the scrapers branch (not on this branch yet).
-PENDING_FROM_SCRAPERS_BRANCH = frozenset(
-    {
-        "pricewatch_scraper_retries_total",
-        "pricewatch_scraper_robots_refusals_total",
-        "pricewatch_scraper_blocked_total",
-        "pricewatch_scraper_not_modified_total",
-        "pricewatch_scraper_queue_depth",
-        "pricewatch_scraper_extractions_total",
-    }
-)
-
-
 def dashboard_metric_names() -> dict[str, set[str]]:
     """metric name -> titles of the panels that read it."""
     used: dict[str, set[str]] = {}
@@ -136,15 +121,8 @@ def check_metrics(stack: Stack) -> None:
     for page in pages.values():
         served |= exposed_names(page)
     used = dashboard_metric_names()
-    missing = {
-        name: sorted(panels)
-        for name, panels in used.items()
-        if name not in served and name not in PENDING_FROM_SCRAPERS_BRANCH
-    }
+    missing = {name: sorted(panels) for name, panels in used.items() if name not in served}
     assert not missing, f"dashboards read metrics no process serves: {missing}"
-    already_served = PENDING_FROM_SCRAPERS_BRANCH & served
-    assert not already_served, f"served now, remove from the pending set: {already_served}"
-    assert set(used) >= PENDING_FROM_SCRAPERS_BRANCH, "pending names the dashboards do not use"
 
     # The journey really moved numbers on the dashboards' main counters.
     worker, email_sink = pages["worker-0"], pages["email-sink"]
