@@ -373,13 +373,13 @@ def _run_phase(
     log(f"[{NAME}] {phase.rate:,.0f} obs/s for {phase.duration:.0f} s")
     meter.start()
     asyncio.run(generate(settings, plan, phase, poll, base))
-    cpu = meter.stop()
     lag = lag_verdict([(t, p, c) for t, p, c, _ in phase.samples], phase.rate)
     sink_lag = lag_verdict([(t, p, w) for t, p, _, w in phase.samples], phase.rate)
 
     # Drain: everything processed, every expected notification and email out (or timeout).
     def notified() -> dict[str, tuple[float, float, float]]:
-        return seen.between(phase.started_at - 1, phase.ended_at + 1)
+        # Every observation of this load was stamped inside [started_at, ended_at].
+        return seen.between(phase.started_at, phase.ended_at)
 
     def drained() -> bool:
         counts = poll()
@@ -396,6 +396,8 @@ def _run_phase(
         complete = True
     except TimeoutError:
         drain, complete = drain_timeout, False
+    # Over the load and its drain: a load not held is paid for after it stops.
+    cpu = meter.stop()
     notes = notified()
     emailed = outbox_times(settings.outbox_path)
     to_topic = [created - observed for observed, created, _ in notes.values()]
