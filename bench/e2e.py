@@ -436,6 +436,10 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f} ms" if value >= 10 else f"{value:.1f} ms"
 
 
+def _held(verdict: dict[str, Any]) -> str:
+    return "yes" if verdict["held"] else f"NO (lag {verdict['final_lag']:,})"
+
+
 def _table(phases: list[dict[str, Any]]) -> dict[str, Any]:
     rows = []
     for p in phases:
@@ -450,7 +454,7 @@ def _table(phases: list[dict[str, Any]]) -> dict[str, Any]:
             [
                 f"{p['offered_obs_per_second']:,.0f}",
                 f"{p['achieved_send_rate']:,.0f}",
-                "yes" if p["worker"]["held"] else f"NO (lag {p['worker']['final_lag']})",
+                _held(p["worker"]) + " / " + _held(p["postgres_sink"]),
                 f"{_ms(n['p50_ms'])} / {_ms(n['p95_ms'])} / {_ms(n['p99_ms'])}",
                 f"{_ms(c['p99_ms'])}",
                 f"{_ms(e['p50_ms'])} / {_ms(e['p95_ms'])} / {_ms(e['p99_ms'])}",
@@ -464,7 +468,7 @@ def _table(phases: list[dict[str, Any]]) -> dict[str, Any]:
         "columns": [
             "offered obs/s",
             "sent/s",
-            "held",
+            "held: worker / pg sink",
             "notification p50/p95/p99",
             "consumed p99",
             "email p50/p95/p99",

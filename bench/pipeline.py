@@ -18,6 +18,7 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -258,6 +259,8 @@ class Services:
     databases: list[str] = field(default_factory=list)
 
     def __enter__(self) -> Services:
+        # The last run's logs and worker stores only: each benchmark has its own workdir.
+        shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
         if self.bootstrap_servers is None:
