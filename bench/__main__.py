@@ -7,8 +7,24 @@ import sys
 import time
 from pathlib import Path
 
-from . import detector_agent, detector_pure, postgres_sink, scraper
-from .report import RESULTS_DIR, BenchResult, format_table, machine_info, write_json
+from . import (
+    detector_agent,
+    detector_pure,
+    e2e,
+    postgres_sink,
+    scale,
+    scraper,
+    stages,
+    time_to_alert,
+)
+from .report import (
+    RESULTS_DIR,
+    BenchResult,
+    format_extra_table,
+    format_table,
+    machine_info,
+    write_json,
+)
 
 BENCHMARKS = (
     "detector_pure",
@@ -16,6 +32,10 @@ BENCHMARKS = (
     "postgres_sink",
     "scraper_extract",
     "scraper_e2e",
+    "e2e",
+    "stages",
+    "time_to_alert",
+    "scale",
 )
 
 
@@ -102,10 +122,55 @@ def build_parser() -> argparse.ArgumentParser:
     scr.add_argument("--e2e-requests", type=int, default=3000)
     scr.add_argument("--e2e-baseline-requests", type=int, default=500)
     scr.add_argument("--e2e-repeats", type=int, default=2)
+    lat = parser.add_argument_group("e2e (observation -> notification -> email latency)")
+    lat.add_argument(
+        "--loads",
+        type=float,
+        nargs="+",
+        default=[100.0, 1_000.0, 10_000.0],
+        help="offered loads, observations/second",
+    )
+    lat.add_argument("--e2e-duration", type=float, default=60.0, help="seconds per load")
+    lat.add_argument("--e2e-products", type=int, default=10_000)
+    lat.add_argument(
+        "--e2e-change-fraction",
+        type=float,
+        default=0.02,
+        help="observations that change a price; half are drops, each one notification",
+    )
+
+    st = parser.add_argument_group("stages (throughput of each process)")
+    st.add_argument("--stages", nargs="+", choices=stages.STAGES, default=list(stages.STAGES))
+    st.add_argument("--stage-observations", type=int, default=100_000)
+    st.add_argument("--stage-products", type=int, default=10_000)
+    st.add_argument("--stage-scrape-requests", type=int, default=10_000)
+    st.add_argument("--stage-shop-products", type=int, default=1_000)
+    st.add_argument("--stage-notifications", type=int, default=3_000)
+
+    tta = parser.add_argument_group(
+        "time_to_alert (Pricewatch vs the polling baseline, same shop, same changes)"
+    )
+    tta.add_argument("--tta-products", type=int, default=2_000)
+    tta.add_argument(
+        "--tta-interval",
+        type=float,
+        default=60.0,
+        help="seconds between checks of a product (both systems)",
+    )
+    tta.add_argument("--tta-changes", type=int, default=50, help="price drops made at the shop")
+
+    sc = parser.add_argument_group("scale (worker cost per observation vs tracked products)")
+    sc.add_argument("--scale-products", type=int, nargs="+", default=[1_000, 10_000, 100_000])
+    sc.add_argument(
+        "--scale-sweeps", type=int, default=3, help="observations per product (first one learns)"
+    )
     return parser
 
 
 def _print_extra(result: BenchResult) -> None:
+    for table in result.extra.get("tables", []):
+        print()
+        print(format_extra_table(table))
     costs = result.extra.get("cost_model_us")
     if costs:
         print(f"\n{result.name}: cost model (best us per call)")
@@ -200,6 +265,50 @@ def main(argv: list[str] | None = None) -> int:
                 results_dir=args.results_dir,
                 log=log,
             )
+        elif name == "e2e":
+            result = e2e.run(
+                loads=tuple(args.loads),
+                duration=10.0 if args.quick else args.e2e_duration,
+                products=1_000 if args.quick else args.e2e_products,
+                change_fraction=args.e2e_change_fraction,
+                partitions=args.partitions,
+                bootstrap_servers=args.bootstrap_servers,
+                results_dir=args.results_dir,
+                log=log,
+            )
+        elif name == "stages":
+            result = stages.run(
+                stages=tuple(args.stages),
+                observations=20_000 if args.quick else args.stage_observations,
+                products=1_000 if args.quick else args.stage_products,
+                scrape_requests=2_000 if args.quick else args.stage_scrape_requests,
+                shop_products=200 if args.quick else args.stage_shop_products,
+                notifications=300 if args.quick else args.stage_notifications,
+                partitions=args.partitions,
+                poll_interval=args.poll_interval,
+                bootstrap_servers=args.bootstrap_servers,
+                results_dir=args.results_dir,
+                log=log,
+            )
+        elif name == "time_to_alert":
+            result = time_to_alert.run(
+                products=200 if args.quick else args.tta_products,
+                interval=10.0 if args.quick else args.tta_interval,
+                changes=10 if args.quick else args.tta_changes,
+                partitions=args.partitions,
+                bootstrap_servers=args.bootstrap_servers,
+                results_dir=args.results_dir,
+                log=log,
+            )
+        elif name == "scale":
+            result = scale.run(
+                sizes=(500, 2_000) if args.quick else tuple(args.scale_products),
+                sweeps=2 if args.quick else args.scale_sweeps,
+                partitions=args.partitions,
+                bootstrap_servers=args.bootstrap_servers,
+                results_dir=args.results_dir,
+                log=log,
+            )
         else:
             result = detector_agent.run(
                 observations=5_000 if args.quick else args.agent_observations,
@@ -223,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(results))
     print(
-        "\nratio = candidate median / baseline median (same run); "
+        "\nratio = how many times better the candidate is (candidate / baseline median, "
+        "or baseline / candidate where smaller is better; same run); "
         f"total {time.perf_counter() - started:.0f} s"
     )
     incomplete = [
@@ -232,8 +342,13 @@ def main(argv: list[str] | None = None) -> int:
         for row in result.rows
         if not row.candidate.samples or not row.baseline.samples
     ]
+    incomplete += [
+        f"{result.name}: {what}"
+        for result in results
+        for what in result.extra.get("incomplete", [])
+    ]
     if incomplete:
-        print(f"INCOMPLETE (a worker timed out or died): {', '.join(incomplete)}")
+        print(f"INCOMPLETE (a process timed out or died): {', '.join(incomplete)}")
         return 1
     return 0
 

@@ -22,10 +22,14 @@ class Figure:
 
     samples: list[float]
     unit: str = "obs/s"
+    # Latencies and costs: smaller is better; "best" is then the smallest sample.
+    higher_is_better: bool = True
 
     @property
     def best(self) -> float:
-        return max(self.samples) if self.samples else 0.0
+        if not self.samples:
+            return 0.0
+        return max(self.samples) if self.higher_is_better else min(self.samples)
 
     @property
     def median(self) -> float:
@@ -34,6 +38,7 @@ class Figure:
     def to_json(self) -> dict[str, Any]:
         return {
             "unit": self.unit,
+            "higher_is_better": self.higher_is_better,
             "best": self.best,
             "median": self.median,
             "samples": self.samples,
@@ -53,13 +58,21 @@ class Row:
 
     @property
     def ratio(self) -> float:
-        """Candidate median over baseline median (how many times faster)."""
-        base = self.baseline.median
-        return self.candidate.median / base if base else float("inf")
+        """How many times better the candidate is: candidate median over baseline median,
+        or baseline over candidate for a figure where smaller is better (a latency)."""
+        if self.candidate.higher_is_better:
+            top, bottom = self.candidate.median, self.baseline.median
+        else:
+            top, bottom = self.baseline.median, self.candidate.median
+        return top / bottom if bottom else float("inf")
 
     @property
     def meets_aim(self) -> bool | None:
-        return None if self.aim is None else self.candidate.median >= self.aim
+        if self.aim is None:
+            return None
+        if self.candidate.higher_is_better:
+            return self.candidate.median >= self.aim
+        return self.candidate.median <= self.aim
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -175,7 +188,8 @@ def format_table(results: list[BenchResult]) -> str:
             if row.aim is None:
                 aim = "-"
             else:
-                aim = f">= {human(row.aim)} {'ok' if row.meets_aim else 'MISSED'}"
+                sign = ">=" if row.candidate.higher_is_better else "<="
+                aim = f"{sign} {human(row.aim)} {'ok' if row.meets_aim else 'MISSED'}"
             lines.append(
                 (
                     result.name,
@@ -188,6 +202,20 @@ def format_table(results: list[BenchResult]) -> str:
             )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
+    for n, line in enumerate(lines):
+        out.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def format_extra_table(table: dict[str, Any]) -> str:
+    """A benchmark's own table (``extra["tables"]``): a title, column names, rows of cells."""
+    lines: list[list[str]] = [list(table["columns"])] + [
+        [str(cell) for cell in row] for row in table["rows"]
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = [table["title"]]
     for n, line in enumerate(lines):
         out.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip())
         if n == 0:
