@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(
         default="", description="Prepended to every topic name (shared clusters, test isolation)."
     )
+    kafka_fetch_max_wait_ms: int | None = Field(
+        default=None,
+        ge=1,
+        description="How long a consumer's fetch waits for data. Unset: 20 ms on the embedded "
+        "broker (it answers a waiting fetch only when the wait ends, so the wait is latency "
+        "on every hop), 500 ms on a real cluster (which answers as soon as data arrives).",
+    )
     kafka_session_timeout_seconds: float | None = Field(
         default=None,
         description="Consumer session timeout. Unset: 6 s on the embedded broker "
@@ -214,6 +221,12 @@ class Settings(BaseSettings):
         if self.kafka_session_timeout_seconds is not None:
             return self.kafka_session_timeout_seconds
         return 6.0 if self.embedded_broker else 30.0
+
+    @property
+    def fetch_max_wait_ms(self) -> int:
+        if self.kafka_fetch_max_wait_ms is not None:
+            return self.kafka_fetch_max_wait_ms
+        return 20 if self.embedded_broker else 500
 
     @property
     def heartbeat_interval_seconds(self) -> float:

@@ -210,6 +210,7 @@ async def run_scraper(settings: Settings, stop: asyncio.Event) -> None:
         auto_offset_reset="earliest",
         session_timeout_ms=int(settings.session_timeout_seconds * 1000),
         heartbeat_interval_ms=int(settings.heartbeat_interval_seconds * 1000),
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     producer = make_producer(settings)
     await producer.start()

@@ -25,6 +25,7 @@ from pricewatch.settings import Settings
 from streams.batching import InFlightBatches
 from streams.codec import alert_states_version, product_state_version
 from streams.store import store_url
+from streams.transport import broker_urls
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class PricewatchApp(faust.App):
     away (see ``streams.batching.InFlightBatches``)."""
 
     in_flight: InFlightBatches
+    fetch_max_wait_ms: int | None = None
 
     async def _wait_for_batches(self, why: str) -> None:
         self.flow_control.suspend()  # no new batch starts; Faust resumes it after recovery
@@ -85,7 +87,7 @@ def build_topology(settings: Settings, worker_id: str = "w0") -> Topology:
     bootstrap = settings.bootstrap()
     app = PricewatchApp(
         settings.app_id,
-        broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
+        broker=broker_urls(bootstrap),
         # A persistent local store: a restarted worker keeps what it wrote instead of
         # trusting changelog end offsets (wrong on the embedded broker for batches).
         store="rocksdb://",
@@ -113,6 +115,7 @@ def build_topology(settings: Settings, worker_id: str = "w0") -> Topology:
         value_serializer="raw",
     )
     app.in_flight = InFlightBatches()
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     return Topology(
         settings=settings,
         app=app,
