@@ -95,12 +95,17 @@ def signed_link(
     return f"{settings.api_base_url}{path}?token={quote(token, safe='')}"
 
 
+UNSUBSCRIBE_API = "/api/unsubscribe"  # GET or one-click POST: stops at once (List-Unsubscribe)
+UNSUBSCRIBE_PAGE = "/unsubscribe"  # for people: a page with a confirmation button
+
+
 def unsubscribe_url(
     settings: Settings,
     *,
     issued_at: datetime,
     subscription_id: str | None = None,
     email: str | None = None,
+    path: str = UNSUBSCRIBE_API,
 ) -> str:
     """Stop one subscription (``subscription_id``) or every one of an address (``email``)."""
     if subscription_id is not None:
@@ -111,7 +116,7 @@ def unsubscribe_url(
         raise ValueError("unsubscribe from a subscription or from an email address")
     return signed_link(
         settings,
-        "/api/unsubscribe",
+        path,
         TokenPurpose.UNSUBSCRIBE,
         subject,
         issued_at=issued_at,
@@ -219,9 +224,14 @@ def render(notification: Notification, settings: Settings) -> EmailMessage:
         "subject": subject,
         "headline": headline,  # autoescaped in HTML: the title is scraped text
         "product_url": _safe_link(notification.url, settings.api_base_url),
-        "unsubscribe_url": unsubscribe,
+        "unsubscribe_url": unsubscribe_url(
+            settings,
+            issued_at=issued_at,
+            subscription_id=notification.subscription_id,
+            path=UNSUBSCRIBE_PAGE,
+        ),
         "unsubscribe_all_url": unsubscribe_url(
-            settings, issued_at=issued_at, email=notification.email
+            settings, issued_at=issued_at, email=notification.email, path=UNSUBSCRIBE_PAGE
         ),
         "manage_url": manage_url(settings, notification.email, issued_at=issued_at),
     }
