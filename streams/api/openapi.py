@@ -60,7 +60,7 @@ TOKEN = {
     "in": "query",
     "required": True,
     "description": "The signed token of the link Pricewatch emailed.",
-    "schema": {"type": "string", "maxLength": 2048},
+    "schema": {"type": "string", "maxLength": 2048, "pattern": "^[A-Za-z0-9_.=-]*$"},
 }
 PAGING = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
@@ -461,6 +461,24 @@ def _components() -> dict[str, Any]:
     return dict(schemas.get("$defs", {}))
 
 
+# Any request: aiohttp refuses a malformed one (a request line or header over 8 KiB,
+# broken encoding) before the app sees it, as plain text.
+MALFORMED = {
+    "description": "Malformed HTTP request (e.g. a request line longer than 8 KiB).",
+    "content": {
+        "application/json": {"schema": _ref(m.Problem)},
+        "text/plain": {"schema": {"type": "string"}},
+    },
+}
+
+
+def _with_common_responses(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    for item in paths.values():
+        for operation in item.values():
+            operation["responses"].setdefault("400", MALFORMED)
+    return paths
+
+
 def openapi_document(settings: Settings) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -471,7 +489,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "links emailed to you. Errors are problem documents with per-field messages.",
         },
         "servers": [{"url": settings.api_base_url}],
-        "paths": _paths(),
+        "paths": _with_common_responses(_paths()),
         "components": {
             "schemas": _components(),
             "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},

@@ -88,7 +88,7 @@ def _errors_by_field(exc: ValidationError) -> dict[str, str]:
 
 
 async def home(request: web.Request) -> web.Response:
-    return page("subscribe.html", title="Watch a price", values={}, errors={})
+    return page("subscribe.html", title="Watch a price", values=_form_values({}), errors={})
 
 
 async def subscribe_form(request: web.Request) -> web.Response:
@@ -170,7 +170,7 @@ async def manage_page(request: web.Request) -> web.Response:
             items.append(
                 {
                     "sub": sub,
-                    "values": values,
+                    "fields": values,
                     "price_now": _money(sub.product.current_price, sub.product.currency),
                     "chart": price_chart_svg(
                         points,
@@ -264,7 +264,7 @@ async def manage_link_form(request: web.Request) -> web.Response:
             "subscribe.html",
             422,
             title="Watch a price",
-            values={},
+            values=_form_values({}),
             errors={"body": "That email address is not valid: " + _errors_by_field(exc)["email"]},
         )
     except ApiProblem as problem:

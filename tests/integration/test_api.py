@@ -704,3 +704,83 @@ async def test_not_ready_and_503_when_the_database_is_unreachable(
         await client.close()
         await producer.stop()
         engine.dispose()
+
+
+# --- pages for people ----------------------------------------------------------------------
+
+
+async def test_pages_subscribe_check_inbox_verify_manage_unsubscribe(api: Api) -> None:
+    home = await api.client.get("/")
+    html = await home.text()
+    assert home.status == 200 and home.content_type == "text/html"
+    for field in ("email", "url", "target_price", "drop_percent", "notify_back_in_stock"):
+        assert f'<label for="{field}">' in html or f'for="{field}"' in html, field
+    assert "<script" not in html
+
+    response = await api.client.post(
+        "/subscribe",
+        data={
+            "email": "ann@example.com",
+            "url": SHOP,
+            "target_price": "50",
+            "notify_sold_out": "on",
+        },
+    )
+    assert response.status == 200 and "Check your inbox" in await response.text()
+    [record] = [r for _, _, r in await published(api.settings, 1)]
+    assert record.target_price == Decimal("50") and record.notify_sold_out
+    assert not record.notify_any_drop
+
+    [mail] = await account_emails(api.settings, 1)
+    verified = await api.client.get(urlsplit(mail.link).path, params={"token": token_of(mail.link)})
+    page = await verified.text()
+    assert verified.status == 200 and "Address confirmed" in page
+    manage_link = re.search(
+        r'href="(/manage\?token=[^"]+|http://pricewatch.test/manage\?token=[^"]+)"', page
+    )
+    assert manage_link, page
+
+    add_prices(
+        api, SHOP, [("2026-11-01T00:00:00+00:00", "99.00"), ("2026-11-02T00:00:00+00:00", "89.00")]
+    )
+    token = token_of(manage_link.group(1).replace("&amp;", "&"))
+    manage = await api.client.get("/manage", params={"token": token})
+    page = await manage.text()
+    assert manage.status == 200
+    assert "Kettle" in page and "€89.00" in page
+    assert page.count("<svg") == 1 and "<polyline" in page and 'role="img"' in page
+
+    # Edit through the form: back to the manage page, saved.
+    response = await api.client.post(
+        f"/manage/subscriptions/{record.subscription_id}",
+        params={"token": token},
+        data={"target_price": "60", "active": "on"},
+        allow_redirects=False,
+    )
+    assert response.status == 303 and response.headers["Location"].startswith("/manage?token=")
+    stored = api.rows("SELECT target_price, notify_sold_out FROM subscriptions")
+    assert stored == [{"target_price": Decimal("60"), "notify_sold_out": False}]
+
+    # Unsubscribe: GET only asks (mail scanners open links), POST does it.
+    unsubscribe = api.token(TokenPurpose.UNSUBSCRIBE, f"subscription:{record.subscription_id}")
+    ask = await api.client.get("/unsubscribe", params={"token": unsubscribe})
+    assert ask.status == 200 and '<form method="post"' in await ask.text()
+    assert api.rows("SELECT active FROM subscriptions") == [{"active": True}]
+    done = await api.client.post("/unsubscribe", params={"token": unsubscribe})
+    assert done.status == 200 and "Unsubscribed" in await done.text()
+    assert api.rows("SELECT active FROM subscriptions") == [{"active": False}]
+
+
+async def test_pages_show_errors_without_storing_anything(api: Api) -> None:
+    response = await api.client.post(
+        "/subscribe", data={"email": "nope", "url": "ftp://shop.example/x", "target_price": "-1"}
+    )
+    page = await response.text()
+    assert response.status == 422
+    assert page.count('class="error"') == 3 and 'value="nope"' in page
+    for path in ("/verify", "/manage", "/unsubscribe"):
+        response = await api.client.get(path, params={"token": "forged.token"})
+        assert response.status == 403 and "not valid" in await response.text(), path
+    response = await api.client.post("/manage-link", data={"email": "x@example.com"})
+    assert response.status == 200 and "Check your inbox" in await response.text()
+    assert api.rows("SELECT count(*) AS n FROM subscriptions") == [{"n": 0}]
