@@ -48,7 +48,8 @@ def price_chart_svg(
         if i:
             coords.append(f"{x(at):.1f},{y(points[i - 1][1]):.1f}")  # hold, then step
         coords.append(f"{x(at):.1f},{y(price):.1f}")
-    coords.append(f"{x(end):.1f},{y(points[-1][1]):.1f}")
+    # The last price holds until now: to the right edge (which is ``end``).
+    coords.append(f"{WIDTH - PAD_RIGHT:.1f},{y(points[-1][1]):.1f}")
     unit = f" {escape(currency)}" if currency else ""
     dots = "".join(
         f'<circle cx="{x(at):.1f}" cy="{y(price):.1f}" r="3"><title>{price:f}{unit}, '

@@ -7,6 +7,7 @@ They call the same ``Service`` as the JSON API; only the rendering differs.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -148,6 +149,11 @@ async def verify_page(request: web.Request) -> web.Response:
     )
 
 
+def _plain(amount: Decimal | None) -> str | None:
+    """``1225.000000`` (numeric(18,6) from PostgreSQL) as a person types it: ``1225``."""
+    return None if amount is None else format(amount.normalize(), "f")
+
+
 def _money(amount: Any, currency: str | None) -> str | None:
     return None if amount is None else format_money(amount, currency)
 
@@ -163,8 +169,8 @@ async def manage_page(request: web.Request) -> web.Response:
             history = await svc.price_history(token, sub.product_id)
             points = [(p.observed_at, p.price) for p in history.prices if p.price is not None]
             values = {
-                "target_price": None if sub.target_price is None else f"{sub.target_price:f}",
-                "drop_percent": None if sub.drop_percent is None else f"{sub.drop_percent:f}",
+                "target_price": _plain(sub.target_price),
+                "drop_percent": _plain(sub.drop_percent),
                 **{flag: getattr(sub, flag) for flag in _FLAGS},
             }
             items.append(
