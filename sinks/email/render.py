@@ -282,6 +282,14 @@ def render_account_email(account_email: AccountEmail, settings: Settings) -> Ema
     message["Message-ID"] = f"<{account_email.idempotency_key}@{_message_domain(settings)}>"
     message[IDEMPOTENCY_HEADER] = account_email.idempotency_key
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(text_body, cte="quoted-printable")
+    # Plain 7bit when it can be: the link then stays whole and clickable in the raw .eml
+    # (quoted-printable breaks lines at 76 characters and writes '=' as '=3D').
+    message.set_content(text_body, cte=_plain_cte(text_body))
     message.add_alternative(html_body, subtype="html", cte="quoted-printable")
     return message
+
+
+def _plain_cte(text: str) -> str:
+    if text.isascii() and all(len(line) <= 900 for line in text.splitlines()):
+        return "7bit"
+    return "quoted-printable"

@@ -253,3 +253,17 @@ def test_account_emails_carry_their_link_and_nothing_else_to_click() -> None:
 def test_rendering_without_a_secret_key_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="PRICEWATCH_SECRET_KEY"):
         render(notification(), Settings(public_base_url="https://pricewatch.example.org"))
+
+
+def test_an_account_emails_link_is_whole_in_the_raw_message() -> None:
+    from pricewatch.contract.records import AccountEmail, AccountEmailKind
+
+    link = "https://pricewatch.example.org/verify?token=" + "a" * 180 + "." + "b" * 43
+    mail = AccountEmail(
+        idempotency_key="verify-1",
+        kind=AccountEmailKind.VERIFY,
+        email="ann@example.com",
+        link=link,
+        created_at=CREATED_AT,
+    )
+    assert link.encode() in render_account_email(mail, SETTINGS).as_bytes()
