@@ -778,6 +778,12 @@ async def test_pages_show_errors_without_storing_anything(api: Api) -> None:
     page = await response.text()
     assert response.status == 422
     assert page.count('class="error"') == 3 and 'value="nope"' in page
+    response = await api.client.post(
+        "/subscribe",
+        data={"email": "a@example.com", "url": "http://169.254.169.254/", "target_price": "1"},
+    )
+    page = await response.text()
+    assert response.status == 422 and "cloud metadata" in page and page.count('class="error"') == 1
     for path in ("/verify", "/manage", "/unsubscribe"):
         response = await api.client.get(path, params={"token": "forged.token"})
         assert response.status == 403 and "not valid" in await response.text(), path

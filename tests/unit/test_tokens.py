@@ -95,3 +95,15 @@ def test_local_secret_key_is_made_once_and_private(tmp_path: Path) -> None:
     first = local_secret_key(tmp_path)
     assert len(first) >= 32 and local_secret_key(tmp_path) == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_the_stacks_children_get_the_secret_key_itself() -> None:
+    from pydantic import SecretStr
+
+    from pricewatch.settings import Settings
+    from pricewatch.stack import Stack
+
+    key = "k" * 40
+    env = Stack(Settings(secret_key=SecretStr(key))).child_env()
+    assert env["PRICEWATCH_SECRET_KEY"] == key  # not pydantic's '**********'
+    assert Settings(secret_key=SecretStr(key)).secret_key_bytes() == key.encode()
