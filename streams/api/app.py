@@ -373,8 +373,17 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")  # tokens stay in our URLs
     response.headers.setdefault("X-Frame-Options", "DENY")
-    if request.path.startswith("/api/") and request.path != "/api/openapi.json":
-        response.headers.setdefault("Cache-Control", "no-store")
+    if "token" in request.query or (
+        request.path.startswith("/api/") and request.path != "/api/openapi.json"
+    ):
+        response.headers.setdefault("Cache-Control", "no-store")  # personal, or a secret URL
+    if response.content_type == "text/html":
+        # The pages need no script at all; styles are inline; forms post to us only.
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )
     return response
 
 

@@ -749,6 +749,9 @@ async def test_pages_subscribe_check_inbox_verify_manage_unsubscribe(api: Api) -
     assert manage.status == 200
     assert "Kettle" in page and "€89.00" in page
     assert page.count("<svg") == 1 and "<polyline" in page and 'role="img"' in page
+    assert manage.headers["Cache-Control"] == "no-store"
+    assert "script-src" not in manage.headers["Content-Security-Policy"]  # none allowed
+    assert manage.headers["Referrer-Policy"] == "no-referrer"  # the token stays here
 
     # Edit through the form: back to the manage page, saved.
     response = await api.client.post(

@@ -16,6 +16,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.support.wait import WebDriverWait
 
 from pricewatch.demo.run import demo_settings
 from pricewatch.demo.shop import DEFAULT_PRODUCTS
@@ -113,6 +115,18 @@ def test_subscribe_verify_and_manage_in_a_real_browser(
                 shutil.copytree(stack.logs_dir, target)
 
 
+def heading(driver: Any, By: Any, text: str) -> None:
+    """Wait for the page whose h1 says ``text`` (after a click or a navigation)."""
+
+    def shown(d: Any) -> bool:
+        try:
+            return text in d.find_element(By.TAG_NAME, "h1").text
+        except StaleElementReferenceException:
+            return False  # the old page went away while we read it
+
+    WebDriverWait(driver, 15).until(shown)
+
+
 def _journey(driver: Any, stack: Stack, By: Any) -> None:
     settings = stack.settings
     product = DEFAULT_PRODUCTS[0]
@@ -133,7 +147,7 @@ def _journey(driver: Any, stack: Stack, By: Any) -> None:
     field("it is back in stock").click()
     _shot(driver, "1-subscribe-form")
     driver.find_element(By.XPATH, "//button[contains(., 'Watch this product')]").click()
-    assert "Check your inbox" in driver.find_element(By.TAG_NAME, "h1").text
+    heading(driver, By, "Check your inbox")  # a click does not wait for the next page
     _shot(driver, "2-check-your-inbox")
 
     # 2. The email the outbox sink wrote, and its link.
@@ -146,12 +160,12 @@ def _journey(driver: Any, stack: Stack, By: Any) -> None:
         what="a first price in the history",
     )
     driver.get(link)
-    assert "Address confirmed" in driver.find_element(By.TAG_NAME, "h1").text
+    heading(driver, By, "Address confirmed")
     _shot(driver, "3-verified")
 
     # 3. The manage page: the subscription, its current price and its chart.
     driver.find_element(By.LINK_TEXT, "See and change your subscriptions").click()
-    assert driver.find_element(By.TAG_NAME, "h1").text == "Your subscriptions"
+    heading(driver, By, "Your subscriptions")
     page = driver.page_source
     assert product.title in page
     assert address in page
@@ -166,7 +180,7 @@ def _journey(driver: Any, stack: Stack, By: Any) -> None:
     target.clear()
     target.send_keys("1")
     driver.find_element(By.XPATH, "//button[contains(., 'Save')]").click()
-    assert "Saved." in driver.page_source
+    WebDriverWait(driver, 15).until(lambda d: "Saved." in d.page_source)
     driver.set_window_size(390, 844)
     _shot(driver, "5-manage-mobile")
     width = driver.execute_script("return document.documentElement.scrollWidth")
