@@ -5,6 +5,7 @@ reused for another purpose or used after expiry; one address never sees another'
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -339,6 +340,18 @@ async def test_verify_refuses_bad_tokens(api: Api) -> None:
     assert api.rows("SELECT verified_at FROM users")[0]["verified_at"] is None
     metrics = await (await api.client.get("/metrics")).text()
     assert 'pricewatch_api_tokens_refused_total{purpose="verify",reason="expired"}' in metrics
+
+
+async def test_the_test_helper_verifies_like_the_link(api: Api) -> None:
+    # tests.helpers.verify_address (for tests that subscribe through the API of a Stack)
+    # signs a verify token with the settings' key and calls the API: the same as the link.
+    from tests.helpers import verify_address
+
+    await api.subscribe("ann@example.com")
+    served_at = str(api.client.make_url("/")).rstrip("/")  # the test server's real port
+    settings = api.settings.model_copy(update={"public_base_url": served_at})
+    await asyncio.to_thread(verify_address, settings, "Ann@Example.com")
+    assert api.rows("SELECT verified_at IS NOT NULL AS v FROM users") == [{"v": True}]
 
 
 async def test_verifying_an_unknown_address_is_404(api: Api) -> None:
