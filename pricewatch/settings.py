@@ -223,7 +223,12 @@ class Settings(BaseSettings):
                 "PRICEWATCH_SECRET_KEY is not set: the API and the email sink need the same "
                 "secret key to sign and check the links they email (pricewatch demo makes one)"
             )
-        return self.secret_key.get_secret_value().encode()
+        key = self.secret_key.get_secret_value().encode()
+        if len(key) < 16:
+            raise RuntimeError(
+                "PRICEWATCH_SECRET_KEY must be at least 16 bytes (32+ random is good)"
+            )
+        return key
 
     def database(self) -> str:
         if not self.database_url:

@@ -107,3 +107,12 @@ def test_the_stacks_children_get_the_secret_key_itself() -> None:
     env = Stack(Settings(secret_key=SecretStr(key))).child_env()
     assert env["PRICEWATCH_SECRET_KEY"] == key  # not pydantic's '**********'
     assert Settings(secret_key=SecretStr(key)).secret_key_bytes() == key.encode()
+
+
+def test_a_short_secret_key_is_refused_at_start() -> None:
+    from pydantic import SecretStr
+
+    from pricewatch.settings import Settings
+
+    with pytest.raises(RuntimeError, match="at least 16 bytes"):
+        Settings(secret_key=SecretStr("short")).secret_key_bytes()
