@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pricewatch.contract.topics import TopicSpec
@@ -211,6 +211,39 @@ class Settings(BaseSettings):
         "Unset or 0: none. docker-compose gives every service the same port.",
     )
 
+    # --- Accounts, links and the public API (streams/api) -------------------------
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs the links in emails (verify, unsubscribe, manage). Required in "
+        "production, the same in the API and the email sink; at least 16 bytes. Unset: "
+        "the demo/Stack generates one in data_dir/secret_key for its child processes.",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the /api/admin endpoints. Unset: the admin API is off.",
+    )
+    verify_token_ttl_seconds: float = Field(
+        default=7 * 86400.0, gt=0, description="How long a verification link works."
+    )
+    manage_token_ttl_seconds: float = Field(
+        default=7 * 86400.0, gt=0, description="How long a 'manage my subscriptions' link works."
+    )
+    unsubscribe_token_ttl_seconds: float = Field(
+        default=400 * 86400.0,
+        gt=0,
+        description="How long the unsubscribe link of an email works (counted from the email).",
+    )
+    rate_limit_per_address_per_minute: float = Field(
+        default=20.0,
+        gt=0,
+        description="Sign-up/subscription calls per client address and minute (burst: as many).",
+    )
+    rate_limit_per_email_per_hour: float = Field(
+        default=10.0,
+        gt=0,
+        description="Sign-up/subscription/manage-link calls per email address and hour.",
+    )
+
     # ------------------------------------------------------------------------------
     @property
     def embedded_broker(self) -> bool:
@@ -261,6 +294,20 @@ class Settings(BaseSettings):
                 "no Kafka bootstrap servers configured and no embedded broker started"
             )
         return self.kafka_bootstrap_servers
+
+    def secret_key_bytes(self) -> bytes:
+        """The link-signing key; a clear error where a process needs it and it is unset."""
+        if self.secret_key is None:
+            raise RuntimeError(
+                "PRICEWATCH_SECRET_KEY is not set: the API and the email sink need the same "
+                "secret key to sign and check the links they email (pricewatch demo makes one)"
+            )
+        key = self.secret_key.get_secret_value().encode()
+        if len(key) < 16:
+            raise RuntimeError(
+                "PRICEWATCH_SECRET_KEY must be at least 16 bytes (32+ random is good)"
+            )
+        return key
 
     def database(self) -> str:
         if not self.database_url:

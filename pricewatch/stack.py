@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from pricewatch.embedded.broker import EmbeddedBroker, free_port, wait_for_port
 from pricewatch.embedded.postgres import create_database_if_missing, start_embedded_postgres
 from pricewatch.kafka import create_topics, wait_for_broker
 from pricewatch.settings import Settings
+from pricewatch.tokens import local_secret_key
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,8 @@ class Stack:
             # The embedded broker keeps topics in memory: worker table stores from an
             # earlier run would describe topics that no longer exist.
             shutil.rmtree(settings.data_dir / "workers", ignore_errors=True)
+        if settings.secret_key is None:
+            updates["secret_key"] = SecretStr(local_secret_key(settings.data_dir))
         if not settings.database_url:
             self.postgres, server_url = start_embedded_postgres(settings.data_dir)
             updates["database_url"] = create_database_if_missing(server_url, "pricewatch")
@@ -116,6 +121,8 @@ class Stack:
             key = f"PRICEWATCH_{name.upper()}"
             if value is None:
                 env.pop(key, None)
+            elif isinstance(value, SecretStr):
+                env[key] = value.get_secret_value()
             else:
                 env[key] = str(value).lower() if isinstance(value, bool) else str(value)
         # One port per child, passed as --metrics-port: a shared PRICEWATCH_METRICS_PORT

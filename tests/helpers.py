@@ -74,3 +74,22 @@ async def wait_for_commits(
         if time.monotonic() > deadline:
             raise AssertionError(f"committed {committed} offsets, expected {expected}")
         await asyncio.sleep(0.2)
+
+
+def verify_address(settings: Settings, email: str) -> None:
+    """Confirm ``email`` as its verification link would: alerts go only to verified
+    addresses. Tests hold the secret key (a Stack's settings carry the one it made)."""
+    from datetime import UTC, datetime, timedelta
+    from urllib.parse import quote
+
+    from pricewatch.tokens import TokenPurpose, issue_token
+
+    token = issue_token(
+        settings.secret_key_bytes(),
+        TokenPurpose.VERIFY,
+        email.strip().lower(),
+        now=datetime.now(UTC),
+        ttl=timedelta(hours=1),
+    )
+    status, body = http_json("GET", f"{settings.api_base_url}/api/verify?token={quote(token)}")
+    assert status == 200, body

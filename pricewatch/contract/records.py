@@ -119,7 +119,9 @@ class Subscription(WireRecord):
 
     Produced to the partition Kafka's default partitioner gives ``product_id``, so a
     subscription lives on the same partition number as its product's observations and
-    events. ``active: false`` ends it; a tombstone (null value) deletes it.
+    events. ``active: false`` ends it; a tombstone (null value) deletes it. Alerts go only
+    to subscriptions that are ``active`` and ``verified``: a record without ``verified`` is
+    unverified, so a producer other than the API must set it for addresses it verified.
     """
 
     schema_version: Literal[1] = SCHEMA_VERSION
@@ -141,7 +143,14 @@ class Subscription(WireRecord):
     notify_sold_out: bool = False
     notify_removed: bool = False
     active: bool = True
-    created_at: AwareDatetime
+    verified: bool = Field(
+        default=False,
+        description="The owner of the email address confirmed it (followed the link of the "
+        "verification email). Unverified subscriptions get no alerts.",
+    )
+    created_at: AwareDatetime = Field(
+        description="When this version of the subscription was published; the newest wins."
+    )
 
 
 class Notification(WireRecord):
@@ -167,6 +176,26 @@ class Notification(WireRecord):
     created_at: AwareDatetime
 
 
+class AccountEmailKind(StrEnum):
+    VERIFY = "verify"  # confirm the address: nothing else is sent until it is followed
+    MANAGE_LINK = "manage_link"  # a link to see and edit one's subscriptions
+
+
+class AccountEmail(WireRecord):
+    """Topic ``account-emails``, key: ``email``. An email about the account, sent exactly once
+    per ``idempotency_key`` (the same ledger as notifications)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    idempotency_key: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="Deterministic: kind, address and a time bucket (one email per bucket).",
+    )
+    kind: AccountEmailKind
+    email: str
+    link: str = Field(description="The signed link the email carries.")
+    created_at: AwareDatetime
+
+
 class DeadLetter(WireRecord):
     """Topic ``dead-letters``, key: the source topic name. A message no stage could process."""
 
@@ -189,5 +218,6 @@ RECORD_TYPES: tuple[type[WireRecord], ...] = (
     PriceEvent,
     Subscription,
     Notification,
+    AccountEmail,
     DeadLetter,
 )

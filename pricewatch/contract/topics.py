@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pricewatch.contract.records import (
+    AccountEmail,
     DeadLetter,
     Notification,
     PriceEvent,
@@ -34,6 +35,7 @@ SUBSCRIPTIONS = TopicSpec(
     configs={"cleanup.policy": "compact"},
 )
 NOTIFICATIONS = TopicSpec("notifications", Notification, key="idempotency_key")
+ACCOUNT_EMAILS = TopicSpec("account-emails", AccountEmail, key="email")
 DEAD_LETTERS = TopicSpec("dead-letters", DeadLetter, key="source topic")
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
@@ -42,5 +44,6 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     PRICE_EVENTS,
     SUBSCRIPTIONS,
     NOTIFICATIONS,
+    ACCOUNT_EMAILS,
     DEAD_LETTERS,
 )

@@ -53,9 +53,12 @@ Pricewatch demo is running.
   Database   {database}
   Logs       {(settings.data_dir / "logs").resolve()}/
 
-1. Subscribe to the product with a target price below its current price:
+1. Subscribe to the product with a target price below its current price, in the form at
+   {api}/  or with:
    curl -s -X POST {api}/api/subscriptions -H 'content-type: application/json' \\
      -d '{{"email": "you@example.com", "url": "{url}", "target_price": "{target}"}}'
+   Then confirm the address: open the link in the verification email,
+   {settings.outbox_path.resolve()}/verify-*.eml (no alert is sent before).
 
 2. Wait ~{wait:.0f} s for the first check, then drop the price below your target:
    curl -s -X POST {shop}/admin/products/{product.slug} -H 'content-type: application/json' \\
@@ -63,6 +66,7 @@ Pricewatch demo is running.
 
 3. Within seconds the alert lands in {settings.outbox_path.resolve()}/ and the new price
    is in PostgreSQL:  psql "{database}" -c 'select * from prices'
+   The email's links manage your subscriptions (with a price chart) or stop them.
 
 Ctrl-C stops everything.
 """

@@ -7,7 +7,7 @@ a redelivered notification could never look like a second, different email.
 from __future__ import annotations
 
 import email.policy
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -19,8 +19,19 @@ from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from pricewatch.contract.records import Notification, NotificationKind
+from pricewatch.contract.records import (
+    AccountEmail,
+    AccountEmailKind,
+    Notification,
+    NotificationKind,
+)
 from pricewatch.settings import Settings
+from pricewatch.tokens import (
+    UNSUBSCRIBE_ALL_PREFIX,
+    UNSUBSCRIBE_ONE_PREFIX,
+    TokenPurpose,
+    issue_token,
+)
 
 IDEMPOTENCY_HEADER = "X-Pricewatch-Idempotency-Key"
 
@@ -61,9 +72,67 @@ def recipient(email: str) -> Address:
         raise InvalidRecipientError(f"invalid recipient address {email!r}: {exc}") from exc
 
 
-def unsubscribe_url(subscription_id: str, settings: Settings) -> str:
-    # TODO(subscriptions API): a signed token instead of the bare id, once the API verifies it.
-    return f"{settings.api_base_url}/api/unsubscribe?subscription={quote(subscription_id, safe='')}"
+def signed_link(
+    settings: Settings,
+    path: str,
+    purpose: TokenPurpose,
+    subject: str,
+    *,
+    issued_at: datetime,
+    ttl_seconds: float,
+) -> str:
+    """``<api base><path>?token=...``: a link only the holder of the secret key can make.
+
+    ``issued_at`` comes from the record, not a clock, so the same record renders the same link.
+    """
+    token = issue_token(
+        settings.secret_key_bytes(),
+        purpose,
+        subject,
+        now=issued_at,
+        ttl=timedelta(seconds=ttl_seconds),
+    )
+    return f"{settings.api_base_url}{path}?token={quote(token, safe='')}"
+
+
+UNSUBSCRIBE_API = "/api/unsubscribe"  # GET or one-click POST: stops at once (List-Unsubscribe)
+UNSUBSCRIBE_PAGE = "/unsubscribe"  # for people: a page with a confirmation button
+
+
+def unsubscribe_url(
+    settings: Settings,
+    *,
+    issued_at: datetime,
+    subscription_id: str | None = None,
+    email: str | None = None,
+    path: str = UNSUBSCRIBE_API,
+) -> str:
+    """Stop one subscription (``subscription_id``) or every one of an address (``email``)."""
+    if subscription_id is not None:
+        subject = UNSUBSCRIBE_ONE_PREFIX + subscription_id
+    elif email is not None:
+        subject = UNSUBSCRIBE_ALL_PREFIX + email.strip().lower()
+    else:
+        raise ValueError("unsubscribe from a subscription or from an email address")
+    return signed_link(
+        settings,
+        path,
+        TokenPurpose.UNSUBSCRIBE,
+        subject,
+        issued_at=issued_at,
+        ttl_seconds=settings.unsubscribe_token_ttl_seconds,
+    )
+
+
+def manage_url(settings: Settings, email: str, *, issued_at: datetime) -> str:
+    return signed_link(
+        settings,
+        "/manage",
+        TokenPurpose.MANAGE,
+        email.strip().lower(),
+        issued_at=issued_at,
+        ttl_seconds=settings.manage_token_ttl_seconds,
+    )
 
 
 def _safe_link(url: str, fallback: str) -> str:
@@ -145,14 +214,26 @@ def render(notification: Notification, settings: Settings) -> EmailMessage:
     title = " ".join((notification.title or "").split()) or urlsplit(notification.url).netloc
     title = title or "Your product"
     subject, headline = _wording(notification.kind, title, prices)
-    unsubscribe = unsubscribe_url(notification.subscription_id, settings)
+    issued_at = notification.created_at
+    unsubscribe = unsubscribe_url(
+        settings, issued_at=issued_at, subscription_id=notification.subscription_id
+    )
     context: dict[str, Any] = {
         **prices,
         "title": title,
         "subject": subject,
         "headline": headline,  # autoescaped in HTML: the title is scraped text
         "product_url": _safe_link(notification.url, settings.api_base_url),
-        "unsubscribe_url": unsubscribe,
+        "unsubscribe_url": unsubscribe_url(
+            settings,
+            issued_at=issued_at,
+            subscription_id=notification.subscription_id,
+            path=UNSUBSCRIBE_PAGE,
+        ),
+        "unsubscribe_all_url": unsubscribe_url(
+            settings, issued_at=issued_at, email=notification.email, path=UNSUBSCRIBE_PAGE
+        ),
+        "manage_url": manage_url(settings, notification.email, issued_at=issued_at),
     }
     text_body = _templates().get_template("alert.txt").render(context)
     html_body = _templates().get_template("alert.html").render(context)
@@ -165,8 +246,50 @@ def render(notification: Notification, settings: Settings) -> EmailMessage:
     message["Message-ID"] = f"<{notification.idempotency_key}@{_message_domain(settings)}>"
     message[IDEMPOTENCY_HEADER] = notification.idempotency_key
     message["List-Unsubscribe"] = f"<{unsubscribe}>"
+    # RFC 8058 one-click: the mail client POSTs "List-Unsubscribe=One-Click" to that URL.
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"
     # Quoted-printable keeps the .eml readable (the default picks base64 for non-ASCII).
     message.set_content(text_body, cte="quoted-printable")
     message.add_alternative(html_body, subtype="html", cte="quoted-printable")
     return message
+
+
+_ACCOUNT_SUBJECTS = {
+    AccountEmailKind.VERIFY: "Confirm your email address for Pricewatch",
+    AccountEmailKind.MANAGE_LINK: "Your Pricewatch subscriptions",
+}
+
+
+def render_account_email(account_email: AccountEmail, settings: Settings) -> EmailMessage:
+    """A verification or manage-link email (deterministic like ``render``)."""
+    subject = _ACCOUNT_SUBJECTS[account_email.kind]
+    context: dict[str, Any] = {
+        "subject": subject,
+        "email": account_email.email,
+        # The API made the link; only a web link to our own API is put in an email.
+        "link": _safe_link(account_email.link, settings.api_base_url),
+    }
+    name = f"account_{account_email.kind.value}"
+    text_body = _templates().get_template(f"{name}.txt").render(context)
+    html_body = _templates().get_template(f"{name}.html").render(context)
+
+    message = EmailMessage(policy=MESSAGE_POLICY)
+    message["From"] = settings.email_from
+    message["To"] = recipient(account_email.email)
+    message["Subject"] = subject
+    message["Date"] = format_datetime(account_email.created_at.astimezone(UTC))
+    message["Message-ID"] = f"<{account_email.idempotency_key}@{_message_domain(settings)}>"
+    message[IDEMPOTENCY_HEADER] = account_email.idempotency_key
+    message["Auto-Submitted"] = "auto-generated"
+    # Plain 7bit when it can be: the link then stays whole and clickable in the raw .eml
+    # (quoted-printable breaks lines at 76 characters and writes '=' as '=3D').
+    message.set_content(text_body, cte=_plain_cte(text_body))
+    message.add_alternative(html_body, subtype="html", cte="quoted-printable")
+    return message
+
+
+def _plain_cte(text: str) -> str:
+    if text.isascii() and all(len(line) <= 900 for line in text.splitlines()):
+        return "7bit"
+    return "quoted-printable"

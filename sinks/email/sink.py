@@ -16,17 +16,18 @@ import sqlalchemy
 from prometheus_client import Counter
 from sqlalchemy import text
 
-from pricewatch.contract.records import Notification
-from pricewatch.contract.topics import NOTIFICATIONS
+from pricewatch.contract.records import AccountEmail, Notification
+from pricewatch.contract.topics import ACCOUNT_EMAILS, NOTIFICATIONS
 from pricewatch.settings import Settings
 from sinks.base import describe_error, run_batch_consumer
 from sinks.email.backends import EmailBackend, PermanentSendError, backend_from_settings
-from sinks.email.render import InvalidRecipientError, render
+from sinks.email.render import InvalidRecipientError, render, render_account_email
 from sinks.postgres.db import migrated_engine
 
 log = logging.getLogger(__name__)
 
 ROLE = "email-sink"
+ACCOUNT_ROLE = "account-email-sink"  # its own group: a backlog of alerts never delays them
 MAX_ERROR_CHARS = 2000
 
 EMAILS_SENT = Counter("pricewatch_emails_sent_total", "Emails handed to the backend.", ["backend"])
@@ -73,8 +74,29 @@ MARK_UNSENT = text(
 )
 
 
+Mail = Notification | AccountEmail
+
+
+def _ledger_row(mail: Mail) -> dict[str, Any]:
+    """The claim's columns. Account emails are about no subscription, product or event:
+    those columns hold '' for them (their kind says what they are)."""
+    if isinstance(mail, Notification):
+        row = {
+            "kind": mail.kind.value,
+            "subscription_id": mail.subscription_id,
+            "product_id": mail.product_id,
+            "event_id": mail.event_id,
+        }
+    else:
+        row = {"kind": mail.kind.value, "subscription_id": "", "product_id": "", "event_id": ""}
+    # PostgreSQL text cannot hold NUL; one in a field must not wedge the sink.
+    row["email"] = mail.email.replace("\x00", "")
+    row["idempotency_key"] = mail.idempotency_key
+    return row
+
+
 class EmailSink:
-    """Sends each notification of a batch at most once per idempotency key."""
+    """Sends each notification (or account email) of a batch at most once per idempotency key."""
 
     def __init__(
         self, engine: sqlalchemy.Engine, backend: EmailBackend, settings: Settings
@@ -83,7 +105,7 @@ class EmailSink:
         self.backend = backend
         self.settings = settings
 
-    async def write(self, batch: list[Notification]) -> None:
+    async def write(self, batch: list[Mail]) -> None:
         seen: set[str] = set()
         for notification in batch:
             if notification.idempotency_key in seen:
@@ -92,8 +114,8 @@ class EmailSink:
             seen.add(notification.idempotency_key)
             await self.deliver(notification)
 
-    async def deliver(self, notification: Notification) -> None:
-        """Claim, send and record one notification. Raises on a temporary failure."""
+    async def deliver(self, notification: Mail) -> None:
+        """Claim, send and record one email. Raises on a temporary failure."""
         key = notification.idempotency_key
         status = await asyncio.to_thread(self._claim, notification)
         if status == "sending-unconfirmed":
@@ -111,7 +133,10 @@ class EmailSink:
 
         backend = self.backend.name
         try:
-            message = render(notification, self.settings)
+            if isinstance(notification, Notification):
+                message = render(notification, self.settings)
+            else:
+                message = render_account_email(notification, self.settings)
             await self.backend.send(message, key)
         except (PermanentSendError, InvalidRecipientError) as exc:
             reason = exc.reason if isinstance(exc, PermanentSendError) else "invalid_recipient"
@@ -127,17 +152,9 @@ class EmailSink:
         await asyncio.to_thread(self._mark_sent, key)
         EMAILS_SENT.labels(backend).inc()
 
-    def _claim(self, notification: Notification) -> str:
+    def _claim(self, notification: Mail) -> str:
         """'claimed' if this process may send it now, else the status that forbids it."""
-        # PostgreSQL text cannot hold NUL; one in a field must not wedge the sink.
-        params: dict[str, Any] = {
-            "idempotency_key": notification.idempotency_key,
-            "kind": notification.kind.value,
-            "subscription_id": notification.subscription_id,
-            "email": notification.email.replace("\x00", ""),
-            "product_id": notification.product_id,
-            "event_id": notification.event_id,
-        }
+        params = _ledger_row(notification)
         with self.engine.begin() as connection:
             if connection.execute(CLAIM, params).first() is not None:
                 return "claimed"
@@ -157,15 +174,29 @@ class EmailSink:
 
 
 async def run_email_sink(settings: Settings, stop: asyncio.Event) -> None:
-    """Migrate the database, then turn notifications into emails until ``stop``."""
+    """Migrate the database, then turn notifications and account emails into emails until
+    ``stop``: two consumers (two groups), one ledger, one backend."""
+    settings.secret_key_bytes()  # fail at start, not on the first email, when it is missing
     async with migrated_engine(settings) as engine:
-        await run_batch_consumer(
-            settings,
-            role=ROLE,
-            topic_spec=NOTIFICATIONS,
-            parse=Notification.model_validate_json,
-            sink=EmailSink(engine, backend_from_settings(settings), settings),
-            stop=stop,
-            # Each email is a round trip to a mail server: small batches commit progress often.
-            max_batch=50,
+        sink = EmailSink(engine, backend_from_settings(settings), settings)
+        # Each email is a round trip to a mail server: small batches commit progress often.
+        await asyncio.gather(
+            run_batch_consumer(
+                settings,
+                role=ROLE,
+                topic_spec=NOTIFICATIONS,
+                parse=Notification.model_validate_json,
+                sink=sink,
+                stop=stop,
+                max_batch=50,
+            ),
+            run_batch_consumer(
+                settings,
+                role=ACCOUNT_ROLE,
+                topic_spec=ACCOUNT_EMAILS,
+                parse=AccountEmail.model_validate_json,
+                sink=sink,
+                stop=stop,
+                max_batch=50,
+            ),
         )

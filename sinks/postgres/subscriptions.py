@@ -206,6 +206,20 @@ class SubscriptionSink:
                 connection.execute(UPSERT_SUBSCRIPTION, rows)
 
 
+def write_subscriptions(
+    connection: sqlalchemy.Connection, subscriptions: list[Subscription]
+) -> None:
+    """Upsert these records (and their users) exactly as the sink does: the API writes a
+    subscription synchronously too, and the sink's later write of it changes nothing."""
+    if not subscriptions:
+        return
+    connection.execute(INSERT_USERS, {"emails": sorted({_email(s) for s in subscriptions})})
+    connection.execute(
+        UPSERT_SUBSCRIPTION,
+        [_row(_clean(s.subscription_id), s, s.created_at) for s in subscriptions],
+    )
+
+
 async def run_subscriptions_sink(settings: Settings, stop: asyncio.Event) -> None:
     """Migrate the database, then consume the subscriptions topic into it until ``stop``."""
     async with migrated_engine(settings) as engine:

@@ -11,6 +11,7 @@ from a clock, so reprocessing an event gives the same answer and the same idempo
 - Stock alerts (sold out, back in stock) within ``stock_flap_window`` of the previous
   stock alert are suppressed, so flapping stock sends one email, not many.
 - ``notify_removed``: once when the detector confirms a removal.
+- Nothing at all for a subscription that is inactive or not verified.
 
 At most one notification per (subscription, event); its key is derived from both.
 """
@@ -118,7 +119,9 @@ def evaluate(
     sub = state.subscription
     if state.reference_price is None and event.old_price is not None:
         state = replace(state, reference_price=event.old_price)
-    if not sub.active:
+    if not (sub.active and sub.verified):
+        # Unsubscribed or unverified: nothing but the verification email (sent by the API).
+        # The reference price is still learned, so verifying later measures from it.
         return state, None
 
     kind: NotificationKind | None = None

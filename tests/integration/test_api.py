@@ -1,87 +1,162 @@
-"""The subscription API on a real broker: what it accepts, what it refuses, and the record
-it publishes (on the partition of its product)."""
+"""The HTTP API on a real broker and a real PostgreSQL: what it accepts and refuses, what it
+publishes (subscriptions on their product's partition, account emails), and the journey of
+an address: subscribe, verify, manage, unsubscribe. Security: tokens cannot be forged,
+reused for another purpose or used after expiry; one address never sees another's data."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import sqlalchemy
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer
+from pydantic import SecretStr
+from sqlalchemy import text
 
-from pricewatch.contract.records import Subscription
-from pricewatch.contract.topics import SUBSCRIPTIONS
+from pricewatch.contract.records import AccountEmail, AccountEmailKind, Subscription
+from pricewatch.contract.topics import ACCOUNT_EMAILS, SUBSCRIPTIONS, TopicSpec
 from pricewatch.ids import partition_for, product_id_for, subscription_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
+from pricewatch.tokens import TokenPurpose, issue_token
+from sinks.postgres.db import make_engine, upgrade
 from streams.api.app import MAX_BODY_BYTES, create_api_app
 from tests.conftest import Broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 SHOP = "https://shop.example/products/kettle"
+HAT = "https://shop.example/products/hat"
+SECRET = "api-test-secret-0123456789abcdef"
+ADMIN = "admin-test-token-0123456789"
+
+Client = TestClient[Any, Any]
+
+
+@dataclass
+class Api:
+    client: Client
+    settings: Settings
+    engine: sqlalchemy.Engine
+
+    async def subscribe(self, email: str, url: str = SHOP, **wants: Any) -> dict[str, Any]:
+        body = {"email": email, "url": url, **(wants or {"target_price": "50"})}
+        response = await self.client.post("/api/subscriptions", json=body)
+        assert response.status == 201, await response.text()
+        result: dict[str, Any] = await response.json()
+        return result
+
+    def token(self, purpose: TokenPurpose, subject: str, **kwargs: Any) -> str:
+        now = kwargs.get("now", datetime.now(UTC))
+        ttl = kwargs.get("ttl", timedelta(hours=1))
+        return issue_token(SECRET.encode(), purpose, subject, now=now, ttl=ttl)
+
+    def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        with self.engine.connect() as connection:
+            return [dict(r) for r in connection.execute(text(sql), params).mappings()]
+
+
+def api_settings(
+    broker: Broker, prefix: str, tmp_path: Path, database_url: str, **extra: Any
+) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        kafka_embedded=broker.embedded,
+        topic_prefix=prefix,
+        data_dir=tmp_path,
+        database_url=database_url,
+        allowed_private_hosts="127.0.0.1:8081",
+        public_base_url="http://pricewatch.test",
+        secret_key=SecretStr(SECRET),
+        admin_token=SecretStr(ADMIN),
+        **extra,
+    )
 
 
 @pytest.fixture
 async def api(
-    broker: Broker, unique_prefix: str, tmp_path: Path
-) -> AsyncIterator[tuple[TestClient[Any, Any], Settings]]:
-    settings = Settings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        kafka_embedded=broker.embedded,
-        topic_prefix=unique_prefix,
-        data_dir=tmp_path,
-        allowed_private_hosts="127.0.0.1:8081",
-    )
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+) -> AsyncIterator[Api]:
+    upgrade(postgres_url)
+    settings = api_settings(broker, unique_prefix, tmp_path, postgres_url)
     await create_topics(settings)
     producer = make_producer(settings)
     await producer.start()
-    client: TestClient[Any, Any] = TestClient(TestServer(create_api_app(settings, producer)))
+    engine = make_engine(postgres_url)
+    client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
     await client.start_server()
     try:
-        yield client, settings
+        yield Api(client, settings, engine)
     finally:
         await client.close()
         await producer.stop()
+        engine.dispose()
 
 
-async def published(settings: Settings, count: int) -> list[tuple[int, bytes, Subscription]]:
-    """The records on the subscriptions topic, read until ``count`` arrived (+ one poll)."""
+async def read_topic(
+    settings: Settings, spec: TopicSpec, count: int
+) -> list[tuple[int, bytes, bytes]]:
+    """(partition, key, value) of a topic's records, read until ``count`` arrived (+ one poll)."""
     consumer = AIOKafkaConsumer(
-        settings.topic(SUBSCRIPTIONS),
+        settings.topic(spec),
         bootstrap_servers=settings.bootstrap(),
         auto_offset_reset="earliest",
         group_id=None,
     )
     await consumer.start()
-    out: list[tuple[int, bytes, Subscription]] = []
+    out: list[tuple[int, bytes, bytes]] = []
     try:
         for _ in range(40):
             batch = await consumer.getmany(timeout_ms=250)
-            for tp, records in batch.items():
-                for r in records:
-                    out.append((tp.partition, r.key, Subscription.model_validate_json(r.value)))
+            out.extend((tp.partition, r.key, r.value) for tp, rs in batch.items() for r in rs)
             if len(out) >= count:
                 batch = await consumer.getmany(timeout_ms=300)  # anything more?
-                out.extend(
-                    (tp.partition, r.key, Subscription.model_validate_json(r.value))
-                    for tp, records in batch.items()
-                    for r in records
-                )
+                out.extend((tp.partition, r.key, r.value) for tp, rs in batch.items() for r in rs)
                 break
     finally:
         await consumer.stop()
     return out
 
 
-async def test_subscribe_publishes_on_the_products_partition(
-    api: tuple[TestClient[Any, Any], Settings],
-) -> None:
-    client, settings = api
-    response = await client.post(
+async def published(settings: Settings, count: int) -> list[tuple[int, bytes, Subscription]]:
+    return [
+        (p, k, Subscription.model_validate_json(v))
+        for p, k, v in await read_topic(settings, SUBSCRIPTIONS, count)
+    ]
+
+
+async def account_emails(settings: Settings, count: int) -> list[AccountEmail]:
+    return [
+        AccountEmail.model_validate_json(v)
+        for _, _, v in await read_topic(settings, ACCOUNT_EMAILS, count)
+    ]
+
+
+def token_of(link: str) -> str:
+    return parse_qs(urlsplit(link).query)["token"][0]
+
+
+async def verified_address(api: Api, email: str, url: str = SHOP) -> None:
+    await api.subscribe(email, url)
+    mails = [m for m in await account_emails(api.settings, 1) if m.email == email]
+    response = await api.client.get("/api/verify", params={"token": token_of(mails[-1].link)})
+    assert response.status == 200, await response.text()
+
+
+# --- subscribing ---------------------------------------------------------------------------
+
+
+async def test_subscribe_publishes_on_the_products_partition_and_stores_the_rows(api: Api) -> None:
+    response = await api.client.post(
         "/api/subscriptions",
         json={
             "email": "Ann@Example.com",
@@ -97,33 +172,44 @@ async def test_subscribe_publishes_on_the_products_partition(
     assert body["url"] == SHOP  # canonical
     assert body["email"] == "Ann@example.com"  # the domain is normalised, not the local part
     assert body["target_price"] == "79.90"
-    [(partition, key, record)] = await published(settings, 1)
-    assert partition == partition_for(product_id, settings.topic_partitions)
+    assert body["verified"] is False and "inbox" in body["next_step"]
+    [(partition, key, record)] = await published(api.settings, 1)
+    assert partition == partition_for(product_id, api.settings.topic_partitions)
     assert key.decode() == record.subscription_id == body["subscription_id"]
     assert record.target_price == Decimal("79.90") and record.notify_back_in_stock
+    assert record.verified is False
+    # Written synchronously, with the sink's upsert: no need to wait for the sink.
+    [row] = api.rows("SELECT s.*, u.email FROM subscriptions s JOIN users u ON u.id = s.user_id")
+    assert (row["subscription_id"], row["email"], row["active"]) == (
+        body["subscription_id"],
+        "ann@example.com",
+        True,
+    )
+    # And the verification email, with a signed link to the verify page.
+    [mail] = await account_emails(api.settings, 1)
+    assert (mail.kind, mail.email) == (AccountEmailKind.VERIFY, "ann@example.com")
+    assert mail.link.startswith("http://pricewatch.test/verify?token=")
 
 
-async def test_resubscribing_is_idempotent(api: tuple[TestClient[Any, Any], Settings]) -> None:
-    client, settings = api
+async def test_resubscribing_is_idempotent_and_sends_one_verification_email(api: Api) -> None:
     ids = set()
     for target in ("50", "45"):
-        response = await client.post(
-            "/api/subscriptions",
-            json={"email": "bob@example.com", "url": SHOP, "target_price": target},
-        )
-        assert response.status == 201
-        ids.add((await response.json())["subscription_id"])
+        ids.add((await api.subscribe("bob@example.com", target_price=target))["subscription_id"])
     assert ids == {subscription_id_for("bob@example.com", product_id_for(SHOP))}
-    records = await published(settings, 2)
+    records = await published(api.settings, 2)
     assert {key for _, key, _ in records} == {next(iter(ids)).encode()}  # compaction keeps one
+    assert records[-1][2].target_price == Decimal("45")
+    mails = await account_emails(api.settings, 2)
+    assert len({m.idempotency_key for m in mails}) == 1  # the sink sends it once
+    assert api.rows("SELECT count(*) AS n FROM subscriptions")[0]["n"] == 1
 
 
-async def only_the_sentinel_was_published(client: TestClient[Any, Any], settings: Settings) -> bool:
+async def only_the_sentinel_was_published(api: Api) -> bool:
     """Publish a valid subscription after the rejected requests; it must be the only one."""
-    sentinel = {"email": "sentinel@example.com", "url": SHOP, "target_price": "1"}
-    assert (await client.post("/api/subscriptions", json=sentinel)).status == 201
-    records = await published(settings, 1)
-    return [r.email for _, _, r in records] == ["sentinel@example.com"]
+    await api.subscribe("sentinel@example.com", SHOP, target_price="1")
+    records = await published(api.settings, 1)
+    stored = api.rows("SELECT count(*) AS n FROM subscriptions")[0]["n"]
+    return [r.email for _, _, r in records] == ["sentinel@example.com"] and stored == 1
 
 
 @pytest.mark.parametrize(
@@ -134,57 +220,589 @@ async def only_the_sentinel_was_published(client: TestClient[Any, Any], settings
         ({"email": "a@example.com", "url": "http://127.0.0.1:9/x", "target_price": "10"}, "url"),
         ({"email": "a@example.com", "url": "http://localhost:9/x", "target_price": "10"}, "url"),
         ({"email": "a@example.com", "url": "http://169.254.169.254/", "target_price": "1"}, "url"),
+        ({"email": "a@example.com", "url": "http://10.0.0.8/x", "target_price": "1"}, "url"),
+        ({"email": "a@example.com", "url": "http://192.168.1.1/x", "target_price": "1"}, "url"),
         ({"email": "a@example.com", "url": "http://[::1]/x", "target_price": "10"}, "url"),
+        ({"email": "a@example.com", "url": "http://2130706433/", "target_price": "1"}, "url"),
         ({"email": "a@example.com", "url": "http://u:p@shop.example/", "target_price": "1"}, "url"),
         ({"email": "a@example.com", "url": SHOP, "target_price": "-1"}, "target_price"),
         ({"email": "a@example.com", "url": SHOP, "target_price": "0"}, "target_price"),
         ({"email": "a@example.com", "url": SHOP, "target_price": "abc"}, "target_price"),
         ({"email": "a@example.com", "url": SHOP, "drop_percent": "100"}, "drop_percent"),
+        ({"email": "a@example.com", "url": SHOP, "drop_percent": "0"}, "drop_percent"),
         ({"email": "a@example.com", "url": SHOP}, "body"),
         ({"email": "a@example.com", "url": SHOP, "target_price": "1", "admin": True}, "admin"),
         ({"url": SHOP, "target_price": "1"}, "email"),
+        ({"email": "a@example.com", "target_price": "1"}, "url"),
+        ({"email": "a@example.com", "url": "x" * 3000, "target_price": "1"}, "url"),
     ],
 )
 async def test_invalid_subscriptions_get_422_and_store_nothing(
-    api: tuple[TestClient[Any, Any], Settings], body: dict[str, Any], field: str
+    api: Api, body: dict[str, Any], field: str
 ) -> None:
-    client, settings = api
-    response = await client.post("/api/subscriptions", json=body)
+    response = await api.client.post("/api/subscriptions", json=body)
     assert response.status == 422
     problem = await response.json()
     assert field in {e["field"] for e in problem["errors"]}, problem
     assert all(e["message"] for e in problem["errors"])
-    assert await only_the_sentinel_was_published(client, settings)
+    assert await only_the_sentinel_was_published(api)
 
 
-async def test_allow_listed_loopback_shop_is_accepted(
-    api: tuple[TestClient[Any, Any], Settings],
-) -> None:
-    client, _ = api
-    response = await client.post(
-        "/api/subscriptions",
-        json={"email": "a@example.com", "url": "http://127.0.0.1:8081/p", "target_price": "5"},
-    )
-    assert response.status == 201
+async def test_allow_listed_loopback_shop_is_accepted(api: Api) -> None:
+    await api.subscribe("a@example.com", "http://127.0.0.1:8081/p", target_price="5")
 
 
-async def test_malformed_and_oversize_bodies(api: tuple[TestClient[Any, Any], Settings]) -> None:
-    client, settings = api
-    response = await client.post(
+async def test_malformed_and_oversize_bodies(api: Api) -> None:
+    response = await api.client.post(
         "/api/subscriptions", data=b"{not json", headers={"content-type": "application/json"}
     )
     assert response.status == 400
-    response = await client.post("/api/subscriptions", json=["a", "list"])
+    assert (await response.json())["title"] == "Body must be a JSON object"
+    response = await api.client.post("/api/subscriptions", json=["a", "list"])
     assert response.status == 422
     huge = {"email": "a@example.com", "url": SHOP, "target_price": "1", "x": "y" * MAX_BODY_BYTES}
-    response = await client.post("/api/subscriptions", json=huge)
+    response = await api.client.post("/api/subscriptions", json=huge)
     assert response.status == 413
-    assert await only_the_sentinel_was_published(client, settings)
+    assert (await response.json())["status"] == 413
+    assert await only_the_sentinel_was_published(api)
 
 
-async def test_health_and_metrics(api: tuple[TestClient[Any, Any], Settings]) -> None:
-    client, _ = api
-    assert (await client.get("/healthz")).status == 200
-    await client.post("/api/subscriptions", json={"email": "x"})
-    metrics = await (await client.get("/metrics")).text()
+async def test_unknown_routes_and_methods_are_problem_documents(api: Api) -> None:
+    response = await api.client.get("/api/nothing-here")
+    assert response.status == 404 and (await response.json())["status"] == 404
+    response = await api.client.delete("/api/subscriptions")
+    assert response.status == 405 and "POST" in response.headers["Allow"]
+
+
+# --- verification --------------------------------------------------------------------------
+
+
+async def test_verifying_republishes_every_subscription_verified(api: Api) -> None:
+    await api.subscribe("ann@example.com", SHOP)
+    await api.subscribe("ann@example.com", HAT, notify_sold_out=True)
+    [mail, *_] = await account_emails(api.settings, 2)
+    response = await api.client.get("/api/verify", params={"token": token_of(mail.link)})
+    assert response.status == 200
+    assert await response.json() == {
+        "email": "ann@example.com",
+        "verified": True,
+        "subscriptions": 2,
+    }
+    records = await published(api.settings, 4)
+    newest = {r.subscription_id: r for _, _, r in records}  # log order: last wins
+    assert len(newest) == 2 and all(r.verified and r.active for r in newest.values())
+    assert newest[subscription_id_for("ann@example.com", product_id_for(HAT))].notify_sold_out
+    [user] = api.rows("SELECT verified_at FROM users")
+    assert user["verified_at"] is not None
+    # Verifying again is harmless and keeps the first time.
+    again = await api.client.get("/api/verify", params={"token": token_of(mail.link)})
+    assert again.status == 200
+    assert api.rows("SELECT verified_at FROM users")[0]["verified_at"] == user["verified_at"]
+
+
+async def test_a_verified_address_subscribes_verified_without_another_email(api: Api) -> None:
+    await verified_address(api, "ann@example.com")
+    body = await api.subscribe("ann@example.com", HAT)
+    assert body["verified"] is True and "inbox" not in body["next_step"]
+    records = await published(api.settings, 3)
+    [hat] = [r for _, _, r in records if r.url == HAT]  # partitions: no global order
+    assert hat.verified
+    assert len(await account_emails(api.settings, 1)) == 1  # only the first verification
+
+
+async def test_verify_refuses_bad_tokens(api: Api) -> None:
+    await api.subscribe("ann@example.com")
+    genuine = token_of((await account_emails(api.settings, 1))[0].link)
+    cases = {
+        "forged": genuine[:-2] + ("AA" if not genuine.endswith("AA") else "BB"),
+        "manage purpose": api.token(TokenPurpose.MANAGE, "ann@example.com"),
+        "unsubscribe purpose": api.token(TokenPurpose.UNSUBSCRIBE, "user:ann@example.com"),
+        "other key": issue_token(
+            b"another-secret-0123456789",
+            TokenPurpose.VERIFY,
+            "ann@example.com",
+            now=datetime.now(UTC),
+            ttl=timedelta(hours=1),
+        ),
+        "garbage": "not-a-token",
+    }
+    for name, token in cases.items():
+        response = await api.client.get("/api/verify", params={"token": token})
+        assert response.status == 403, name
+        assert (await response.json())["reason"] == "invalid", name
+    expired = api.token(
+        TokenPurpose.VERIFY, "ann@example.com", now=datetime.now(UTC) - timedelta(days=8)
+    )
+    response = await api.client.get("/api/verify", params={"token": expired})
+    assert response.status == 403 and (await response.json())["reason"] == "expired"
+    response = await api.client.get("/api/verify")
+    assert response.status == 422
+    assert api.rows("SELECT verified_at FROM users")[0]["verified_at"] is None
+    metrics = await (await api.client.get("/metrics")).text()
+    assert 'pricewatch_api_tokens_refused_total{purpose="verify",reason="expired"}' in metrics
+
+
+async def test_the_test_helper_verifies_like_the_link(api: Api) -> None:
+    # tests.helpers.verify_address (for tests that subscribe through the API of a Stack)
+    # signs a verify token with the settings' key and calls the API: the same as the link.
+    from tests.helpers import verify_address
+
+    await api.subscribe("ann@example.com")
+    served_at = str(api.client.make_url("/")).rstrip("/")  # the test server's real port
+    settings = api.settings.model_copy(update={"public_base_url": served_at})
+    await asyncio.to_thread(verify_address, settings, "Ann@Example.com")
+    assert api.rows("SELECT verified_at IS NOT NULL AS v FROM users") == [{"v": True}]
+
+
+async def test_verifying_an_unknown_address_is_404(api: Api) -> None:
+    token = api.token(TokenPurpose.VERIFY, "nobody@example.com")
+    response = await api.client.get("/api/verify", params={"token": token})
+    assert response.status == 404
+
+
+# --- unsubscribe ---------------------------------------------------------------------------
+
+
+async def test_unsubscribe_one_by_get_and_one_click_post(api: Api) -> None:
+    shop = await api.subscribe("ann@example.com", SHOP)
+    hat = await api.subscribe("ann@example.com", HAT)
+    token = api.token(TokenPurpose.UNSUBSCRIBE, f"subscription:{shop['subscription_id']}")
+    response = await api.client.post(
+        "/api/unsubscribe",
+        params={"token": token},
+        data="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status == 200 and await response.json() == {"unsubscribed": 1}
+    again = await api.client.get("/api/unsubscribe", params={"token": token})
+    assert again.status == 200 and await again.json() == {"unsubscribed": 0}
+    records = await published(api.settings, 3)
+    newest = {r.subscription_id: r for _, _, r in records}
+    assert newest[shop["subscription_id"]].active is False
+    assert newest[hat["subscription_id"]].active is True
+    active = {r["subscription_id"]: r["active"] for r in api.rows("SELECT * FROM subscriptions")}
+    assert active == {shop["subscription_id"]: False, hat["subscription_id"]: True}
+
+
+async def test_unsubscribe_all_of_an_address_and_nobody_elses(api: Api) -> None:
+    await api.subscribe("ann@example.com", SHOP)
+    await api.subscribe("ann@example.com", HAT)
+    await api.subscribe("bob@example.com", SHOP)
+    token = api.token(TokenPurpose.UNSUBSCRIBE, "user:ann@example.com")
+    response = await api.client.get("/api/unsubscribe", params={"token": token})
+    assert await response.json() == {"unsubscribed": 2}
+    rows = api.rows(
+        "SELECT u.email, s.active FROM subscriptions s JOIN users u ON u.id = s.user_id"
+    )
+    assert sorted((r["email"], r["active"]) for r in rows) == [
+        ("ann@example.com", False),
+        ("ann@example.com", False),
+        ("bob@example.com", True),
+    ]
+
+
+async def test_unsubscribe_refuses_tokens_of_other_purposes(api: Api) -> None:
+    body = await api.subscribe("ann@example.com")
+    for purpose in (TokenPurpose.VERIFY, TokenPurpose.MANAGE):
+        token = api.token(purpose, f"subscription:{body['subscription_id']}")
+        response = await api.client.get("/api/unsubscribe", params={"token": token})
+        assert response.status == 403
+    # A bare subscription id (the old, guessable link) is no longer enough.
+    response = await api.client.get(
+        "/api/unsubscribe", params={"subscription": body["subscription_id"]}
+    )
+    assert response.status == 422
+    assert api.rows("SELECT active FROM subscriptions")[0]["active"] is True
+
+
+# --- a user's own view -------------------------------------------------------------------
+
+
+def add_prices(api: Api, url: str, points: list[tuple[str, str]]) -> None:
+    product_id = product_id_for(url)
+    with api.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO products (product_id, url, title, currency, current_price) "
+                "VALUES (:id, :url, 'Kettle', 'EUR', :price)"
+            ),
+            {"id": product_id, "url": url, "price": Decimal(points[-1][1])},
+        )
+        for at, price in points:
+            connection.execute(
+                text(
+                    "INSERT INTO prices (product_id, price, currency, availability, observed_at)"
+                    " VALUES (:id, :price, 'EUR', 'in_stock', :at)"
+                ),
+                {"id": product_id, "price": Decimal(price), "at": datetime.fromisoformat(at)},
+            )
+
+
+async def test_manage_view_edit_and_price_history_are_one_address_only(api: Api) -> None:
+    ann = await api.subscribe("ann@example.com", SHOP)
+    bob = await api.subscribe("bob@example.com", HAT)
+    add_prices(
+        api, SHOP, [("2026-11-01T00:00:00+00:00", "99.00"), ("2026-11-02T00:00:00+00:00", "89.00")]
+    )
+    add_prices(api, HAT, [("2026-11-01T00:00:00+00:00", "20.00")])
+    ann_token = api.token(TokenPurpose.MANAGE, "ann@example.com")
+    bob_token = api.token(TokenPurpose.MANAGE, "bob@example.com")
+
+    view = await (await api.client.get("/api/manage", params={"token": ann_token})).json()
+    assert view["email"] == "ann@example.com" and view["verified"] is False
+    assert [s["subscription_id"] for s in view["subscriptions"]] == [ann["subscription_id"]]
+    assert view["subscriptions"][0]["product"]["current_price"] == "89.000000"
+    assert "bob" not in str(view)
+
+    history = await api.client.get(
+        f"/api/manage/products/{product_id_for(SHOP)}/prices", params={"token": ann_token}
+    )
+    assert [p["price"] for p in (await history.json())["prices"]] == ["99.000000", "89.000000"]
+    # Bob's link shows nothing of Ann's: neither her product's history nor her subscription.
+    for token, path in (
+        (bob_token, f"/api/manage/products/{product_id_for(SHOP)}/prices"),
+        (ann_token, f"/api/manage/products/{product_id_for(HAT)}/prices"),
+    ):
+        response = await api.client.get(path, params={"token": token})
+        assert response.status == 404
+    response = await api.client.patch(
+        f"/api/manage/subscriptions/{ann['subscription_id']}",
+        params={"token": bob_token},
+        json={"target_price": "1"},
+    )
+    assert response.status == 404
+    response = await api.client.patch(
+        f"/api/manage/subscriptions/{bob['subscription_id']}",
+        params={"token": api.token(TokenPurpose.VERIFY, "bob@example.com")},
+        json={"target_price": "1"},
+    )
+    assert response.status == 403  # a verify token is no manage token
+
+    # Ann edits her own: a new version on the topic and in PostgreSQL.
+    response = await api.client.patch(
+        f"/api/manage/subscriptions/{ann['subscription_id']}",
+        params={"token": ann_token},
+        json={"target_price": "70", "notify_removed": True},
+    )
+    assert response.status == 200
+    edited = await response.json()
+    assert (edited["target_price"], edited["notify_removed"]) == ("70", True)
+    records = [r for _, _, r in await published(api.settings, 3)]
+    newest = [r for r in records if r.subscription_id == ann["subscription_id"]][-1]
+    assert newest.target_price == Decimal("70") and newest.notify_removed
+    assert api.rows(
+        "SELECT target_price FROM subscriptions WHERE subscription_id = :id",
+        id=ann["subscription_id"],
+    ) == [{"target_price": Decimal("70")}]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"target_price": "-5"}, "target_price"),
+        ({"drop_percent": "150"}, "drop_percent"),
+        ({"notify_any_drop": None}, "notify_any_drop"),
+        ({"active": None}, "active"),
+        ({"target_price": None}, "body"),  # then it wants nothing while active
+        ({"email": "x@example.com"}, "email"),  # an address is not editable
+    ],
+)
+async def test_invalid_edits_get_422(api: Api, change: dict[str, Any], field: str) -> None:
+    ann = await api.subscribe("ann@example.com", SHOP)
+    response = await api.client.patch(
+        f"/api/manage/subscriptions/{ann['subscription_id']}",
+        params={"token": api.token(TokenPurpose.MANAGE, "ann@example.com")},
+        json=change,
+    )
+    assert response.status == 422
+    assert field in {e["field"] for e in (await response.json())["errors"]}
+
+
+async def test_stopping_by_edit_needs_nothing_else(api: Api) -> None:
+    ann = await api.subscribe("ann@example.com", SHOP)
+    response = await api.client.patch(
+        f"/api/manage/subscriptions/{ann['subscription_id']}",
+        params={"token": api.token(TokenPurpose.MANAGE, "ann@example.com")},
+        json={"active": False, "target_price": None},
+    )
+    assert response.status == 200 and (await response.json())["active"] is False
+
+
+async def test_manage_link_answers_the_same_for_any_address(api: Api) -> None:
+    await api.subscribe("ann@example.com")
+    answers = []
+    for email in ("ann@example.com", "nobody@example.com"):
+        response = await api.client.post("/api/manage-link", json={"email": email})
+        answers.append((response.status, await response.json()))
+    assert answers[0] == answers[1] and answers[0][0] == 202
+    mails = await account_emails(api.settings, 2)
+    manage = [m for m in mails if m.kind is AccountEmailKind.MANAGE_LINK]
+    assert [m.email for m in manage] == ["ann@example.com"]
+    assert manage[0].link.startswith("http://pricewatch.test/manage?token=")
+    view = await api.client.get("/api/manage", params={"token": token_of(manage[0].link)})
+    assert len((await view.json())["subscriptions"]) == 1
+    response = await api.client.post("/api/manage-link", json={"email": "nope"})
+    assert response.status == 422
+
+
+# --- websites, admin ----------------------------------------------------------------------
+
+
+def admin(token: str = ADMIN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_admin_needs_the_token(api: Api) -> None:
+    for method, path in (
+        ("GET", "/api/admin/websites"),
+        ("POST", "/api/admin/websites"),
+        ("PATCH", "/api/admin/websites/1"),
+        ("GET", "/api/admin/products"),
+        ("GET", "/api/admin/users"),
+    ):
+        response = await api.client.request(method, path, json={})
+        assert response.status == 401, path
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        response = await api.client.request(method, path, json={}, headers=admin("wrong"))
+        assert response.status == 403, path
+
+
+async def test_admin_api_is_off_without_a_token(
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+) -> None:
+    upgrade(postgres_url)
+    settings = api_settings(broker, unique_prefix, tmp_path, postgres_url).model_copy(
+        update={"admin_token": None}
+    )
+    producer = make_producer(settings)
+    await producer.start()
+    engine = make_engine(postgres_url)
+    client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
+    await client.start_server()
+    try:
+        for token in ("", "None", "null"):
+            response = await client.get("/api/admin/users", headers=admin(token))
+            assert response.status == 404
+    finally:
+        await client.close()
+        await producer.stop()
+        engine.dispose()
+
+
+async def test_admin_websites_products_users(api: Api) -> None:
+    site = {
+        "name": "Shop",
+        "base_url": "https://Shop.Example/",
+        "adapter_config": {"price": {"css": ".price"}},
+    }
+    response = await api.client.post("/api/admin/websites", json=site, headers=admin())
+    assert response.status == 201
+    created = await response.json()
+    assert (created["host"], created["paused"]) == ("shop.example", False)
+    response = await api.client.post("/api/admin/websites", json=site, headers=admin())
+    assert response.status == 409
+    bad = {**site, "base_url": "http://169.254.169.254/"}
+    response = await api.client.post("/api/admin/websites", json=bad, headers=admin())
+    assert response.status == 422
+
+    public = await (await api.client.get("/api/websites")).json()
+    assert [w["host"] for w in public["websites"]] == ["shop.example"]
+    assert "adapter_config" not in public["websites"][0] and public["generic_extraction"]
+
+    await api.subscribe("ann@example.com", SHOP)
+    response = await api.client.patch(
+        f"/api/admin/websites/{created['id']}",
+        json={"paused": True, "adapter_config": {"price": {"css": ".now"}}},
+        headers=admin(),
+    )
+    assert response.status == 200
+    assert (await response.json())["adapter_config"] == {"price": {"css": ".now"}}
+    assert (await (await api.client.get("/api/websites")).json())["websites"] == []
+    # A paused website takes no new subscriptions.
+    response = await api.client.post(
+        "/api/subscriptions", json={"email": "b@example.com", "url": SHOP, "target_price": "1"}
+    )
+    assert response.status == 422 and "paused" in str(await response.json())
+    for path, status in (("/api/admin/websites/999", 404), ("/api/admin/websites/x", 404)):
+        response = await api.client.patch(path, json={"paused": False}, headers=admin())
+        assert response.status == status
+    response = await api.client.patch(
+        f"/api/admin/websites/{created['id']}", json={"paused": None}, headers=admin()
+    )
+    assert response.status == 422
+
+    add_prices(api, SHOP, [("2026-11-01T00:00:00+00:00", "99.00")])
+    products = await (await api.client.get("/api/admin/products", headers=admin())).json()
+    assert [(p["url"], p["subscriptions"]) for p in products["products"]] == [(SHOP, 1)]
+    users = await (await api.client.get("/api/admin/users", headers=admin())).json()
+    assert [(u["email"], u["subscriptions"]) for u in users["users"]] == [("ann@example.com", 1)]
+    response = await api.client.get("/api/admin/users", params={"limit": "0"}, headers=admin())
+    assert response.status == 422
+
+
+# --- limits, health -----------------------------------------------------------------------
+
+
+async def test_rate_limits_bite_per_address_and_per_email(
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+) -> None:
+    upgrade(postgres_url)
+    settings = api_settings(
+        broker,
+        unique_prefix,
+        tmp_path,
+        postgres_url,
+        rate_limit_per_address_per_minute=4,
+        rate_limit_per_email_per_hour=2,
+    )
+    await create_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    engine = make_engine(postgres_url)
+    client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
+    await client.start_server()
+    try:
+        body = {"email": "ann@example.com", "url": SHOP, "target_price": "5"}
+        statuses = [(await client.post("/api/subscriptions", json=body)).status for _ in range(3)]
+        assert statuses == [201, 201, 429]  # the email's bucket (2 per hour) is empty
+        other = {**body, "email": "bob@example.com"}
+        response = await client.post("/api/subscriptions", json=other)
+        assert response.status == 201  # 4th call from this address
+        response = await client.post("/api/subscriptions", json={**body, "email": "c@example.com"})
+        assert response.status == 429  # the address's bucket (4 per minute) is empty
+        assert int(response.headers["Retry-After"]) >= 1
+        assert (await response.json())["reason"] == "address"
+        metrics = await (await client.get("/metrics")).text()
+        assert re.search(r'pricewatch_api_rate_limited_total\{scope="email"\} [1-9]', metrics)
+        assert re.search(r'pricewatch_api_rate_limited_total\{scope="address"\} [1-9]', metrics)
+    finally:
+        await client.close()
+        await producer.stop()
+        engine.dispose()
+
+
+async def test_health_readiness_and_metrics(api: Api) -> None:
+    assert (await api.client.get("/healthz")).status == 200
+    ready = await api.client.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["checks"] == {"broker": "ok", "database": "ok"}
+    await api.client.post("/api/subscriptions", json={"email": "x"})
+    metrics = await (await api.client.get("/metrics")).text()
     assert 'pricewatch_api_requests_total{route="/api/subscriptions",status="422"}' in metrics
+
+
+async def test_not_ready_and_503_when_the_database_is_unreachable(
+    broker: Broker, unique_prefix: str, tmp_path: Path
+) -> None:
+    from pricewatch.embedded.broker import free_port
+
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/none?connect_timeout=1"
+    settings = api_settings(broker, unique_prefix, tmp_path, dead)
+    await create_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    engine = make_engine(dead)
+    client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
+    await client.start_server()
+    try:
+        ready = await client.get("/readyz")
+        assert ready.status == 503
+        checks = (await ready.json())["checks"]
+        assert checks["broker"] == "ok" and checks["database"].startswith("unreachable")
+        response = await client.post(
+            "/api/subscriptions", json={"email": "a@example.com", "url": SHOP, "target_price": "1"}
+        )
+        assert response.status == 503
+    finally:
+        await client.close()
+        await producer.stop()
+        engine.dispose()
+
+
+# --- pages for people ----------------------------------------------------------------------
+
+
+async def test_pages_subscribe_check_inbox_verify_manage_unsubscribe(api: Api) -> None:
+    home = await api.client.get("/")
+    html = await home.text()
+    assert home.status == 200 and home.content_type == "text/html"
+    for field in ("email", "url", "target_price", "drop_percent", "notify_back_in_stock"):
+        assert f'<label for="{field}">' in html or f'for="{field}"' in html, field
+    assert "<script" not in html
+
+    response = await api.client.post(
+        "/subscribe",
+        data={
+            "email": "ann@example.com",
+            "url": SHOP,
+            "target_price": "50",
+            "notify_sold_out": "on",
+        },
+    )
+    assert response.status == 200 and "Check your inbox" in await response.text()
+    [record] = [r for _, _, r in await published(api.settings, 1)]
+    assert record.target_price == Decimal("50") and record.notify_sold_out
+    assert not record.notify_any_drop
+
+    [mail] = await account_emails(api.settings, 1)
+    verified = await api.client.get(urlsplit(mail.link).path, params={"token": token_of(mail.link)})
+    page = await verified.text()
+    assert verified.status == 200 and "Address confirmed" in page
+    manage_link = re.search(
+        r'href="(/manage\?token=[^"]+|http://pricewatch.test/manage\?token=[^"]+)"', page
+    )
+    assert manage_link, page
+
+    add_prices(
+        api, SHOP, [("2026-11-01T00:00:00+00:00", "99.00"), ("2026-11-02T00:00:00+00:00", "89.00")]
+    )
+    token = token_of(manage_link.group(1).replace("&amp;", "&"))
+    manage = await api.client.get("/manage", params={"token": token})
+    page = await manage.text()
+    assert manage.status == 200
+    assert "Kettle" in page and "€89.00" in page
+    assert page.count("<svg") == 1 and "<polyline" in page and 'role="img"' in page
+    assert manage.headers["Cache-Control"] == "no-store"
+    assert "script-src" not in manage.headers["Content-Security-Policy"]  # none allowed
+    assert manage.headers["Referrer-Policy"] == "no-referrer"  # the token stays here
+
+    # Edit through the form: back to the manage page, saved.
+    response = await api.client.post(
+        f"/manage/subscriptions/{record.subscription_id}",
+        params={"token": token},
+        data={"target_price": "60", "active": "on"},
+        allow_redirects=False,
+    )
+    assert response.status == 303 and response.headers["Location"].startswith("/manage?token=")
+    stored = api.rows("SELECT target_price, notify_sold_out FROM subscriptions")
+    assert stored == [{"target_price": Decimal("60"), "notify_sold_out": False}]
+
+    # Unsubscribe: GET only asks (mail scanners open links), POST does it.
+    unsubscribe = api.token(TokenPurpose.UNSUBSCRIBE, f"subscription:{record.subscription_id}")
+    ask = await api.client.get("/unsubscribe", params={"token": unsubscribe})
+    assert ask.status == 200 and '<form method="post"' in await ask.text()
+    assert api.rows("SELECT active FROM subscriptions") == [{"active": True}]
+    done = await api.client.post("/unsubscribe", params={"token": unsubscribe})
+    assert done.status == 200 and "Unsubscribed" in await done.text()
+    assert api.rows("SELECT active FROM subscriptions") == [{"active": False}]
+
+
+async def test_pages_show_errors_without_storing_anything(api: Api) -> None:
+    response = await api.client.post(
+        "/subscribe", data={"email": "nope", "url": "ftp://shop.example/x", "target_price": "-1"}
+    )
+    page = await response.text()
+    assert response.status == 422
+    assert page.count('class="error"') == 3 and 'value="nope"' in page
+    response = await api.client.post(
+        "/subscribe",
+        data={"email": "a@example.com", "url": "http://169.254.169.254/", "target_price": "1"},
+    )
+    page = await response.text()
+    assert response.status == 422 and "cloud metadata" in page and page.count('class="error"') == 1
+    for path in ("/verify", "/manage", "/unsubscribe"):
+        response = await api.client.get(path, params={"token": "forged.token"})
+        assert response.status == 403 and "not valid" in await response.text(), path
+    response = await api.client.post("/manage-link", data={"email": "x@example.com"})
+    assert response.status == 200 and "Check your inbox" in await response.text()
+    assert api.rows("SELECT count(*) AS n FROM subscriptions") == [{"n": 0}]

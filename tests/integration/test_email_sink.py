@@ -13,6 +13,7 @@ from decimal import Decimal
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import sqlalchemy
@@ -26,6 +27,7 @@ from pricewatch.embedded.broker import free_port
 from pricewatch.ids import event_id_for, notification_key_for, subscription_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
+from pricewatch.tokens import TokenPurpose, read_token
 from sinks.email.backends import OutboxBackend, SmtpBackend
 from sinks.email.render import IDEMPOTENCY_HEADER
 from sinks.email.sink import EmailSink, run_email_sink
@@ -35,6 +37,7 @@ PRODUCT_ID = "a" * 32
 SETTINGS = Settings(
     public_base_url="https://pricewatch.example.org",
     email_from="Pricewatch <alerts@pricewatch.example.org>",
+    secret_key="email-sink-test-secret-0123456789",  # type: ignore[arg-type]
 )
 
 
@@ -157,9 +160,15 @@ async def test_smtp_receives_one_message_for_three_deliveries(
         "bob@example.com",
     ]
     received = next(m for m in smtp_server.messages if m["To"] == "ann@example.com")
-    assert received["List-Unsubscribe"] == (
-        f"<https://pricewatch.example.org/api/unsubscribe?subscription={alert.subscription_id}>"
+    token = unquote(received["List-Unsubscribe"].split("?token=")[1].rstrip(">"))
+    assert received["List-Unsubscribe"].startswith(
+        "<https://pricewatch.example.org/api/unsubscribe?token="
     )
+    claims = read_token(
+        SETTINGS.secret_key_bytes(), token, TokenPurpose.UNSUBSCRIBE, now=alert.created_at
+    )
+    assert claims.subject == f"subscription:{alert.subscription_id}"
+    assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert received["Subject"] == "Price drop: Trail Shoe is now €79.00 (your target €80.00)"
     assert received["Message-ID"] == f"<{alert.idempotency_key}@pricewatch.example.org>"
     assert [row["status"] for row in ledger(engine)] == ["sent", "sent"]
@@ -256,6 +265,7 @@ async def test_run_email_sink_sends_one_email_for_a_redelivered_notification(
         email_backend="outbox",
         outbox_dir=tmp_path / "outbox",
         public_base_url="https://pricewatch.example.org",
+        secret_key="email-sink-test-secret-0123456789",  # type: ignore[arg-type]
     )
     await create_topics(settings)
     alert = notification()
@@ -297,3 +307,76 @@ def handled() -> float:
         REGISTRY.get_sample_value("pricewatch_sink_records_written_total", {"sink": "email-sink"})
         or 0.0
     )
+
+
+async def test_run_email_sink_sends_account_emails_once_with_the_same_ledger(
+    kafka_bootstrap: str, postgres_url: str, unique_prefix: str, tmp_path: Path
+) -> None:
+    from pricewatch.contract.records import AccountEmail, AccountEmailKind
+    from pricewatch.contract.topics import ACCOUNT_EMAILS
+
+    settings = Settings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        database_url=postgres_url,
+        topic_prefix=unique_prefix,
+        app_id=f"pw-{unique_prefix}",
+        topic_partitions=2,
+        kafka_session_timeout_seconds=6,
+        email_backend="outbox",
+        outbox_dir=tmp_path / "outbox",
+        public_base_url="https://pricewatch.example.org",
+        secret_key="email-sink-test-secret-0123456789",  # type: ignore[arg-type]
+    )
+    await create_topics(settings)
+    verify = AccountEmail(
+        idempotency_key="verify-0123456789abcdef",
+        kind=AccountEmailKind.VERIFY,
+        email="ann@example.com",
+        link="https://pricewatch.example.org/verify?token=abc.def",
+        created_at=datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
+    )
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for _ in range(3):
+            await producer.send_and_wait(
+                settings.topic(ACCOUNT_EMAILS),
+                verify.model_dump_json().encode(),
+                key=verify.email.encode(),
+            )
+    finally:
+        await producer.stop()
+
+    def account_handled() -> float:
+        return (
+            REGISTRY.get_sample_value(
+                "pricewatch_sink_records_written_total", {"sink": "account-email-sink"}
+            )
+            or 0.0
+        )
+
+    before = account_handled()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_email_sink(settings, stop))
+    try:
+        deadline = time.monotonic() + 60
+        while account_handled() < before + 3 and not task.done():
+            assert time.monotonic() < deadline, "the email sink did not handle 3 deliveries"
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+    [sent] = list((tmp_path / "outbox").iterdir())
+    assert sent.name == f"{verify.idempotency_key}.eml"
+    message = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+    assert message["Subject"] == "Confirm your email address for Pricewatch"
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None and verify.link in body.get_content()
+    engine = make_engine(postgres_url)
+    try:
+        assert [(r["kind"], r["status"], r["attempts"]) for r in ledger(engine)] == [
+            ("verify", "sent", 1)
+        ]
+    finally:
+        engine.dispose()

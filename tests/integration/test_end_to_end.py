@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import json
+import re
+import urllib.request
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -62,7 +65,26 @@ def _price_rows(database_url: str, product_url: str) -> list[tuple[Decimal, str]
         ).fetchall()
 
 
-def run_price_drop_journey(stack: Stack) -> None:
+def _alerts(outbox: Path) -> list[email.message.EmailMessage]:
+    return [m for m in _emails(outbox) if m["List-Unsubscribe"]]
+
+
+def _link(message: email.message.EmailMessage, path: str) -> str:
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    found = re.search(rf"(http://\S+{re.escape(path)}\?token=\S+)", body.get_content())
+    assert found, body.get_content()
+    return found.group(1)
+
+
+def _set_price(shop: str, slug: str, price: Decimal) -> None:
+    status, _ = http_json("POST", f"{shop}/admin/products/{slug}", {"price": str(price)})
+    assert status == 200
+
+
+def run_price_drop_journey(stack: Stack) -> email.message.EmailMessage:
+    """Subscribe; no alert before the address is verified; verify by the emailed link; the
+    next drop alerts once, with a working one-click unsubscribe link."""
     settings = stack.settings
     product = DEFAULT_PRODUCTS[0]
     shop = f"http://{settings.api_host}:{settings.demo_shop_port}"
@@ -70,6 +92,7 @@ def run_price_drop_journey(stack: Stack) -> None:
     subscriber = f"shopper-{uuid.uuid4().hex[:6]}@example.com"
     target = (product.price * Decimal("0.9")).quantize(Decimal("0.01"))
     lower = (product.price * Decimal("0.8")).quantize(Decimal("0.01"))
+    interval = settings.default_check_interval_seconds
 
     status, body = http_json(
         "POST",
@@ -77,6 +100,7 @@ def run_price_drop_journey(stack: Stack) -> None:
         {"email": subscriber, "url": product_url, "target_price": str(target)},
     )
     assert status == 201, body
+    assert body["verified"] is False
 
     # The first check only learns the price (a first observation never alerts).
     wait_for(
@@ -84,21 +108,44 @@ def run_price_drop_journey(stack: Stack) -> None:
         timeout=60,
         what="the first price row",
     )
-    assert _emails(settings.outbox_path) == []
+    [verification] = wait_for(
+        lambda: _emails(settings.outbox_path), timeout=30, what="the verification email"
+    )
+    assert verification["To"] == subscriber
+    assert verification["Subject"] == "Confirm your email address for Pricewatch"
 
-    status, _ = http_json("POST", f"{shop}/admin/products/{product.slug}", {"price": str(lower)})
-    assert status == 200
-
-    messages = wait_for(lambda: _emails(settings.outbox_path), timeout=60, what="the alert email")
-    rows = wait_for(
+    # Unverified: a drop below the target sends nothing.
+    _set_price(shop, product.slug, lower)
+    wait_for(
         lambda: [r for r in _price_rows(settings.database(), product_url) if r[0] == lower],
+        timeout=30,
+        what="the unverified drop's price row",
+    )
+    asyncio.run(asyncio.sleep(4 * interval))
+    assert _alerts(settings.outbox_path) == []
+
+    # Follow the link from the email (the page a person would open).
+    with urllib.request.urlopen(_link(verification, "/verify"), timeout=10) as response:
+        assert response.status == 200
+        assert b"Address confirmed" in response.read()
+
+    # Back above the target, then below it again: now it alerts, once.
+    _set_price(shop, product.slug, product.price)
+    wait_for(
+        lambda: _price_rows(settings.database(), product_url)[-1][0] == product.price,
+        timeout=30,
+        what="the raised price row",
+    )
+    _set_price(shop, product.slug, lower)
+    messages = wait_for(lambda: _alerts(settings.outbox_path), timeout=60, what="the alert email")
+    wait_for(
+        lambda: _price_rows(settings.database(), product_url)[-1][0] == lower,
         timeout=30,
         what="the new price row",
     )
-    assert rows == [(lower, product.currency)]
     # More checks of the same lower price must not send the alert again.
-    asyncio.run(asyncio.sleep(4 * settings.default_check_interval_seconds))
-    messages = _emails(settings.outbox_path)
+    asyncio.run(asyncio.sleep(4 * interval))
+    messages = _alerts(settings.outbox_path)
     assert len(messages) == 1, [m["Subject"] for m in messages]
     message = messages[0]
     assert message["To"] == subscriber
@@ -108,7 +155,21 @@ def run_price_drop_journey(stack: Stack) -> None:
     assert product_url in text
     assert str(lower) in text.replace(",", "")
     all_rows = _price_rows(settings.database(), product_url)
-    assert [r[0] for r in all_rows] == [product.price, lower]
+    assert [r[0] for r in all_rows] == [product.price, lower, product.price, lower]
+    return message
+
+
+def _one_click_unsubscribe(message: email.message.EmailMessage) -> None:
+    """RFC 8058 one-click unsubscribe, as a mail client does it."""
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    request = urllib.request.Request(
+        str(message["List-Unsubscribe"]).strip("<>"),
+        data=b"List-Unsubscribe=One-Click",
+        method="POST",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read()) == {"unsubscribed": 1}
 
 
 async def _dead_letter_probe(settings: Settings) -> None:
@@ -187,9 +248,10 @@ def test_price_drop_reaches_subscriber(
         )
         with Stack(settings) as stack:
             try:
-                run_price_drop_journey(stack)
+                alert = run_price_drop_journey(stack)
                 asyncio.run(_dead_letter_probe(stack.settings))
                 _raise_price_and_see_event(stack)
+                _one_click_unsubscribe(alert)
                 assert stack.dead_children() == []
             finally:
                 _keep_logs(stack, "default")

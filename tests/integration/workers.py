@@ -476,6 +476,7 @@ class Scenario:
                         product_id=product_id,
                         url=url,
                         created_at=T0 - timedelta(days=1),
+                        verified=True,
                         **options,
                     )
                 )
@@ -514,6 +515,7 @@ class Scenario:
                 product_id=product_id_for(url),
                 url=url,
                 notify_any_drop=True,
+                verified=True,
                 created_at=T0 - timedelta(days=1),
             )
             for url in sentinels

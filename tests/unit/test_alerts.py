@@ -19,6 +19,7 @@ RULES = AlertRules(cooldown=timedelta(hours=24), stock_flap_window=timedelta(hou
 
 
 def subscription(target: str | None = "85.00", **options: object) -> Subscription:
+    options.setdefault("verified", True)  # the rules below are about verified subscribers
     return Subscription(
         subscription_id=subscription_id_for("a@example.com", PRODUCT_ID),
         email="a@example.com",
@@ -145,6 +146,35 @@ def test_removed_only_when_asked_and_once() -> None:
 def test_inactive_subscription_gets_nothing() -> None:
     state = entry("85", notify_any_drop=True, active=False)
     assert alerts(prices("100", "50"), state) == []
+
+
+def test_unverified_subscription_gets_nothing_until_verified() -> None:
+    stock = [
+        observation(0),
+        observation(60, availability=Availability.OUT_OF_STOCK),
+        observation(120),
+    ]
+    everything = {
+        "notify_any_drop": True,
+        "notify_sold_out": True,
+        "notify_back_in_stock": True,
+        "notify_removed": True,
+    }
+    unverified = entry("85", verified=False, **everything)
+    assert alerts(prices("100", "50", "120", "40"), unverified) == []
+    assert alerts(stock, unverified) == []
+    assert alerts([observation(0), gone(60, 410)], unverified) == []
+    # The same subscription, verified later (the API republishes it): alerts from then on,
+    # measured against the reference price learned while it was unverified.
+    product, _ = detect(None, observation(0), DetectorConfig(), at(0))
+    _, events = detect(product, observation(60, price="80"), DetectorConfig(), at(60))
+    state, note = evaluate(entry("85", verified=False), events[0], RULES, at(60))
+    assert note is None and state.reference_price == Decimal("100.00")
+    verified = replace(state, subscription=subscription("85", verified=True))
+    above, _ = detect(None, observation(120, price="110"), DetectorConfig(), at(120))
+    _, events = detect(above, observation(180, price="75"), DetectorConfig(), at(180))
+    _, note = evaluate(verified, events[0], RULES, at(180))
+    assert note is not None and note.kind is TARGET
 
 
 def test_reprocessing_an_event_gives_the_same_notification_key() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
 from typing import Any
@@ -18,6 +18,8 @@ from sinks.email.render import (
     InvalidRecipientError,
     format_money,
     render,
+    render_account_email,
+    unsubscribe_url,
 )
 
 KEY = "0123456789abcdef0123456789abcdef"
@@ -25,6 +27,7 @@ SUBSCRIPTION = "fedcba9876543210fedcba9876543210"
 SETTINGS = Settings(
     public_base_url="https://pricewatch.example.org/",
     email_from="Pricewatch <alerts@pricewatch.example.org>",
+    secret_key="render-test-secret-0123456789",  # type: ignore[arg-type]
 )
 
 
@@ -61,7 +64,9 @@ def parts(message: EmailMessage) -> tuple[str, str]:
     return str(text_part.get_content()), str(html_part.get_content())
 
 
-UNSUBSCRIBE = f"https://pricewatch.example.org/api/unsubscribe?subscription={SUBSCRIPTION}"
+CREATED_AT = datetime(2025, 3, 1, 12, 0, 5, tzinfo=UTC)
+UNSUBSCRIBE = unsubscribe_url(SETTINGS, issued_at=CREATED_AT, subscription_id=SUBSCRIPTION)
+UNSUBSCRIBE_PAGE = UNSUBSCRIBE.replace("/api/unsubscribe", "/unsubscribe")
 
 
 def test_subject_names_the_product_the_new_price_and_the_target() -> None:
@@ -95,9 +100,9 @@ def test_both_parts_carry_prices_and_links() -> None:
         assert "€79.00" in body
         assert "€80.00" in body
     assert "https://shop.example/p/trail-shoe?colour=red&size=42" in text
-    assert UNSUBSCRIBE in text
+    assert UNSUBSCRIBE_PAGE in text
     assert 'href="https://shop.example/p/trail-shoe?colour=red&amp;size=42"' in html
-    assert f'href="{UNSUBSCRIBE}"' in html
+    assert f'href="{UNSUBSCRIBE_PAGE}"' in html
 
 
 def test_html_escapes_scraped_titles() -> None:
@@ -189,3 +194,76 @@ def test_every_notification_kind_renders_with_its_own_subject(kind: Notification
     assert text is not None and html is not None
     assert "unsubscribe" in text.get_content()
     assert "<script>" not in html.get_content()
+
+
+def test_every_alert_carries_signed_one_click_unsubscribe_and_manage_links() -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from pricewatch.tokens import TokenPurpose, read_token
+
+    message = render(notification(), SETTINGS)
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text, html = parts(message)
+    secret = SETTINGS.secret_key_bytes()
+    links = [word for word in text.split() if word.startswith("https://pricewatch.example.org/")]
+    found = {}
+    for link in links:
+        parts_ = urlsplit(link)
+        token = parse_qs(parts_.query)["token"][0]
+        purpose = TokenPurpose.MANAGE if parts_.path == "/manage" else TokenPurpose.UNSUBSCRIBE
+        found[read_token(secret, token, purpose, now=CREATED_AT).subject] = parts_.path
+    assert found == {
+        f"subscription:{SUBSCRIPTION}": "/unsubscribe",
+        "user:ann@example.com": "/unsubscribe",
+        "ann@example.com": "/manage",
+    }
+    assert all(link.replace("&", "&amp;") in html for link in links)
+    # The unsubscribe link of an old email still works long after it was sent.
+    later = CREATED_AT + timedelta(days=365)
+    token = UNSUBSCRIBE.split("token=")[1]
+    assert read_token(secret, token, TokenPurpose.UNSUBSCRIBE, now=later)
+
+
+def test_account_emails_carry_their_link_and_nothing_else_to_click() -> None:
+    from pricewatch.contract.records import AccountEmail, AccountEmailKind
+
+    link = "https://pricewatch.example.org/verify?token=abc.def"
+    for kind, subject in (
+        (AccountEmailKind.VERIFY, "Confirm your email address for Pricewatch"),
+        (AccountEmailKind.MANAGE_LINK, "Your Pricewatch subscriptions"),
+    ):
+        mail = AccountEmail(
+            idempotency_key=f"{kind.value}-1",
+            kind=kind,
+            email="ann@example.com",
+            link=link,
+            created_at=CREATED_AT,
+        )
+        message = render_account_email(mail, SETTINGS)
+        assert message["Subject"] == subject and message["To"] == "ann@example.com"
+        assert message["List-Unsubscribe"] is None  # transactional, not a list
+        text, html = parts(message)
+        assert link in text and f'href="{link}"' in html
+        again = render_account_email(mail, SETTINGS)
+        assert (again["Message-ID"], parts(again)) == (message["Message-ID"], (text, html))
+        hostile = mail.model_copy(update={"link": "javascript:alert(1)"})
+        assert "javascript:" not in parts(render_account_email(hostile, SETTINGS))[1]
+
+
+def test_rendering_without_a_secret_key_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="PRICEWATCH_SECRET_KEY"):
+        render(notification(), Settings(public_base_url="https://pricewatch.example.org"))
+
+
+def test_an_account_emails_link_is_whole_in_the_raw_message() -> None:
+    from pricewatch.contract.records import AccountEmail, AccountEmailKind
+
+    link = "https://pricewatch.example.org/verify?token=" + "a" * 180 + "." + "b" * 43
+    mail = AccountEmail(
+        idempotency_key="verify-1",
+        kind=AccountEmailKind.VERIFY,
+        email="ann@example.com",
+        link=link,
+        created_at=CREATED_AT,
+    )
+    assert link.encode() in render_account_email(mail, SETTINGS).as_bytes()

@@ -1,0 +1,279 @@
+"""Request and response bodies of the HTTP API. The OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+from pricewatch.ids import canonical_url
+from producers.urlguard import UrlRefused, check_url
+
+# Money and percentages travel as decimal strings, as on the topics.
+MoneyOut = Annotated[
+    Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")
+]
+TargetPrice = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6)]
+DropPercent = Annotated[Decimal, Field(gt=0, lt=100, decimal_places=2)]
+
+_WANTS = (
+    "target_price, drop_percent, notify_any_drop, notify_back_in_stock, notify_sold_out "
+    "or notify_removed"
+)
+
+
+def normalized_email(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class Wants(BaseModel):
+    """What to be told about a product."""
+
+    target_price: TargetPrice | None = Field(default=None, description="Alert at or below this.")
+    drop_percent: DropPercent | None = Field(
+        default=None, description="Alert when the price falls this many percent."
+    )
+    notify_any_drop: bool = False
+    notify_back_in_stock: bool = False
+    notify_sold_out: bool = False
+    notify_removed: bool = False
+
+    def wants_something(self) -> bool:
+        return (
+            self.target_price is not None
+            or self.drop_percent is not None
+            or self.notify_any_drop
+            or self.notify_back_in_stock
+            or self.notify_sold_out
+            or self.notify_removed
+        )
+
+
+class SubscribeRequest(Wants):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: str = Field(max_length=254, description="Where alerts go; verified by email first.")
+    url: str = Field(max_length=2048, description="The product page (http or https).")
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return normalized_email(value)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        try:
+            check_url(value)
+        except UrlRefused as exc:
+            raise ValueError(str(exc)) from None
+        return canonical_url(value)
+
+    @model_validator(mode="after")
+    def _wants_something(self) -> SubscribeRequest:
+        if not self.wants_something():
+            raise ValueError(f"say what to be told: {_WANTS}")
+        return self
+
+
+class SubscriptionEdit(BaseModel):
+    """A change to one's own subscription; fields left out keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_price: TargetPrice | None = None
+    drop_percent: DropPercent | None = None
+    notify_any_drop: bool | None = None
+    notify_back_in_stock: bool | None = None
+    notify_sold_out: bool | None = None
+    notify_removed: bool | None = None
+    active: bool | None = Field(default=None, description="false stops it, true resumes it.")
+
+
+class ManageLinkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: str = Field(max_length=254)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return normalized_email(value)
+
+
+class SubscriptionOut(BaseModel):
+    subscription_id: str
+    email: str
+    product_id: str
+    url: str
+    target_price: MoneyOut | None = None
+    drop_percent: MoneyOut | None = None
+    notify_any_drop: bool
+    notify_back_in_stock: bool
+    notify_sold_out: bool
+    notify_removed: bool
+    active: bool
+    verified: bool
+    created_at: datetime
+
+
+class SubscribeResponse(SubscriptionOut):
+    next_step: str = Field(description="What the user has to do now, for people.")
+
+
+class ProductView(BaseModel):
+    title: str | None = None
+    current_price: MoneyOut | None = None
+    currency: str | None = None
+    availability: str | None = None
+    last_checked_at: datetime | None = None
+
+
+class ManagedSubscription(SubscriptionOut):
+    product: ProductView
+
+
+class ManageView(BaseModel):
+    email: str
+    verified: bool
+    subscriptions: list[ManagedSubscription]
+
+
+class PricePoint(BaseModel):
+    observed_at: datetime
+    price: MoneyOut | None = None
+    currency: str | None = None
+    availability: str | None = None
+
+
+class PriceHistory(BaseModel):
+    product_id: str
+    url: str
+    title: str | None = None
+    prices: list[PricePoint]
+
+
+class VerifyResult(BaseModel):
+    email: str
+    verified: bool
+    subscriptions: int = Field(description="Subscriptions of the address, now sending alerts.")
+
+
+class UnsubscribeResult(BaseModel):
+    unsubscribed: int = Field(description="Subscriptions stopped by this request.")
+
+
+class Accepted(BaseModel):
+    status: str = Field(description="Always the same answer, whatever the address.")
+
+
+class Website(BaseModel):
+    id: int
+    name: str
+    host: str
+    base_url: str
+    default_check_interval_seconds: int
+    paused: bool
+
+
+class WebsiteList(BaseModel):
+    websites: list[Website]
+    generic_extraction: bool = Field(
+        description="Pages of other websites are read with generic extractors "
+        "(JSON-LD, microdata, OpenGraph)."
+    )
+
+
+class AdminWebsite(Website):
+    adapter_config: dict[str, Any]
+    created_at: datetime
+
+
+class WebsiteCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    base_url: str = Field(max_length=2048, description="http(s)://host[:port]/; its host is key.")
+    adapter_config: dict[str, Any] = Field(default_factory=dict)
+    default_check_interval_seconds: int = Field(default=300, gt=0, le=7 * 86400)
+    paused: bool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        try:
+            check_url(value)
+        except UrlRefused as exc:
+            raise ValueError(str(exc)) from None
+        return canonical_url(value)
+
+
+class WebsiteEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    adapter_config: dict[str, Any] | None = None
+    default_check_interval_seconds: int | None = Field(default=None, gt=0, le=7 * 86400)
+    paused: bool | None = None
+
+
+class AdminProduct(BaseModel):
+    product_id: str
+    url: str
+    title: str | None = None
+    current_price: MoneyOut | None = None
+    currency: str | None = None
+    availability: str | None = None
+    status: str
+    last_checked_at: datetime | None = None
+    website_id: int | None = None
+    subscriptions: int
+
+
+class AdminProductList(BaseModel):
+    products: list[AdminProduct]
+
+
+class AdminUser(BaseModel):
+    id: int
+    email: str
+    verified_at: datetime | None = None
+    created_at: datetime
+    subscriptions: int
+    active_subscriptions: int
+
+
+class AdminUserList(BaseModel):
+    users: list[AdminUser]
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """Every error: a title, the status, and for invalid input one message per field."""
+
+    title: str
+    status: int
+    errors: list[FieldError] | None = None
+    reason: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] | None = None

@@ -1,0 +1,284 @@
+"""What the API reads and writes in PostgreSQL. Synchronous (SQLAlchemy + psycopg 3): the
+handlers call these through ``asyncio.to_thread``.
+
+The API writes a subscription (and its user) here as well as to the ``subscriptions`` topic,
+with the subscriptions sink's own idempotent upsert, so verifying, unsubscribing and the
+manage page work even while that sink lags behind the topic.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import JSONB
+
+from pricewatch.contract.records import Subscription
+from sinks.postgres.subscriptions import write_subscriptions
+
+Row = dict[str, Any]
+
+MAX_PRICE_POINTS = 2000
+_SUBSCRIPTION_COLUMNS = """
+    s.subscription_id, s.product_id, s.url, s.target_price, s.drop_percent,
+    s.reference_price, s.notify_any_drop, s.notify_back_in_stock, s.notify_sold_out,
+    s.notify_removed, s.active, s.created_at, s.updated_at,
+    u.id AS user_id, u.email, u.verified_at
+"""
+
+
+def _rows(result: sqlalchemy.CursorResult[Any]) -> list[Row]:
+    return [dict(r) for r in result.mappings()]
+
+
+def ping(engine: sqlalchemy.Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def save_subscriptions(engine: sqlalchemy.Engine, subscriptions: list[Subscription]) -> None:
+    with engine.begin() as connection:
+        write_subscriptions(connection, subscriptions)
+
+
+def ensure_user(engine: sqlalchemy.Engine, email: str) -> Row:
+    """The user of this address (created unverified when new): id, email, verified_at."""
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO users (email) VALUES (lower(:email)) ON CONFLICT (email) DO NOTHING"),
+            {"email": email},
+        )
+        return dict(
+            connection.execute(
+                text("SELECT id, email, verified_at FROM users WHERE email = lower(:email)"),
+                {"email": email},
+            )
+            .mappings()
+            .one()
+        )
+
+
+def user_by_email(engine: sqlalchemy.Engine, email: str) -> Row | None:
+    with engine.connect() as connection:
+        row = (
+            connection.execute(
+                text("SELECT id, email, verified_at FROM users WHERE email = lower(:email)"),
+                {"email": email},
+            )
+            .mappings()
+            .first()
+        )
+    return None if row is None else dict(row)
+
+
+def mark_verified(engine: sqlalchemy.Engine, email: str) -> Row | None:
+    """Set verified_at once (the first verification's time is kept); None: no such user."""
+    with engine.begin() as connection:
+        row = (
+            connection.execute(
+                text(
+                    "UPDATE users SET verified_at = COALESCE(verified_at, now()) "
+                    "WHERE email = lower(:email) RETURNING id, email, verified_at"
+                ),
+                {"email": email},
+            )
+            .mappings()
+            .first()
+        )
+    return None if row is None else dict(row)
+
+
+def subscriptions_of(engine: sqlalchemy.Engine, email: str) -> list[Row]:
+    """Every subscription of an address, with its product's latest known state."""
+    with engine.connect() as connection:
+        return _rows(
+            connection.execute(
+                text(
+                    f"""
+                    SELECT {_SUBSCRIPTION_COLUMNS},
+                           p.title, p.current_price, p.currency, p.availability,
+                           p.last_checked_at
+                    FROM subscriptions s
+                    JOIN users u ON u.id = s.user_id
+                    LEFT JOIN products p ON p.product_id = s.product_id
+                    WHERE u.email = lower(:email)
+                    ORDER BY s.created_at, s.subscription_id
+                    """
+                ),
+                {"email": email},
+            )
+        )
+
+
+def subscription_by_id(engine: sqlalchemy.Engine, subscription_id: str) -> Row | None:
+    with engine.connect() as connection:
+        row = (
+            connection.execute(
+                text(
+                    f"""
+                    SELECT {_SUBSCRIPTION_COLUMNS}
+                    FROM subscriptions s JOIN users u ON u.id = s.user_id
+                    WHERE s.subscription_id = :subscription_id
+                    """
+                ),
+                {"subscription_id": subscription_id},
+            )
+            .mappings()
+            .first()
+        )
+    return None if row is None else dict(row)
+
+
+def price_history(engine: sqlalchemy.Engine, product_id: str) -> tuple[Row | None, list[Row]]:
+    """(product, its newest price rows in time order); (None, []) for an unknown product."""
+    with engine.connect() as connection:
+        product = (
+            connection.execute(
+                text("SELECT product_id, url, title FROM products WHERE product_id = :id"),
+                {"id": product_id},
+            )
+            .mappings()
+            .first()
+        )
+        if product is None:
+            return None, []
+        points = _rows(
+            connection.execute(
+                text(
+                    """
+                    SELECT observed_at, price, currency, availability FROM (
+                        SELECT * FROM prices WHERE product_id = :id
+                        ORDER BY observed_at DESC LIMIT :limit
+                    ) newest ORDER BY observed_at
+                    """
+                ),
+                {"id": product_id, "limit": MAX_PRICE_POINTS},
+            )
+        )
+    return dict(product), points
+
+
+def subscription_record(row: Row, *, now: datetime, **changes: Any) -> Subscription:
+    """A new version of a stored subscription (``created_at`` = now: the newest wins)."""
+    fields: dict[str, Any] = {
+        "subscription_id": row["subscription_id"],
+        "email": row["email"],
+        "product_id": row["product_id"],
+        "url": row["url"],
+        "target_price": row["target_price"],
+        "drop_percent": row["drop_percent"],
+        "reference_price": row["reference_price"],
+        "notify_any_drop": row["notify_any_drop"],
+        "notify_back_in_stock": row["notify_back_in_stock"],
+        "notify_sold_out": row["notify_sold_out"],
+        "notify_removed": row["notify_removed"],
+        "active": row["active"],
+        "verified": row["verified_at"] is not None,
+        # A clock step back must not make the new version lose to the stored one.
+        "created_at": max(now, row["updated_at"]),
+    }
+    fields.update(changes)
+    return Subscription(**fields)
+
+
+# --- websites, products, users (the admin API and GET /api/websites) -------------------
+
+_WEBSITE_COLUMNS = (
+    "id, name, host, base_url, adapter_config, default_check_interval_seconds, paused, created_at"
+)
+
+
+def websites(engine: sqlalchemy.Engine) -> list[Row]:
+    with engine.connect() as connection:
+        return _rows(
+            connection.execute(text(f"SELECT {_WEBSITE_COLUMNS} FROM websites ORDER BY host"))
+        )
+
+
+def website_for_host(engine: sqlalchemy.Engine, host: str) -> Row | None:
+    with engine.connect() as connection:
+        row = (
+            connection.execute(
+                text(f"SELECT {_WEBSITE_COLUMNS} FROM websites WHERE host = :host"),
+                {"host": host},
+            )
+            .mappings()
+            .first()
+        )
+    return None if row is None else dict(row)
+
+
+def add_website(engine: sqlalchemy.Engine, values: Row) -> Row | None:
+    """The new website; None when one with this host exists."""
+    with engine.begin() as connection:
+        row = (
+            connection.execute(
+                text(
+                    f"""
+                    INSERT INTO websites (name, host, base_url, adapter_config,
+                                          default_check_interval_seconds, paused)
+                    VALUES (:name, :host, :base_url, :adapter_config, :interval, :paused)
+                    ON CONFLICT (host) DO NOTHING
+                    RETURNING {_WEBSITE_COLUMNS}
+                    """
+                ).bindparams(sqlalchemy.bindparam("adapter_config", type_=JSONB)),
+                values,
+            )
+            .mappings()
+            .first()
+        )
+    return None if row is None else dict(row)
+
+
+def edit_website(engine: sqlalchemy.Engine, website_id: int, changes: Row) -> Row | None:
+    allowed = ("name", "adapter_config", "default_check_interval_seconds", "paused")
+    sets = [f"{c} = :{c}" for c in allowed if c in changes]
+    with engine.begin() as connection:
+        statement = text(
+            f"UPDATE websites SET {', '.join(sets) or 'id = id'} WHERE id = :id "
+            f"RETURNING {_WEBSITE_COLUMNS}"
+        )
+        if "adapter_config" in changes:
+            statement = statement.bindparams(sqlalchemy.bindparam("adapter_config", type_=JSONB))
+        row = connection.execute(statement, {**changes, "id": website_id}).mappings().first()
+    return None if row is None else dict(row)
+
+
+def products(engine: sqlalchemy.Engine, limit: int, offset: int) -> list[Row]:
+    with engine.connect() as connection:
+        return _rows(
+            connection.execute(
+                text(
+                    """
+                    SELECT p.product_id, p.url, p.title, p.current_price, p.currency,
+                           p.availability, p.status, p.last_checked_at, p.website_id,
+                           (SELECT count(*) FROM subscriptions s
+                            WHERE s.product_id = p.product_id) AS subscriptions
+                    FROM products p ORDER BY p.created_at, p.product_id
+                    LIMIT :limit OFFSET :offset
+                    """
+                ),
+                {"limit": limit, "offset": offset},
+            )
+        )
+
+
+def users(engine: sqlalchemy.Engine, limit: int, offset: int) -> list[Row]:
+    with engine.connect() as connection:
+        return _rows(
+            connection.execute(
+                text(
+                    """
+                    SELECT u.id, u.email, u.verified_at, u.created_at,
+                           count(s.subscription_id) AS subscriptions,
+                           count(s.subscription_id) FILTER (WHERE s.active)
+                               AS active_subscriptions
+                    FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id
+                    GROUP BY u.id ORDER BY u.id LIMIT :limit OFFSET :offset
+                    """
+                ),
+                {"limit": limit, "offset": offset},
+            )
+        )

@@ -1,0 +1,187 @@
+"""A person's journey in a real browser (Debian's chromium, headless, via chromedriver):
+subscribe through the form, follow the verification link from the email the outbox sink
+wrote, and see the subscription with its price-history chart on the manage page. The whole
+pipeline runs as real processes (Stack). Screenshots: test-artifacts/browser/."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.support.wait import WebDriverWait
+
+from pricewatch.demo.run import demo_settings
+from pricewatch.demo.shop import DEFAULT_PRODUCTS
+from pricewatch.embedded.broker import free_port
+from pricewatch.settings import Settings
+from pricewatch.stack import Stack
+from tests.conftest import ARTIFACTS, REQUIRE_SERVICES, Broker, fresh_database
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.timeout(300)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SHOTS = ARTIFACTS / "browser"
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        message = "chromium/chromedriver missing: run `make browser-deps`"
+        if REQUIRE_SERVICES:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1200,1000")
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _shot(driver: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    # The whole page, not just the window: set the height to the document's.
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    width = driver.get_window_size()["width"]
+    driver.set_window_size(width, max(600, min(int(height) + 120, 4000)))
+    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def _verification_link(outbox: Path) -> str | None:
+    for path in sorted(outbox.glob("verify-*.eml")) if outbox.exists() else []:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        body = message.get_body(preferencelist=("plain",))  # type: ignore[attr-defined]
+        found = re.search(r"(http://\S+/verify\?token=\S+)", body.get_content())
+        if found:
+            return found.group(1)
+    return None
+
+
+def _price_rows(database_url: str, url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM prices pr JOIN products p USING (product_id) WHERE p.url = %s",
+            (url,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.integration
+def test_subscribe_verify_and_manage_in_a_real_browser(
+    browser: Any, tmp_path: Path, broker: Broker, postgres_server: str, unique_prefix: str
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    for database_url in fresh_database(postgres_server):
+        settings = demo_settings(
+            Settings(
+                data_dir=tmp_path / "data",
+                app_id=f"{unique_prefix}pw",
+                topic_prefix=unique_prefix,
+                api_port=free_port(),
+                demo_shop_port=free_port(),
+                default_check_interval_seconds=1.0,
+                scheduler_tick_seconds=0.2,
+                kafka_bootstrap_servers=broker.bootstrap_servers,
+                kafka_embedded=broker.embedded,
+                database_url=database_url,
+            )
+        )
+        with Stack(settings) as stack:
+            try:
+                _journey(browser, stack, By)
+            finally:
+                target = ARTIFACTS / "browser-logs"
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(stack.logs_dir, target)
+
+
+def heading(driver: Any, By: Any, text: str) -> None:
+    """Wait for the page whose h1 says ``text`` (after a click or a navigation)."""
+
+    def shown(d: Any) -> bool:
+        try:
+            return text in d.find_element(By.TAG_NAME, "h1").text
+        except StaleElementReferenceException:
+            return False  # the old page went away while we read it
+
+    WebDriverWait(driver, 15).until(shown)
+
+
+def _journey(driver: Any, stack: Stack, By: Any) -> None:
+    settings = stack.settings
+    product = DEFAULT_PRODUCTS[0]
+    product_url = f"http://{settings.api_host}:{settings.demo_shop_port}/products/{product.slug}"
+    address = f"browser-{uuid.uuid4().hex[:6]}@example.com"
+
+    # 1. The form: every input is found by its label, as a screen reader would.
+    driver.get(f"{settings.api_base_url}/")
+    assert "Watch a product" in driver.title or "Watch a price" in driver.title
+
+    def field(label: str) -> Any:
+        target = driver.find_element(By.XPATH, f"//label[contains(., '{label}')]")
+        return driver.find_element(By.ID, target.get_attribute("for"))
+
+    field("Your email address").send_keys(address)
+    field("Product page address").send_keys(product_url)
+    field("Target price").send_keys(str(product.price - 1))
+    field("it is back in stock").click()
+    _shot(driver, "1-subscribe-form")
+    driver.find_element(By.XPATH, "//button[contains(., 'Watch this product')]").click()
+    heading(driver, By, "Check your inbox")  # a click does not wait for the next page
+    _shot(driver, "2-check-your-inbox")
+
+    # 2. The email the outbox sink wrote, and its link.
+    link = wait_for(
+        lambda: _verification_link(settings.outbox_path), timeout=60, what="the verification email"
+    )
+    wait_for(
+        lambda: _price_rows(settings.database(), product_url) > 0,
+        timeout=60,
+        what="a first price in the history",
+    )
+    driver.get(link)
+    heading(driver, By, "Address confirmed")
+    _shot(driver, "3-verified")
+
+    # 3. The manage page: the subscription, its current price and its chart.
+    driver.find_element(By.LINK_TEXT, "See and change your subscriptions").click()
+    heading(driver, By, "Your subscriptions")
+    page = driver.page_source
+    assert product.title in page
+    assert address in page
+    charts = driver.find_elements(By.CSS_SELECTOR, "svg.chart")
+    assert len(charts) == 1 and charts[0].find_elements(By.TAG_NAME, "polyline")
+    assert charts[0].size["width"] > 200  # drawn, not collapsed
+    target = field("Target price")
+    assert target.get_attribute("value").startswith(str(product.price - 1).split(".")[0])
+    _shot(driver, "4-manage")
+
+    # 4. Change the target through the form: saved, and still readable on a phone.
+    target.clear()
+    target.send_keys("1")
+    driver.find_element(By.XPATH, "//button[contains(., 'Save')]").click()
+    WebDriverWait(driver, 15).until(lambda d: "Saved." in d.page_source)
+    driver.set_window_size(390, 844)
+    _shot(driver, "5-manage-mobile")
+    width = driver.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 400, f"the page scrolls sideways on a phone ({width}px)"
