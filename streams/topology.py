@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -68,6 +68,9 @@ class Topology:
     matcher_input_topic: Any
     product_state_table: Any
     product_subscriptions_table: Any
+    # Products whose product_subscriptions_table value the matcher wrote since the
+    # scheduler last looked (same process): the scheduler re-reads only those.
+    subscriptions_changed: set[bytes] = field(default_factory=set)
 
 
 def _raw_topic(app: faust.App, settings: Settings, *specs: TopicSpec) -> Any:

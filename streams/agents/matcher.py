@@ -104,9 +104,11 @@ class MatchBatch:
         self.changed[key] = (event, states)
 
     async def finish(self) -> None:
+        topology_changed = self.topology.subscriptions_changed
         if self.deliveries:
             await asyncio.gather(*self.deliveries)  # the broker has the notifications ...
         for key, (event, states) in self.changed.items():  # ... so the state may move on
+            topology_changed.add(key)  # the scheduler re-reads this product
             with processing(event):
                 if states:
                     # The counter lets changelog recovery keep the newest value (streams.store).

@@ -14,11 +14,14 @@ then (its ``product_state_table``, same partitions), so it follows the price one
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -47,7 +50,9 @@ def near_target(price: Decimal | None, lowest_target: Decimal | None, fraction: 
 class CheckPlan:
     """Next-due times per product; pure bookkeeping, unit-testable with a fake clock.
 
-    ``near_target_factor`` scales the interval of the products ``due`` is told are near
+    A heap of due times makes a tick cost the products due now, not every tracked product
+    (at 100k tracked products a full walk took longer than the one-second tick).
+    ``near_target_factor`` scales the interval of the products ``pop_due`` is told are near
     their target (1.0: no difference).
     """
 
@@ -63,11 +68,47 @@ class CheckPlan:
         self.rng = rng
         self.near_target_factor = near_target_factor
         self.next_due: dict[str, float] = {}
+        # (due time, product); an entry whose time is not next_due[product] is stale.
+        self._heap: list[tuple[float, str]] = []
 
     def _delay(self, near: bool) -> float:
         interval = self.interval * (self.near_target_factor if near else 1.0)
         spread = interval * self.jitter_fraction
         return interval + self.rng.uniform(-spread, spread)
+
+    def track(self, product_id: str) -> None:
+        """Start checking a product: due at once. Already tracked: nothing changes."""
+        if product_id not in self.next_due:
+            self.next_due[product_id] = -math.inf
+            heapq.heappush(self._heap, (-math.inf, product_id))
+
+    def untrack(self, product_id: str) -> None:
+        if (
+            self.next_due.pop(product_id, None) is not None
+            and len(self._heap) > 2 * len(self.next_due) + 1024
+        ):
+            # Drop stale entries now and then, so untracked products do not pile up.
+            self._heap = [(t, p) for t, p in self._heap if self.next_due.get(p) == t]
+            heapq.heapify(self._heap)
+
+    def pop_due(self, now: float, is_near_target: Callable[[str], bool] | None = None) -> list[str]:
+        """Products to check now, each scheduled for its next check.
+
+        ``is_near_target`` is asked only about the products due now, to pick their next
+        interval (it may read a store: keep the calls few).
+        """
+        due: list[str] = []
+        while self._heap and self._heap[0][0] <= now:
+            at, product_id = heapq.heappop(self._heap)
+            if self.next_due.get(product_id) == at:
+                self.next_due[product_id] = math.nan  # popped: a second entry is stale
+                due.append(product_id)
+        for product_id in due:
+            near = is_near_target is not None and is_near_target(product_id)
+            at = now + self._delay(near)
+            self.next_due[product_id] = at
+            heapq.heappush(self._heap, (at, product_id))
+        return sorted(due)
 
     def due(
         self,
@@ -75,21 +116,13 @@ class CheckPlan:
         now: float,
         is_near_target: Callable[[str], bool] | None = None,
     ) -> list[str]:
-        """Products to check now; forgets products no longer tracked.
-
-        ``is_near_target`` is asked only about the products due now, to pick their next
-        interval (it may read a store: keep the calls few).
-        """
-        for gone in self.next_due.keys() - set(tracked):
-            del self.next_due[gone]
-        due: list[str] = []
-        for product_id in tracked:
-            next_due = self.next_due.get(product_id)
-            if next_due is None or next_due <= now:
-                due.append(product_id)
-                near = is_near_target is not None and is_near_target(product_id)
-                self.next_due[product_id] = now + self._delay(near)
-        return sorted(due)
+        """``pop_due`` after making ``tracked`` the tracked set (forgets the others)."""
+        wanted = set(tracked)
+        for gone in self.next_due.keys() - wanted:
+            self.untrack(gone)
+        for product_id in wanted:
+            self.track(product_id)
+        return self.pop_due(now, is_near_target)
 
 
 def last_price(raw_state: bytes | None) -> Decimal | None:
@@ -103,6 +136,15 @@ def last_price(raw_state: bytes | None) -> Decimal | None:
         return None
 
 
+FULL_RESCAN_SECONDS = 60.0
+
+
+@dataclass
+class _Rescan:
+    at: float = -math.inf
+    assignment: frozenset[Any] = frozenset()
+
+
 def register(topology: Topology) -> Any:
     settings = topology.settings
     table = topology.product_subscriptions_table
@@ -114,21 +156,66 @@ def register(topology: Topology) -> Any:
         near_target_factor=settings.near_target_interval_factor,
     )
 
-    # Per product: the stored bytes last decoded, the URL to check (None: no active
-    # subscription) and the lowest active target price. Subscriptions rarely change;
-    # decoding them all every tick would not be cheap.
+    # Per product: the stored bytes last decoded, the URL to check (None: no active,
+    # verified subscription) and the lowest target price of those subscriptions.
+    # Subscriptions rarely change: a tick decodes only what the matcher changed
+    # (topology.subscriptions_changed), and rescans the table when this worker's partitions
+    # change, and once a minute in case anything was missed.
     decoded: dict[bytes, tuple[bytes, str | None, Decimal | None]] = {}
+    urls: dict[str, str] = {}
+    last_rescan = _Rescan()
 
     def what_to_check(
         raw: bytes, known: tuple[bytes, str | None, Decimal | None] | None
     ) -> tuple[bytes, str | None, Decimal | None]:
         if known is not None and known[0] == raw:
             return known
-        active = [
-            s.subscription for s in decode_alert_states(raw).values() if s.subscription.active
+        # Only verified, active subscriptions make Pricewatch fetch a page: an address
+        # nobody confirmed cannot make it crawl arbitrary URLs.
+        watching = [
+            s.subscription
+            for s in decode_alert_states(raw).values()
+            if s.subscription.active and s.subscription.verified
         ]
-        targets = [s.target_price for s in active if s.target_price is not None]
-        return raw, (active[0].url if active else None), (min(targets) if targets else None)
+        targets = [s.target_price for s in watching if s.target_price is not None]
+        return raw, (watching[0].url if watching else None), (min(targets) if targets else None)
+
+    def update(key: bytes, raw: bytes | None) -> None:
+        product_id = key.decode()
+        if raw is None:
+            decoded.pop(key, None)
+            url = None
+        else:
+            decoded[key] = entry = what_to_check(raw, decoded.get(key))
+            url = entry[1]
+        if url is None:
+            urls.pop(product_id, None)
+            plan.untrack(product_id)
+        else:
+            urls[product_id] = url
+            plan.track(product_id)
+
+    def assignment() -> frozenset[Any]:
+        try:
+            return frozenset(topology.app.consumer.assignment())
+        except Exception:  # not started yet, or rebalancing: rescan next time
+            return frozenset()
+
+    def refresh() -> None:
+        now, assigned = time.monotonic(), assignment()
+        changed = topology.subscriptions_changed
+        if assigned != last_rescan.assignment or now - last_rescan.at >= FULL_RESCAN_SECONDS:
+            changed.clear()
+            seen = dict(table.items())
+            for key in decoded.keys() - seen.keys():
+                update(key, None)  # products no longer in the table are forgotten
+            for key, raw in seen.items():
+                update(key, raw)
+            last_rescan.at, last_rescan.assignment = now, assigned
+            return
+        while changed:
+            key = changed.pop()
+            update(key, table.get(key))
 
     def is_near_target(product_id: str) -> bool:
         known = decoded.get(product_id.encode())
@@ -140,15 +227,10 @@ def register(topology: Topology) -> Any:
 
     @topology.app.timer(interval=settings.scheduler_tick_seconds, name="scheduler")
     async def schedule_checks() -> None:
-        seen: dict[bytes, tuple[bytes, str | None, Decimal | None]] = {}
-        for key, raw in list(table.items()):
-            seen[key] = what_to_check(raw, decoded.get(key))
-        decoded.clear()
-        decoded.update(seen)  # products no longer in the table are forgotten
-        urls = {key.decode(): url for key, (_, url, _) in seen.items() if url is not None}
+        refresh()
         metrics.tracked_products.set(len(urls))
         now = datetime.now(UTC)
-        for product_id in plan.due(urls.keys(), time.monotonic(), is_near_target):
+        for product_id in plan.pop_due(time.monotonic(), is_near_target):
             url = urls[product_id]
             request = ScrapeRequest(product_id=product_id, url=url, requested_at=now)
             await topology.scrape_requests_topic.send(

@@ -154,14 +154,15 @@ def _journey(driver: Any, stack: Stack, By: Any) -> None:
     link = wait_for(
         lambda: _verification_link(settings.outbox_path), timeout=60, what="the verification email"
     )
+    driver.get(link)
+    heading(driver, By, "Address confirmed")
+    _shot(driver, "3-verified")
+    # Pages are fetched only for verified subscribers: the first check follows the link.
     wait_for(
         lambda: _price_rows(settings.database(), product_url) > 0,
         timeout=60,
         what="a first price in the history",
     )
-    driver.get(link)
-    heading(driver, By, "Address confirmed")
-    _shot(driver, "3-verified")
 
     # 3. The manage page: the subscription, its current price and its chart.
     driver.find_element(By.LINK_TEXT, "See and change your subscriptions").click()

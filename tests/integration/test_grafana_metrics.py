@@ -128,7 +128,8 @@ def check_metrics(stack: Stack) -> None:
     worker, email_sink = pages["worker-0"], pages["email-sink"]
     assert 'pricewatch_stream_events_total{event_type="price_drop"}' in worker
     assert 'pricewatch_stream_notifications_total{kind="target_price_reached"} 1.0' in worker
-    assert 'pricewatch_emails_sent_total{backend="outbox"} 1.0' in email_sink
+    # The verification email and the alert.
+    assert 'pricewatch_emails_sent_total{backend="outbox"} 2.0' in email_sink
     assert "pricewatch_stream_detection_latency_seconds_count" in worker
     assert "pricewatch_archive_objects_total" in pages["archive-sink"]
     assert stack.dead_children() == []

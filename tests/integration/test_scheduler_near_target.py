@@ -49,6 +49,7 @@ def subscription(url: str, target: str) -> Subscription:
         product_id=product_id,
         url=url,
         target_price=Decimal(target),
+        verified=True,
         created_at=datetime.now(UTC),
     )
 

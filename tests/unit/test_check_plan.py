@@ -94,3 +94,38 @@ def test_last_price_reads_only_the_price_of_a_stored_state() -> None:
     assert last_price(b'{"v":1,"price":null}') is None
     assert last_price(None) is None
     assert last_price(b"not json") is None
+
+
+def test_tracking_one_product_at_a_time_checks_only_what_is_due() -> None:
+    plan = CheckPlan(interval=100, jitter_fraction=0.0, rng=random.Random(1))
+    plan.track("a")
+    assert plan.pop_due(now=0) == ["a"]
+    plan.track("b")
+    plan.track("a")  # already tracked: keeps its schedule
+    assert plan.pop_due(now=10) == ["b"]
+    assert plan.pop_due(now=99) == []
+    assert plan.pop_due(now=100) == ["a"]
+    assert plan.pop_due(now=110) == ["b"]
+
+
+def test_an_untracked_product_is_never_due_and_retracking_checks_it_once() -> None:
+    plan = CheckPlan(interval=100, jitter_fraction=0.0, rng=random.Random(1))
+    plan.track("a")
+    plan.untrack("a")
+    plan.track("a")  # two heap entries for "a" now; one check
+    assert plan.pop_due(now=0) == ["a"]
+    plan.untrack("a")
+    assert plan.pop_due(now=1_000) == []
+    assert plan.next_due == {}
+
+
+def test_untracking_many_products_does_not_grow_the_plan_without_bound() -> None:
+    plan = CheckPlan(interval=100, jitter_fraction=0.1, rng=random.Random(1))
+    for round_ in range(20):
+        for i in range(500):
+            plan.track(f"p{round_}-{i}")
+        plan.pop_due(now=round_)
+        for i in range(500):
+            plan.untrack(f"p{round_}-{i}")
+    assert plan.next_due == {}
+    assert len(plan._heap) <= 2 * 500 + 1024
