@@ -127,9 +127,8 @@ resource "aws_ecs_task_definition" "service" {
           PRICEWATCH_METRICS_PORT = tostring(local.metrics_ports[each.key])
         }) : { name = name, value = value }
       ]
-      secrets = [
-        { name = "PRICEWATCH_DATABASE_URL", valueFrom = aws_secretsmanager_secret.database_url.arn },
-      ]
+      # secrets.tf: which task gets which secret.
+      secrets = local.secrets_of[each.key]
       portMappings = [
         {
           containerPort = each.key == "api" ? local.api_port : local.metrics_port
@@ -172,9 +171,7 @@ resource "aws_ecs_task_definition" "setup" {
       essential   = true
       user        = "10001:10001"
       environment = [for name, value in local.common_environment : { name = name, value = value }]
-      secrets = [
-        { name = "PRICEWATCH_DATABASE_URL", valueFrom = aws_secretsmanager_secret.database_url.arn },
-      ]
+      secrets     = local.secrets_of[each.key]
       logConfiguration = {
         logDriver = "awslogs"
         options = {

@@ -9,3 +9,4 @@ image_tag  = "0.1.0"
 
 # api_certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/..."
 # public_base_url     = "https://pricewatch.example.com"
+# admin_api_enabled   = true  # then read the token from the admin_token_secret_arn output's secret

@@ -1,5 +1,8 @@
 # Least privilege. The execution role (used by ECS to start tasks) may pull this image,
-# write these log groups and read the one database secret. Each service has its own task
+# write these log groups and read exactly the secrets the tasks get (the database URL, the
+# link-signing key, the admin token when enabled: secrets.tf). Which task gets which secret
+# is the task definition's `secrets`; the containers themselves cannot use the execution
+# role, and their task roles read no secret. Each service has its own task
 # role: only the archive sink may write to the bucket (under its prefix), only the email
 # sink may send from the SES identity, only the Prometheus agent may write metrics. The
 # API, workers, scrapers and the other sinks get no AWS permissions at all.
@@ -23,7 +26,7 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
 
 resource "aws_iam_role" "execution" {
   name               = "${local.name}-execution"
-  description        = "ECS starts Pricewatch tasks: image pull, logs, the database secret"
+  description        = "ECS starts Pricewatch tasks: image pull, logs, the tasks' secrets"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
 }
 
@@ -53,9 +56,9 @@ data "aws_iam_policy_document" "execution" {
   }
 
   statement {
-    sid       = "ReadDatabaseUrl"
+    sid       = "ReadTaskSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.database_url.arn]
+    resources = [for secret in values(local.task_secrets) : secret.arn if length(secret.roles) > 0]
   }
 }
 

@@ -43,6 +43,16 @@ output "database_url_secret_arn" {
   value       = aws_secretsmanager_secret.database_url.arn
 }
 
+output "secret_key_secret_arn" {
+  description = "Secrets Manager secret holding PRICEWATCH_SECRET_KEY (signs email links; the API and the email sink get it)."
+  value       = aws_secretsmanager_secret.secret_key.arn
+}
+
+output "admin_token_secret_arn" {
+  description = "Secrets Manager secret holding PRICEWATCH_ADMIN_TOKEN (the admin API's bearer token); null unless admin_api_enabled."
+  value       = one(aws_secretsmanager_secret.admin_token[*].arn)
+}
+
 output "archive_bucket" {
   description = "S3 bucket of the observation archive (PRICEWATCH_S3_BUCKET)."
   value       = aws_s3_bucket.archive.bucket

@@ -170,6 +170,12 @@ variable "public_base_url" {
   default     = ""
 }
 
+variable "admin_api_enabled" {
+  description = "Generate an admin token (Secrets Manager, output admin_token_secret_arn) and give it to the API as PRICEWATCH_ADMIN_TOKEN. False: the admin API is off (404)."
+  type        = bool
+  default     = false
+}
+
 variable "default_check_interval_seconds" {
   description = "How often a tracked product is checked (PRICEWATCH_DEFAULT_CHECK_INTERVAL_SECONDS)."
   type        = number

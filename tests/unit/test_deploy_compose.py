@@ -45,7 +45,8 @@ def settings_of(service: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Set
         if key.startswith("PRICEWATCH_"):
             monkeypatch.delenv(key)
     for key, value in service.get("environment", {}).items():
-        monkeypatch.setenv(key, str(value))
+        if value is not None:  # no value: passed on from .env only when set there
+            monkeypatch.setenv(key, str(value))
     return Settings(_env_file=None)  # type: ignore[call-arg]
 
 
@@ -310,6 +311,70 @@ def test_pricewatch_starts_after_topics_and_schema(name: str) -> None:
 def test_set_up_steps_wait_for_their_service() -> None:
     assert SERVICES["kafka-topics"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
     assert SERVICES["db-migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+
+
+def test_api_starts_after_the_schema_and_postgresql() -> None:
+    """The API reads and writes users and subscriptions in PostgreSQL from its first request."""
+    depends = SERVICES["api"]["depends_on"]
+    assert depends["db-migrate"] == {"condition": "service_completed_successfully"}
+    assert depends["postgres"] == {"condition": "service_healthy"}
+
+
+# --- Secrets: the link-signing key and the admin token ----------------------------------------
+
+# The processes that sign or check the links in emails: both refuse to start without the key.
+LINK_SIGNERS = {"api", "email-sink"}
+
+
+@pytest.mark.parametrize(
+    "env",
+    [None, ENV_EXAMPLE, {"PRICEWATCH_SECRET_KEY": "a-key-of-my-own-0123456789abcdef"}],
+    ids=["no-env", "env-example", "own-key"],
+)
+def test_api_and_email_sink_share_one_valid_secret_key(
+    env: dict[str, str] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = load_compose(env)[0]["services"]
+    keys = {
+        name: settings_of(services[name], monkeypatch).secret_key_bytes()  # what start checks
+        for name in LINK_SIGNERS
+    }
+    assert len(set(keys.values())) == 1, "links signed by one would answer 403 in the other"
+    if env and "PRICEWATCH_SECRET_KEY" in env:
+        assert set(keys.values()) == {env["PRICEWATCH_SECRET_KEY"].encode()}, "ignores .env"
+    # Nothing else holds it: a process that only needs Kafka cannot forge links.
+    holders = {
+        name
+        for name, service in services.items()
+        if "PRICEWATCH_SECRET_KEY" in service.get("environment", {})
+    }
+    assert holders == LINK_SIGNERS
+
+
+def test_the_laptop_secret_key_says_it_is_insecure() -> None:
+    """The default in the file (and .env.example) is public: its value and both files say so."""
+    [default] = USED_VARIABLES["PRICEWATCH_SECRET_KEY"]
+    assert "insecure" in default and len(default.encode()) >= 16
+    compose_text = (ROOT / "docker-compose.yml").read_text()
+    example_text = (ROOT / ".env.example").read_text()
+    assert "openssl rand" in compose_text and "openssl rand" in example_text
+
+
+def test_admin_api_is_off_unless_a_token_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the API may get the admin token, passed on from .env without a default (an empty
+    or a default token would be worse than none), so without one the admin API answers 404."""
+    for name, service in SERVICES.items():
+        environment = service.get("environment", {})
+        if name == "api":
+            assert "PRICEWATCH_ADMIN_TOKEN" in environment
+            assert environment["PRICEWATCH_ADMIN_TOKEN"] is None  # `KEY:` with no value
+        else:
+            assert "PRICEWATCH_ADMIN_TOKEN" not in environment, name
+    assert settings_of(SERVICES["api"], monkeypatch).admin_token is None
+    assert "PRICEWATCH_ADMIN_TOKEN" not in USED_VARIABLES  # not interpolated: no default
+    # .env.example shows it, commented out (a line with an empty value would set it empty).
+    assert "PRICEWATCH_ADMIN_TOKEN" not in ENV_EXAMPLE
+    assert "\n# PRICEWATCH_ADMIN_TOKEN=\n" in (ROOT / ".env.example").read_text()
 
 
 # --- .env.example ------------------------------------------------------------------------------

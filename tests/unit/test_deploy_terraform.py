@@ -174,11 +174,91 @@ def test_every_pricewatch_variable_is_a_setting() -> None:
     assert environment["PRICEWATCH_API_HOST"] == "0.0.0.0"  # reachable in a task
     assert environment["PRICEWATCH_METRICS_HOST"] == "0.0.0.0"
     assert environment["PRICEWATCH_EMAIL_BACKEND"] == "ses"
-    # The database password never sits in plain task configuration: only as a secret.
-    assert "PRICEWATCH_DATABASE_URL" not in environment
-    task = TF.resources[("aws_ecs_task_definition", "service")]
-    assert "PRICEWATCH_DATABASE_URL" in task["container_definitions"]
-    assert "aws_secretsmanager_secret.database_url.arn" in task["container_definitions"]
+    # Passwords and keys never sit in plain task configuration: only as secrets.
+    assert not set(environment) & set(TF.locals["task_secrets"])
+
+
+# --- Secrets: which task gets which ---------------------------------------------------------
+
+# Every task: the services and the one-off set-up tasks.
+ALL_TASKS = PRICEWATCH_ROLES | {"kafka-topics", "db-migrate"}
+ROLE_EXPRESSIONS = {
+    "${concat(keys(local.services), keys(local.setup_tasks))}": lambda admin: ALL_TASKS,
+    '${var.admin_api_enabled ? ["api"] : []}': lambda admin: {"api"} if admin else set(),
+}
+
+
+def secrets_by_task(admin_api_enabled: bool) -> dict[str, dict[str, str]]:
+    """task -> {environment variable: secret ARN expression}, what ECS injects at start.
+
+    Evaluates ``local.task_secrets`` for the role lists it uses (an expression it does not
+    know fails the test: extend ROLE_EXPRESSIONS knowingly), and checks that the task
+    definitions pass exactly ``local.secrets_of[each.key]``, the filter over it."""
+    secrets_of = TF.locals["secrets_of"]
+    assert secrets_of == (
+        "${{for role in concat(keys(local.services), keys(local.setup_tasks)) : role => "
+        "[for name, secret in local.task_secrets : {name = name, valueFrom = secret.arn} "
+        "if contains(secret.roles, role)]}}"
+    ), secrets_of
+    for name in ("service", "setup"):
+        definitions = TF.resources[("aws_ecs_task_definition", name)]["container_definitions"]
+        assert definitions.count("secrets = local.secrets_of[each.key]") == 1, name
+        assert len(re.findall(r"\bsecrets\s*=", definitions)) == 1, f"{name}: secrets twice"
+        assert "valueFrom" not in definitions, name
+    assert set(TF.locals["services"]) | set(TF.locals["setup_tasks"]) == ALL_TASKS
+    by_task: dict[str, dict[str, str]] = {task: {} for task in ALL_TASKS}
+    for variable, secret in TF.locals["task_secrets"].items():
+        roles = secret["roles"]
+        tasks = (
+            set(roles) if isinstance(roles, list) else ROLE_EXPRESSIONS[roles](admin_api_enabled)
+        )
+        assert tasks <= ALL_TASKS, tasks - ALL_TASKS
+        for task in tasks:
+            by_task[task][variable] = secret["arn"]
+    return by_task
+
+
+@pytest.mark.parametrize("admin_api_enabled", [False, True])
+def test_each_task_gets_exactly_the_secrets_it_needs(admin_api_enabled: bool) -> None:
+    """The database URL reaches every task; the link-signing key the API and the email sink,
+    the same secret for both (they refuse to start without it; links signed by one must
+    verify in the other); the admin token only the API, only when enabled."""
+    by_task = secrets_by_task(admin_api_enabled)
+    database = "${aws_secretsmanager_secret.database_url.arn}"
+    key = "${aws_secretsmanager_secret.secret_key.arn}"
+    admin = "${one(aws_secretsmanager_secret.admin_token[*].arn)}"
+    for task, secrets in by_task.items():
+        expected = {"PRICEWATCH_DATABASE_URL": database}
+        if task in {"api", "email-sink"}:
+            expected["PRICEWATCH_SECRET_KEY"] = key
+        if task == "api" and admin_api_enabled:
+            expected["PRICEWATCH_ADMIN_TOKEN"] = admin
+        assert secrets == expected, task
+    assert set(TF.locals["task_secrets"]) <= SETTINGS_FIELDS
+
+
+def test_secrets_are_generated_strong_and_stored() -> None:
+    key = TF.resources[("random_password", "secret_key")]
+    assert key["length"] >= 32 and "count" not in key  # always: the API needs it to start
+    version = TF.resources[("aws_secretsmanager_secret_version", "secret_key")]
+    assert version["secret_id"] == "${aws_secretsmanager_secret.secret_key.id}"
+    assert version["secret_string"] == "${random_password.secret_key.result}"
+
+    enabled = "${var.admin_api_enabled ? 1 : 0}"
+    token = TF.resources[("random_password", "admin_token")]
+    assert token["length"] >= 32 and token["count"] == enabled
+    assert TF.resources[("aws_secretsmanager_secret", "admin_token")]["count"] == enabled
+    version = TF.resources[("aws_secretsmanager_secret_version", "admin_token")]
+    assert version["count"] == enabled
+    assert version["secret_string"] == "${random_password.admin_token[0].result}"
+    assert TF.variables["admin_api_enabled"]["default"] is False  # off unless asked for
+    # The operator finds them (README: reading the admin token).
+    assert TF.outputs["secret_key_secret_arn"]["value"] == (
+        "${aws_secretsmanager_secret.secret_key.arn}"
+    )
+    assert TF.outputs["admin_token_secret_arn"]["value"] == (
+        "${one(aws_secretsmanager_secret.admin_token[*].arn)}"
+    )
 
 
 def test_metrics_are_scraped_like_in_docker_compose() -> None:
@@ -241,10 +321,37 @@ def test_only_the_archive_and_email_sinks_get_aws_permissions() -> None:
     ]
 
 
-def test_tasks_read_only_their_secret_and_databases_admit_only_tasks() -> None:
+def test_tasks_read_only_their_secrets_and_databases_admit_only_tasks() -> None:
+    """The execution role reads exactly the secrets some task gets (the admin token's only
+    when it exists), and no task role reads any secret."""
     execution = TF.data[("aws_iam_policy_document", "execution")]["statement"]
     secrets = [s for s in execution if "secretsmanager:GetSecretValue" in s["actions"]]
-    assert [s["resources"] for s in secrets] == [["${aws_secretsmanager_secret.database_url.arn}"]]
+    assert [(s["actions"], s["resources"]) for s in secrets] == [
+        (
+            ["secretsmanager:GetSecretValue"],
+            "${[for secret in values(local.task_secrets) : secret.arn "
+            "if length(secret.roles) > 0]}",
+        )
+    ]
+    for admin_api_enabled in (False, True):
+        injected = {
+            arn
+            for secrets_ in secrets_by_task(admin_api_enabled).values()
+            for arn in secrets_.values()
+        }
+        readable = {
+            secret["arn"]
+            for secret in TF.locals["task_secrets"].values()
+            if (
+                secret["roles"]
+                if isinstance(secret["roles"], list)
+                else ROLE_EXPRESSIONS[secret["roles"]](admin_api_enabled)
+            )
+        }
+        assert readable == injected
+    for (type_name, name), body in TF.data.items():
+        if type_name == "aws_iam_policy_document" and name != "execution":
+            assert "secretsmanager" not in json.dumps(body), name
     ingress = TF.of_type("aws_vpc_security_group_ingress_rule")
     open_to_world = [
         name for name, rule in ingress.items() if "cidr_ipv4" in rule and "alb" not in name
