@@ -44,7 +44,7 @@ POLL_TIMEOUT_MS = 200
 # On a rebalance, requests of revoked partitions get this long to finish before their
 # offsets are committed; later ones are fetched again by the partition's new owner.
 REVOKE_GRACE_SECONDS = 10.0
-STOP_GRACE_SECONDS = 30.0
+STOP_GRACE_SECONDS = 8.0
 
 
 @dataclass

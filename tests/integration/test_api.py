@@ -567,12 +567,19 @@ async def test_admin_needs_the_token(api: Api) -> None:
         assert response.status == 403, path
 
 
+@pytest.mark.parametrize("configured", [None, SecretStr(""), SecretStr("  ")])
 async def test_admin_api_is_off_without_a_token(
-    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+    broker: Broker,
+    unique_prefix: str,
+    tmp_path: Path,
+    postgres_url: str,
+    configured: SecretStr | None,
 ) -> None:
+    # A blank token is no token: an empty guess ("Bearer " + a non-breaking space, which
+    # strips to "") must not match it.
     upgrade(postgres_url)
     settings = api_settings(broker, unique_prefix, tmp_path, postgres_url).model_copy(
-        update={"admin_token": None}
+        update={"admin_token": configured}
     )
     producer = make_producer(settings)
     await producer.start()
@@ -580,7 +587,7 @@ async def test_admin_api_is_off_without_a_token(
     client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
     await client.start_server()
     try:
-        for token in ("", "None", "null"):
+        for token in ("", "None", "null", "\u00a0", "  "):
             response = await client.get("/api/admin/users", headers=admin(token))
             assert response.status == 404
     finally:
