@@ -128,6 +128,9 @@ class Stack:
         # One port per child, passed as --metrics-port: a shared PRICEWATCH_METRICS_PORT
         # would have every child bind the same port.
         env.pop("PRICEWATCH_METRICS_PORT", None)
+        if self.settings.secret_key is None:
+            # Children started without start() (benchmarks) share the demo's key too.
+            env["PRICEWATCH_SECRET_KEY"] = local_secret_key(self.settings.data_dir)
         env.update(self.extra_env)
         return env
 

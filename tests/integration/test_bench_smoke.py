@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pydantic import SecretStr
 
 from bench import e2e
 from bench import shop as bench_shop
@@ -78,7 +79,11 @@ def test_the_polling_baseline_stores_every_price_and_emails_a_drop_once(
 ) -> None:
     urls = [bench_shop.product_url(shop_port, n) for n in range(3)]
     create_schema(postgres_url, [(n, url, f"user-{n}@bench.example") for n, url in enumerate(urls)])
-    settings = Settings(database_url=postgres_url, outbox_dir=tmp_path / "outbox")
+    settings = Settings(
+        database_url=postgres_url,
+        outbox_dir=tmp_path / "outbox",
+        secret_key=SecretStr("bench-smoke-link-signing-key"),
+    )
     never = threading.Event()
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         job = PollingJob(settings, connection)
