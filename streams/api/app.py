@@ -109,7 +109,11 @@ async def subscribe(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
     try:
         payload = await request.json()
-    except ValueError:
+    except web.HTTPRequestEntityTooLarge:
+        return _problem(413, f"Body larger than {MAX_BODY_BYTES} bytes")
+    except (ValueError, LookupError, RecursionError):
+        # Not JSON, not in its declared charset (or an unknown one: LookupError), or
+        # nested too deep for the parser (RecursionError): the client's fault, not a 500.
         return _problem(400, "Body must be a JSON object")
     try:
         body = SubscribeRequest.model_validate(payload)
