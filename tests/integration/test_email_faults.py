@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from html import escape as html_escape
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,13 +27,14 @@ import sqlalchemy
 from aiosmtpd.controller import Controller
 from moto.server import ThreadedMotoServer
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 
 from pricewatch.contract.records import Notification
 from pricewatch.contract.topics import NOTIFICATIONS
 from pricewatch.embedded.broker import free_port
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
-from sinks.email.backends import SesBackend
+from sinks.email.backends import OutboxBackend, SesBackend, SmtpBackend
 from sinks.email.render import IDEMPOTENCY_HEADER
 from sinks.email.sink import EmailSink, run_email_sink
 from sinks.postgres.db import make_engine, upgrade
@@ -365,3 +367,79 @@ async def test_ses_unverified_sender_is_permanent_and_recorded(
     assert "MessageRejected" in row["last_error"]
     assert "nobody@unverified.example" in row["last_error"]
     assert failed_sends("ses", "message_rejected") - rejected_before == 1
+
+
+# --- The ledger's database lost between sending and recording ---------------------------
+
+
+class LedgerLostDuringSend:
+    """A real backend; while it sends, the ledger's table is renamed away with a separate
+    connection, so the sink's next statement fails as if the database had gone down."""
+
+    name = "outbox"
+
+    def __init__(self, engine: sqlalchemy.Engine, inner: Any) -> None:
+        self.engine = engine
+        self.inner = inner
+        self.sends: Counter[str] = Counter()
+
+    async def send(self, message: EmailMessage, idempotency_key: str) -> None:
+        self.sends[idempotency_key] += 1
+        with self.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE notifications RENAME TO notifications_away"))
+        await self.inner.send(message, idempotency_key)
+
+    def restore(self) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE notifications_away RENAME TO notifications"))
+
+
+@pytest.fixture
+def engine(postgres_url: str) -> Iterator[sqlalchemy.Engine]:
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    yield engine
+    engine.dispose()
+
+
+async def test_a_sent_email_whose_recording_failed_is_recorded_on_retry_not_resent(
+    engine: sqlalchemy.Engine, tmp_path: Path
+) -> None:
+    backend = LedgerLostDuringSend(engine, OutboxBackend(tmp_path / "outbox"))
+    sink = EmailSink(engine, backend, SETTINGS)
+    alert = notification(observation="ledger-lost-after-send")
+
+    with pytest.raises(sqlalchemy.exc.ProgrammingError):
+        await sink.write([alert])  # sent, then recording it fails: the batch is retried
+    backend.restore()
+    await sink.write([alert])  # the retried batch
+    await sink.write([alert])  # and a redelivery
+
+    assert backend.sends == {alert.idempotency_key: 1}
+    (row,) = ledger(engine)
+    assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 1, None)
+    assert row["sent_at"] is not None
+
+
+async def test_a_temporary_failure_whose_recording_failed_is_still_sent_on_retry(
+    engine: sqlalchemy.Engine, tmp_path: Path
+) -> None:
+    # Nothing listens on this port: the send fails temporarily, and releasing the claim
+    # fails too. The email must not be lost as 'sending (unconfirmed)'.
+    unreachable = SmtpBackend("127.0.0.1", free_port(), timeout_seconds=5)
+    backend = LedgerLostDuringSend(engine, unreachable)
+    sink = EmailSink(engine, backend, SETTINGS)
+    alert = notification(observation="ledger-lost-after-temporary-failure")
+
+    with pytest.raises(sqlalchemy.exc.ProgrammingError):
+        await sink.write([alert])
+    backend.restore()
+    outbox = tmp_path / "outbox"
+    backend.inner = OutboxBackend(outbox)  # the mail service is back too
+    sink.backend = OutboxBackend(outbox)
+    await sink.write([alert])
+    await sink.write([alert])
+
+    assert [f.name for f in outbox.iterdir()] == [f"{alert.idempotency_key}.eml"]
+    (row,) = ledger(engine)
+    assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 2, None)
