@@ -118,7 +118,15 @@ def wait_for_emails(
         rows = ledger(database_url)
         return rows if rows.keys() == want and set(rows.values()) <= final else None
 
-    return wait_for(done, timeout=seconds, what="every notification handled by the email sink")
+    try:
+        return wait_for(done, timeout=seconds, what="every notification handled")
+    except AssertionError as exc:
+        rows = ledger(database_url)
+        unfinished = {k: s for k, s in rows.items() if s not in final}
+        raise AssertionError(
+            f"{exc}: missing from the ledger {sorted(want - rows.keys())}, "
+            f"unexpected {sorted(rows.keys() - want)}, not {final}: {unfinished}"
+        ) from None
 
 
 # --- 1. SIGKILL a stream worker: no lost event, no duplicate email ---------------------
@@ -148,14 +156,15 @@ def test_sigkill_worker_mid_stream_then_each_email_sent_once(
                 )
             print(f"timings and counters: {timings}")
             assert timings["finished"], "the end-of-stream alerts never came"
+            # The worker's part first (no event or notification lost or changed) ...
+            dead = asyncio.run(read_topic(settings, settings.topic(DEAD_LETTERS))).records
+            assert [r.value for r in dead] == []
+            events = asyncio.run(read_topic(settings, settings.topic(PRICE_EVENTS))).records
+            notifications = asyncio.run(read_topic(settings, settings.topic(NOTIFICATIONS))).records
+            redelivered_events = check_events(events, reference)
+            redelivered_notifications = check_notifications(notifications, reference)
+            # ... then the email sink's.
             rows = wait_for_emails(postgres_url, reference, {"sent"}, 90)
-
-        dead = asyncio.run(read_topic(settings, settings.topic(DEAD_LETTERS))).records
-        assert [r.value for r in dead] == []
-        events = asyncio.run(read_topic(settings, settings.topic(PRICE_EVENTS))).records
-        notifications = asyncio.run(read_topic(settings, settings.topic(NOTIFICATIONS))).records
-        redelivered_events = check_events(events, reference)
-        redelivered_notifications = check_notifications(notifications, reference)
 
         # Exactly one email per notification, however often the topic carried it.
         keys = {n.idempotency_key for n in reference.notifications}
