@@ -161,6 +161,12 @@ def test_broker_restart_with_persistent_storage_loses_nothing(
                 await asyncio.to_thread(tansu.start)
                 figures["started_at"] = time.monotonic() - t0
                 await asyncio.wait_for(pending, 90)
+                # And the worker restarts on the restarted broker: it resumes from the
+                # offsets it committed before, kept in the broker's storage.
+                assert worker.terminate() == 0, worker.log_tail()
+                worker.start()
+                await asyncio.to_thread(worker.wait_ready, 60)
+                figures["worker_ready_again_at"] = time.monotonic() - t0
                 await producer.send(observations[up_at:])
             finished = await wait_for_end_markers(settings, scenario.end_markers(reference), 120)
             figures["finished_at"] = time.monotonic() - t0
