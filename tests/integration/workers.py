@@ -132,7 +132,8 @@ class WorkerProcess:
         if self.metrics_port:
             args += ["--metrics-port", str(self.metrics_port)]
         with open(self.log_path, "ab") as out:
-            out.write(f"\n===== test harness: starting worker {self.worker_id} =====\n".encode())
+            started = " ".join(self.command())
+            out.write(f"\n===== test harness: starting {started} =====\n".encode())
             out.flush()
             self._log_start = out.tell()
             self.process = subprocess.Popen(
