@@ -104,6 +104,10 @@ class EmailSink:
         self.engine = engine
         self.backend = backend
         self.settings = settings
+        # Outcomes (status, error) this process knows but could not record because the
+        # database went away after the send: the retried batch records them instead of
+        # finding the row 'sending' and skipping it as unconfirmed.
+        self.unrecorded: dict[str, tuple[str, str | None]] = {}
 
     async def write(self, batch: list[Mail]) -> None:
         seen: set[str] = set()
@@ -117,6 +121,11 @@ class EmailSink:
     async def deliver(self, notification: Mail) -> None:
         """Claim, send and record one email. Raises on a temporary failure."""
         key = notification.idempotency_key
+        known = self.unrecorded.pop(key, None)
+        if known is not None:
+            await self._record(key, *known)
+            if known[0] != "retrying":
+                return  # sent, or failed for good: now recorded
         status = await asyncio.to_thread(self._claim, notification)
         if status == "sending-unconfirmed":
             EMAILS_SKIPPED_UNCONFIRMED.inc()
@@ -142,15 +151,26 @@ class EmailSink:
             reason = exc.reason if isinstance(exc, PermanentSendError) else "invalid_recipient"
             EMAILS_FAILED.labels(backend, reason).inc()
             log.warning("notification %s not deliverable, marked failed (%s)", key, exc)
-            await asyncio.to_thread(self._mark_unsent, key, "failed", str(exc))
+            await self._record(key, "failed", str(exc))
             return
         except Exception as exc:
             EMAILS_FAILED.labels(backend, "temporary").inc()
             # Nothing was sent: release the claim so the retried batch sends it.
-            await asyncio.to_thread(self._mark_unsent, key, "retrying", describe_error(exc))
+            await self._record(key, "retrying", describe_error(exc))
             raise
-        await asyncio.to_thread(self._mark_sent, key)
         EMAILS_SENT.labels(backend).inc()
+        await self._record(key, "sent", None)
+
+    async def _record(self, key: str, status: str, error: str | None) -> None:
+        """Record a send's outcome; if that fails, remember it for the retried batch."""
+        try:
+            if status == "sent":
+                await asyncio.to_thread(self._mark_sent, key)
+            else:
+                await asyncio.to_thread(self._mark_unsent, key, status, error or "")
+        except Exception:
+            self.unrecorded[key] = (status, error)
+            raise
 
     def _claim(self, notification: Mail) -> str:
         """'claimed' if this process may send it now, else the status that forbids it."""

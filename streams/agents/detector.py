@@ -25,6 +25,10 @@ from streams.topology import Topology
 
 log = logging.getLogger(__name__)
 STAGE = "detector"
+# An observation is a URL, a title (scrapers cut it at 500 characters) and a short error:
+# a few kilobytes at most. A bigger one is not from a scraper, and its URL and title would
+# be copied into every event, notification and email: rejected before it is even parsed.
+MAX_OBSERVATION_BYTES = 256 * 1024
 
 
 class StateCache:
@@ -72,6 +76,11 @@ def register(topology: Topology) -> Any:
         observed_at_of_events: list[datetime] = []
         now = datetime.now(UTC)
         for event in events:
+            size = len(event.value or b"")
+            if size > MAX_OBSERVATION_BYTES:
+                error = f"{size} bytes; an observation may have at most {MAX_OBSERVATION_BYTES}"
+                await reject(topology, event, stage=STAGE, reason="oversize", error=error)
+                continue
             try:
                 observation = PriceObservation.model_validate_json(event.value or b"")
             except ValidationError as exc:

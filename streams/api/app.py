@@ -86,7 +86,9 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 async def parse_body(request: web.Request, model: type[M], title: str) -> M:
     try:
         payload = await request.json()
-    except ValueError:
+    except (ValueError, LookupError, RecursionError):
+        # Not JSON, not in its declared charset (or an unknown one: LookupError), or
+        # nested too deep for the parser (RecursionError): the client's fault, not a 500.
         raise ApiProblem(400, "Body must be a JSON object") from None
     try:
         return model.model_validate(payload)

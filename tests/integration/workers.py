@@ -114,6 +114,12 @@ class WorkerProcess:
     process: subprocess.Popen[bytes] | None = None
     _log_start: int = 0
 
+    # What this run's log shows once the process is ready (Faust: assigned and recovered).
+    ready_marker = READY_MARKER
+
+    def command(self) -> list[str]:
+        return ["worker", "--worker-id", self.worker_id]
+
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -122,11 +128,12 @@ class WorkerProcess:
         assert not self.running, f"worker {self.worker_id} is already running"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        args = [sys.executable, "-m", "pricewatch.cli", "worker", "--worker-id", self.worker_id]
+        args = [sys.executable, "-m", "pricewatch.cli", *self.command()]
         if self.metrics_port:
             args += ["--metrics-port", str(self.metrics_port)]
         with open(self.log_path, "ab") as out:
-            out.write(f"\n===== test harness: starting worker {self.worker_id} =====\n".encode())
+            started = " ".join(self.command())
+            out.write(f"\n===== test harness: starting {started} =====\n".encode())
             out.flush()
             self._log_start = out.tell()
             self.process = subprocess.Popen(
@@ -150,9 +157,9 @@ class WorkerProcess:
         return self.log_text(since_start=False)[-chars:]
 
     def wait_ready(self, timeout: float = 45.0) -> None:
-        """Until this run's log shows Faust's "Worker]: Ready" (assigned and recovered)."""
+        """Until this run's log shows ``ready_marker``."""
         deadline = time.monotonic() + timeout
-        while READY_MARKER not in self.log_text():
+        while self.ready_marker not in self.log_text():
             if not self.running:
                 raise AssertionError(
                     f"worker {self.worker_id} exited with {self.returncode()} before it was "
@@ -207,6 +214,17 @@ class WorkerProcess:
         if self.running:
             with contextlib.suppress(AssertionError):
                 self.terminate(timeout=15)
+
+
+@dataclass
+class SinkProcess(WorkerProcess):
+    """One ``pricewatch sink <worker_id>`` subprocess: ``worker_id`` names the sink
+    (``postgres``, ``events``, ``subscriptions``, ``email``, ``archive``)."""
+
+    ready_marker = ": consuming "  # logged as its consumer starts
+
+    def command(self) -> list[str]:
+        return ["sink", self.worker_id]
 
 
 def keep_logs(logs: Path, name: str) -> None:
