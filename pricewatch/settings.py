@@ -39,7 +39,8 @@ class Settings(BaseSettings):
         ge=1,
         description="How long a consumer's fetch waits for data. Unset: 20 ms on the embedded "
         "broker (it answers a waiting fetch only when the wait ends, so the wait is latency "
-        "on every hop), 500 ms on a real cluster (which answers as soon as data arrives).",
+        "on every hop), 500 ms on a real cluster (which answers as soon as data arrives). "
+        "Raise it for tansu on s3:// storage, where every fetch is S3 requests.",
     )
     kafka_session_timeout_seconds: float | None = Field(
         default=None,
