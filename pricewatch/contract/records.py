@@ -130,6 +130,10 @@ class Subscription(WireRecord):
     product_id: ProductId
     url: str
     target_price: Money | None = Field(default=None, description="Alert at or below this.")
+    currency: CurrencyCode | None = Field(
+        default=None,
+        description="The currency of target_price. Set: price alerts only for prices in it.",
+    )
     drop_percent: Percent | None = Field(
         default=None, description="Alert when the price falls this many percent below reference."
     )

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from pricewatch.contract.currencies import ISO_4217
 from pricewatch.ids import canonical_url
 from producers.urlguard import UrlRefused, check_url
 
@@ -67,6 +68,21 @@ class SubscribeRequest(Wants):
 
     email: str = Field(max_length=254, description="Where alerts go; verified by email first.")
     url: str = Field(max_length=2048, description="The product page (http or https).")
+    currency: str | None = Field(
+        default=None,
+        max_length=3,
+        description="ISO 4217 code of target_price, e.g. EUR. Given: price alerts only come "
+        "for prices in this currency. Left out: the page's currency.",
+    )
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.upper() not in ISO_4217:
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code (e.g. EUR, USD)")
+        return value.upper()
 
     @field_validator("email")
     @classmethod

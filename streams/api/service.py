@@ -280,6 +280,7 @@ class Service:
             product_id=product_id,
             url=body.url,
             target_price=body.target_price,
+            currency=body.currency,
             drop_percent=body.drop_percent,
             notify_any_drop=body.notify_any_drop,
             notify_back_in_stock=body.notify_back_in_stock,

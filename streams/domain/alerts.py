@@ -96,6 +96,9 @@ def _price_alert(
     old, new = event.old_price, event.new_price
     if old is None or new is None:
         return None
+    wanted_currency = state.subscription.currency
+    if wanted_currency is not None and event.new_currency not in (None, wanted_currency):
+        return None  # 90 in another currency is not the 90 the subscriber asked for
     for kind, threshold in thresholds(state):
         if old > threshold >= new:
             return kind  # a crossing

@@ -228,6 +228,9 @@ async def only_the_sentinel_was_published(api: Api) -> bool:
         ({"email": "a@example.com", "url": SHOP, "target_price": "-1"}, "target_price"),
         ({"email": "a@example.com", "url": SHOP, "target_price": "0"}, "target_price"),
         ({"email": "a@example.com", "url": SHOP, "target_price": "abc"}, "target_price"),
+        ({"email": "a@x.org", "url": SHOP, "drop_percent": "5", "currency": "XYZ"}, "currency"),
+        ({"email": "a@x.org", "url": SHOP, "drop_percent": "5", "currency": "€"}, "currency"),
+        ({"email": "a@x.org", "url": SHOP, "drop_percent": "5", "currency": "EURO"}, "currency"),
         ({"email": "a@example.com", "url": SHOP, "drop_percent": "100"}, "drop_percent"),
         ({"email": "a@example.com", "url": SHOP, "drop_percent": "0"}, "drop_percent"),
         ({"email": "a@example.com", "url": SHOP}, "body"),
@@ -250,6 +253,16 @@ async def test_invalid_subscriptions_get_422_and_store_nothing(
 
 async def test_allow_listed_loopback_shop_is_accepted(api: Api) -> None:
     await api.subscribe("a@example.com", "http://127.0.0.1:8081/p", target_price="5")
+
+
+async def test_a_known_currency_is_accepted_and_travels_with_the_subscription(api: Api) -> None:
+    response = await api.client.post(
+        "/api/subscriptions",
+        json={"email": "c@example.com", "url": SHOP, "target_price": "5", "currency": "chf"},
+    )
+    assert response.status == 201, await response.text()
+    [(_, _, record)] = await published(api.settings, 1)
+    assert (record.email, record.currency) == ("c@example.com", "CHF")
 
 
 async def test_malformed_and_oversize_bodies(api: Api) -> None:

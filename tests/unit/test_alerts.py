@@ -91,6 +91,13 @@ def test_after_the_cooldown_a_lower_price_alerts_again() -> None:
     assert alerts(observations, entry()) == [(TARGET, "80"), (TARGET, "74")]
 
 
+def test_a_target_in_one_currency_ignores_prices_in_another() -> None:
+    # The page sells in EUR; 85 EUR is not the 85 USD this subscriber asked for.
+    assert alerts(prices("100", "80"), entry(currency="USD")) == []
+    assert alerts(prices("100", "80"), entry(currency="EUR")) == [(TARGET, "80")]
+    assert alerts(prices("100", "80"), entry(currency="USD", notify_any_drop=True)) == []
+
+
 def test_drop_percent_from_reference_price() -> None:
     state = new_alert_state(subscription(None, drop_percent=Decimal("10")), Decimal("100"))
     assert alerts(prices("100", "95", "90", "80"), state) == [
