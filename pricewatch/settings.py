@@ -154,6 +154,13 @@ class Settings(BaseSettings):
         "this factor.",
     )
 
+    paused_hosts_refresh_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often scrapers re-read the websites an admin paused (PostgreSQL; "
+        "without database_url nothing is paused).",
+    )
+
     detector_cache_entries: int = Field(
         default=200_000, ge=0, description="Decoded product states a worker keeps in memory."
     )

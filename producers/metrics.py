@@ -80,3 +80,9 @@ def record_fetch(
     RESPONSE_BYTES.inc(response_bytes)
     if outcome is Outcome.ERROR and error in BLOCKED_ERRORS:
         BLOCKED.inc()
+
+
+PAUSED_SKIPS = Counter(
+    "pricewatch_scraper_paused_skips_total",
+    "Scrape requests not fetched because an admin paused their website.",
+)

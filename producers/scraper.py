@@ -23,6 +23,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -36,6 +37,7 @@ from pricewatch.kafka import make_producer
 from pricewatch.settings import Settings
 from producers import metrics
 from producers.fetch import FetchResult, PageFetcher
+from producers.paused import PausedHosts
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,10 @@ class _Pipeline(ConsumerRebalanceListener):
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
         fetcher: PageFetcher,
+        paused: PausedHosts | None = None,
     ) -> None:
         self.settings = settings
+        self.paused = paused or PausedHosts(None, 0)
         self.consumer = consumer
         self.producer = producer
         self.fetcher = fetcher
@@ -132,7 +136,10 @@ class _Pipeline(ConsumerRebalanceListener):
     # --- one request -----------------------------------------------------------------
     async def _handle(self, record: ConsumerRecord[bytes, bytes], entry: _Entry) -> None:
         parsed = _parse(record)
-        if isinstance(parsed, ScrapeRequest):
+        if isinstance(parsed, ScrapeRequest) and urlsplit(parsed.url).hostname in self.paused:
+            # No observation at all: a paused website is not an error of the product.
+            metrics.PAUSED_SKIPS.inc()
+        elif isinstance(parsed, ScrapeRequest):
             async with self.fetch_slots:
                 result = await self.fetcher.fetch_page(parsed.product_id, parsed.url)
             _log_fetch(result)
@@ -217,8 +224,11 @@ async def run_scraper(settings: Settings, stop: asyncio.Event) -> None:
     try:
         await consumer.start()
         try:
+            paused = PausedHosts(settings.database_url, settings.paused_hosts_refresh_seconds)
+            await paused.refresh()
+            refresher = asyncio.create_task(paused.refresh_forever())
             async with PageFetcher(settings) as fetcher:
-                pipeline = _Pipeline(settings, consumer, producer, fetcher)
+                pipeline = _Pipeline(settings, consumer, producer, fetcher, paused)
                 consumer.subscribe([source_topic], listener=pipeline)
                 log.info(
                     "scraper consuming %s as group %s", source_topic, settings.group("scrapers")
@@ -228,7 +238,7 @@ async def run_scraper(settings: Settings, stop: asyncio.Event) -> None:
                 finally:
                     await pipeline.drain(None, STOP_GRACE_SECONDS)
                     await pipeline.commit()
-                    for task in list(pipeline.tasks):
+                    for task in [*pipeline.tasks, refresher]:
                         task.cancel()
         finally:
             await consumer.stop()
