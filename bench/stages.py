@@ -191,7 +191,14 @@ def run(
             log(f"[{NAME}] {stage}")
             if stage == "scraper":
                 port = free_port()
-                s = settings(stage, allowed_private_hosts=f"127.0.0.1:{port}")
+                s = settings(
+                    stage,
+                    allowed_private_hosts=f"127.0.0.1:{port}",
+                    # One local host: politeness opened up, as in scraper_e2e (this
+                    # measures our cost; with the defaults one host gets 1 request/s).
+                    host_min_request_interval_seconds=0.0,
+                    host_max_concurrent_requests=16,
+                )
                 shop = spawn(
                     s,
                     "shop",
