@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from pricewatch.embedded.broker import free_port, wait_for_port
 from pricewatch.kafka import create_topics
 from pricewatch.settings import Settings
+from sinks.postgres.db import upgrade
 from streams.api.app import MAX_BODY_BYTES, run_api
-from tests.conftest import Broker
+from tests.conftest import Broker, fresh_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -64,19 +65,29 @@ class ApiServer:
 
 
 @pytest.fixture(scope="module")
-def api_port(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+def api_port(
+    broker: Broker, postgres_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, int]]:
     prefix = f"fuzz{free_port()}-"
-    settings = Settings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        kafka_embedded=broker.embedded,
-        topic_prefix=prefix,
-        data_dir=tmp_path_factory.mktemp("api-fuzz"),
-        api_port=free_port(),
-        allowed_private_hosts="127.0.0.1:8081",
-    )
-    asyncio.run(create_topics(settings))
-    with ApiServer(settings):
-        yield settings.api_host, settings.api_port
+    for database_url in fresh_database(postgres_server):
+        upgrade(database_url)
+        settings = Settings(
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            kafka_embedded=broker.embedded,
+            topic_prefix=prefix,
+            data_dir=tmp_path_factory.mktemp("api-fuzz"),
+            database_url=database_url,
+            secret_key="api-fuzz-test-secret-0123456789",  # type: ignore[arg-type]
+            api_port=free_port(),
+            allowed_private_hosts="127.0.0.1:8081",
+            # Hundreds of requests from one address: the rate limits (tested in test_api)
+            # would answer most of them 429 and hide what the handlers do.
+            rate_limit_per_address_per_minute=1e9,
+            rate_limit_per_email_per_hour=1e9,
+        )
+        asyncio.run(create_topics(settings))
+        with ApiServer(settings):
+            yield settings.api_host, settings.api_port
     print(f"statuses seen: {dict(sorted(STATUSES.items()))}")
 
 
