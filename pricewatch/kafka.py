@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -66,6 +66,24 @@ async def create_topics(settings: Settings, specs: Iterable[TopicSpec] = ALL_TOP
     if created:
         log.info("created topics: %s", ", ".join(created))
     return created
+
+
+def make_consumer(
+    settings: Settings, group_id: str, client_id: str, *topics: str
+) -> AIOKafkaConsumer:
+    """A group member that commits itself: the session, heartbeat and fetch wait every
+    Pricewatch consumer shares (see ``Settings.fetch_max_wait_ms`` for why the wait)."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.bootstrap(),
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(settings.session_timeout_seconds * 1000),
+        heartbeat_interval_ms=int(settings.heartbeat_interval_seconds * 1000),
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
 
 
 def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:

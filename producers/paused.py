@@ -11,21 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import psycopg
+import sqlalchemy
+from sqlalchemy import text
+
+from sinks.postgres.db import make_engine
 
 log = logging.getLogger(__name__)
 
-PAUSED_HOSTS_SQL = "SELECT host FROM websites WHERE paused"
+PAUSED_HOSTS_SQL = text("SELECT host FROM websites WHERE paused")
 
 
-def _conninfo(database_url: str) -> str:
-    # SQLAlchemy-style URLs name their driver; psycopg wants the plain scheme.
-    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def load_paused_hosts(database_url: str) -> frozenset[str]:
-    with psycopg.connect(_conninfo(database_url), connect_timeout=5) as connection:
-        rows = connection.execute(PAUSED_HOSTS_SQL).fetchall()
+def load_paused_hosts(engine: sqlalchemy.Engine) -> frozenset[str]:
+    with engine.connect() as connection:
+        rows = connection.execute(PAUSED_HOSTS_SQL).all()
     return frozenset(str(host).lower() for (host,) in rows)
 
 
@@ -33,7 +31,8 @@ class PausedHosts:
     """The hosts not to fetch, refreshed in the background."""
 
     def __init__(self, database_url: str | None, refresh_seconds: float) -> None:
-        self.database_url = database_url
+        # One pooled connection, reused every refresh (and reconnected after an outage).
+        self.engine = None if database_url is None else make_engine(database_url, pool_size=1)
         self.refresh_seconds = refresh_seconds
         self.hosts: frozenset[str] = frozenset()
 
@@ -41,11 +40,11 @@ class PausedHosts:
         return isinstance(host, str) and host.lower() in self.hosts
 
     async def refresh(self) -> None:
-        if self.database_url is None:
+        if self.engine is None:
             return
         try:
-            hosts = await asyncio.to_thread(load_paused_hosts, self.database_url)
-        except (psycopg.Error, OSError) as exc:
+            hosts = await asyncio.to_thread(load_paused_hosts, self.engine)
+        except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
             log.warning("could not read paused websites (keeping %d): %s", len(self.hosts), exc)
             return
         if hosts != self.hosts:
@@ -56,3 +55,7 @@ class PausedHosts:
         while True:
             await self.refresh()
             await asyncio.sleep(self.refresh_seconds)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()

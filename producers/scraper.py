@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from pricewatch.contract.records import Outcome, ScrapeRequest
 from pricewatch.contract.topics import DEAD_LETTERS, PRICE_OBSERVATIONS, SCRAPE_REQUESTS
 from pricewatch.deadletter import dead_letter_for_record
-from pricewatch.kafka import make_producer
+from pricewatch.kafka import make_consumer, make_producer
 from pricewatch.settings import Settings
 from producers import metrics
 from producers.fetch import FetchResult, PageFetcher
@@ -209,16 +209,7 @@ class _Pipeline(ConsumerRebalanceListener):
 async def run_scraper(settings: Settings, stop: asyncio.Event) -> None:
     """Consume scrape requests and publish observations until ``stop`` is set."""
     source_topic = settings.topic(SCRAPE_REQUESTS)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap(),
-        group_id=settings.group("scrapers"),
-        client_id=f"{settings.app_id}-scraper",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=int(settings.session_timeout_seconds * 1000),
-        heartbeat_interval_ms=int(settings.heartbeat_interval_seconds * 1000),
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-    )
+    consumer = make_consumer(settings, settings.group("scrapers"), f"{settings.app_id}-scraper")
     producer = make_producer(settings)
     await producer.start()
     try:
@@ -240,6 +231,7 @@ async def run_scraper(settings: Settings, stop: asyncio.Event) -> None:
                     await pipeline.commit()
                     for task in [*pipeline.tasks, refresher]:
                         task.cancel()
+                    paused.close()
         finally:
             await consumer.stop()
     finally:

@@ -23,7 +23,7 @@ from prometheus_client import Counter, Histogram
 
 from pricewatch.contract.topics import DEAD_LETTERS, TopicSpec
 from pricewatch.deadletter import dead_letter_for_record
-from pricewatch.kafka import make_producer
+from pricewatch.kafka import make_consumer, make_producer
 from pricewatch.metrics import report_lag
 from pricewatch.settings import Settings
 
@@ -264,17 +264,7 @@ async def run_batch_consumer(
     partition reach the sink in offset order.
     """
     topic = settings.topic(topic_spec)
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.bootstrap(),
-        group_id=settings.group(role),
-        client_id=settings.group(role),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=int(settings.session_timeout_seconds * 1000),
-        heartbeat_interval_ms=int(settings.heartbeat_interval_seconds * 1000),
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-    )
+    consumer = make_consumer(settings, settings.group(role), settings.group(role), topic)
     producer = make_producer(settings)
     await producer.start()
     try:

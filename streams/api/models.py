@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from pricewatch.contract.currencies import ISO_4217
+from pricewatch.contract.records import Subscription
 from pricewatch.ids import canonical_url
 from producers.urlguard import UrlRefused, check_url
 
@@ -40,6 +41,18 @@ def normalized_email(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def asks_for_something(wants: Wants | Subscription) -> bool:
+    """A request or a stored subscription says what to be told (an active one must)."""
+    return (
+        wants.target_price is not None
+        or wants.drop_percent is not None
+        or wants.notify_any_drop
+        or wants.notify_back_in_stock
+        or wants.notify_sold_out
+        or wants.notify_removed
+    )
+
+
 class Wants(BaseModel):
     """What to be told about a product."""
 
@@ -53,14 +66,7 @@ class Wants(BaseModel):
     notify_removed: bool = False
 
     def wants_something(self) -> bool:
-        return (
-            self.target_price is not None
-            or self.drop_percent is not None
-            or self.notify_any_drop
-            or self.notify_back_in_stock
-            or self.notify_sold_out
-            or self.notify_removed
-        )
+        return asks_for_something(self)
 
 
 class SubscribeRequest(Wants):

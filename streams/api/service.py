@@ -51,6 +51,7 @@ from streams.api.models import (
     SubscriptionEdit,
     SubscriptionOut,
     VerifyResult,
+    asks_for_something,
 )
 from streams.api.ratelimit import TokenBuckets
 
@@ -371,15 +372,7 @@ class Service:
         if "active" in changes and changes["active"] is None:
             raise invalid("active", "must be true or false")
         record = store.subscription_record(row, now=self.clock(), **changes)
-        wants = (
-            record.target_price is not None
-            or record.drop_percent is not None
-            or record.notify_any_drop
-            or record.notify_back_in_stock
-            or record.notify_sold_out
-            or record.notify_removed
-        )
-        if record.active and not wants:
+        if record.active and not asks_for_something(record):
             raise invalid("body", "an active subscription must say what to be told")
         await self.publish_and_store([record])
         return subscription_out(record)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from pricewatch.contract.records import Subscription
 from pricewatch.contract.topics import SCRAPE_REQUESTS
+from pricewatch.embedded.broker import free_port
 from pricewatch.ids import product_id_for, subscription_id_for
 from pricewatch.kafka import create_topics
 from tests.conftest import Broker
@@ -32,13 +32,6 @@ FAR = "https://shop.example/p/far"  # 150.00 against a 100.00 target
 INTERVAL = 4.0
 FACTOR = 0.25  # near: every 1 s
 WINDOW = 6.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def subscription(url: str, target: str) -> Subscription:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from aiohttp.test_utils import TestServer
 
 from pricewatch.contract.records import Outcome, PriceObservation, ScrapeRequest
 from pricewatch.contract.topics import PRICE_OBSERVATIONS, SCRAPE_REQUESTS
+from pricewatch.embedded.broker import free_port
 from pricewatch.ids import partition_for, product_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
@@ -59,13 +59,6 @@ def hosts_covering_partitions(partitions: int) -> list[str]:
         if len(by_partition) == partitions:
             return [by_partition[p] for p in range(partitions)]
     raise AssertionError("no loopback addresses cover every partition")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def samples(port: int, name: str) -> dict[str, float]:
