@@ -160,6 +160,8 @@ subscriptions = Table(
     Column("product_id", Text, nullable=False),
     Column("url", Text, nullable=False),
     Column("target_price", MONEY),
+    # The currency of target_price; NULL: the page's own. Price alerts need it to match.
+    Column("currency", CHAR(3)),
     Column("drop_percent", Numeric(5, 2, asdecimal=True)),
     Column("reference_price", MONEY),
     Column("notify_any_drop", Boolean, nullable=False),

@@ -114,6 +114,7 @@ _VERSIONED = (
     "product_id",
     "url",
     "target_price",
+    "currency",
     "drop_percent",
     "reference_price",
     "notify_any_drop",
@@ -137,7 +138,8 @@ UPSERT_SUBSCRIPTION = text(
     )
     SELECT
         CAST(:subscription_id AS text), u.id, CAST(:product_id AS text), CAST(:url AS text),
-        CAST(:target_price AS numeric), CAST(:drop_percent AS numeric),
+        CAST(:target_price AS numeric), CAST(:currency AS char(3)),
+        CAST(:drop_percent AS numeric),
         CAST(:reference_price AS numeric), CAST(:notify_any_drop AS boolean),
         CAST(:notify_back_in_stock AS boolean), CAST(:notify_sold_out AS boolean),
         CAST(:notify_removed AS boolean), CAST(:active AS boolean),
@@ -164,6 +166,7 @@ def _row(subscription_id: str, newest: Subscription, oldest: datetime) -> dict[s
         "product_id": newest.product_id,
         "url": _clean(newest.url)[:MAX_URL_CHARS],
         "target_price": newest.target_price,
+        "currency": newest.currency,
         "drop_percent": newest.drop_percent,
         "reference_price": newest.reference_price,
         "notify_any_drop": newest.notify_any_drop,

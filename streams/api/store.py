@@ -22,7 +22,8 @@ Row = dict[str, Any]
 
 MAX_PRICE_POINTS = 2000
 _SUBSCRIPTION_COLUMNS = """
-    s.subscription_id, s.product_id, s.url, s.target_price, s.drop_percent,
+    s.subscription_id, s.product_id, s.url, s.target_price, s.currency AS target_currency,
+    s.drop_percent,
     s.reference_price, s.notify_any_drop, s.notify_back_in_stock, s.notify_sold_out,
     s.notify_removed, s.active, s.created_at, s.updated_at,
     u.id AS user_id, u.email, u.verified_at
@@ -168,6 +169,7 @@ def subscription_record(row: Row, *, now: datetime, **changes: Any) -> Subscript
         "product_id": row["product_id"],
         "url": row["url"],
         "target_price": row["target_price"],
+        "currency": row["target_currency"],
         "drop_percent": row["drop_percent"],
         "reference_price": row["reference_price"],
         "notify_any_drop": row["notify_any_drop"],

@@ -60,10 +60,15 @@ def version(engine: sqlalchemy.Engine) -> str:
     return str(row["version_num"])
 
 
-def test_the_revisions_form_one_line_ending_in_0003_dashboards() -> None:
+def test_the_revisions_form_one_line_ending_in_0004_subscription_currency() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0003_dashboards"]
-    assert [r.revision for r in script.walk_revisions()] == ["0003_dashboards", "0002", "0001"]
+    assert script.get_heads() == ["0004_subscription_currency"]
+    assert [r.revision for r in script.walk_revisions()] == [
+        "0004_subscription_currency",
+        "0003_dashboards",
+        "0002",
+        "0001",
+    ]
 
 
 def test_an_empty_database_upgrades_to_head_and_matches_the_schema_module(
