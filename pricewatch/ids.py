@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from datetime import datetime
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from kafka.partitioner.default import murmur2
 
+# Characters a path or query keeps as they are: RFC 3986's unreserved and sub-delims,
+# ":" and "@", and "%" (an existing escape stays one, so canonicalizing twice changes
+# nothing). Everything else (non-ASCII, quotes, "<>{}|^`") is percent-encoded as UTF-8,
+# as a browser does before it sends the request.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
 
 def canonical_url(url: str) -> str:
-    """Lower-case scheme and host, drop the fragment and a default port; keep path and query."""
+    """Lower-case scheme and host (IDNA for a non-ASCII one), drop the fragment, a default
+    port and a host's final dot; percent-encode what a URL cannot hold in path and query.
+
+    The same page written two ways gets one product id, and the result is plain ASCII."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
+    host = (parts.hostname or "").lower().removesuffix(".")
+    # Not a valid name: the URL guard refuses it; here the id only has to be stable.
+    with contextlib.suppress(UnicodeError):
+        host = host.encode("idna").decode("ascii")
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal keeps its brackets
     port = parts.port
     if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
         host = f"{host}:{port}"
-    return urlunsplit((scheme, host, parts.path or "/", parts.query, ""))
+    path = quote(parts.path or "/", safe=_PATH_SAFE)
+    query = quote(parts.query, safe=_QUERY_SAFE)
+    return urlunsplit((scheme, host, path, query, ""))
 
 
 def _digest(*parts: str) -> str:

@@ -31,6 +31,13 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+# Spaces and control characters are never part of a URL, and a backslash is read as "/"
+# by browsers but not by urlsplit: a URL with either could mean one host to us and
+# another to the next parser.
+_UNSAFE_CHARACTER = re.compile(r"[\x00-\x20\x7f\\]")
+# One DNS label in its ASCII (IDNA) form; "_" occurs in real host names.
+_HOST_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+MAX_HOST_CHARS = 253
 
 
 class UrlRefused(ValueError):
@@ -49,11 +56,30 @@ def check_url(url: str) -> None:
     host = parts.hostname
     if not host:
         raise UrlRefused("URL has no host")
+    if _UNSAFE_CHARACTER.search(url):
+        raise UrlRefused("URL contains a space, a control character or a backslash")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise UrlRefused("URL carries user info")
-    if _is_numeric_host(host) and _ip_literal(host) is None:
+    if _ip_literal(host) is not None:
+        return
+    if _is_numeric_host(host):
         # "2130706433" or "127.1": resolvers turn these into addresses behind our back.
         raise UrlRefused(f"non-canonical numeric host {host!r}")
+    ascii_host_name(host)
+
+
+def ascii_host_name(host: str) -> str:
+    """``host`` in its ASCII (IDNA) form, lower-case, without a final dot; UrlRefused when
+    it is no valid DNS name (an empty or over-long label, a character no name can hold)."""
+    name = host.lower().removesuffix(".")
+    try:
+        ascii_name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise UrlRefused(f"invalid host name {host!r}") from None
+    labels = ascii_name.split(".")
+    if len(ascii_name) > MAX_HOST_CHARS or not all(_HOST_LABEL.match(x) for x in labels):
+        raise UrlRefused(f"invalid host name {host!r}")
+    return ascii_name
 
 
 def _is_numeric_host(host: str) -> bool:
@@ -146,7 +172,9 @@ async def check_resolved_host(
     try:
         async with asyncio.timeout(deadline_seconds):
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, TimeoutError):
+    except (OSError, TimeoutError, UnicodeError):
+        # UnicodeError: a name the IDNA codec refuses (check_url lets none through; kept
+        # so that a codec stricter than ours is a failed lookup, not a crash).
         return
     for info in infos:
         check_address(host, port, str(info[4][0]), allowed)

@@ -68,6 +68,27 @@ def test_ids_are_deterministic_and_canonical() -> None:
         assert partition_for(key, 6) == DefaultPartitioner()(key.encode(), partitions, partitions)
 
 
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [
+        ("http://bücher.example/café?q=é", "http://xn--bcher-kva.example/caf%C3%A9?q=%C3%A9"),
+        ("http://xn--bcher-kva.example/caf%C3%A9?q=%C3%A9", None),
+        ("https://shop.example./p", "https://shop.example/p"),
+        ('https://shop.example/a"b<c>', "https://shop.example/a%22b%3Cc%3E"),
+        ("http://[2001:DB8::1]:8080/p", "http://[2001:db8::1]:8080/p"),
+        ("https://shop.example/%zz?a=b&c=%2F", None),
+    ],
+)
+def test_canonical_urls_are_ascii_and_canonical_once(written: str, canonical: str | None) -> None:
+    from pricewatch.ids import canonical_url
+
+    expected = canonical or written
+    assert canonical_url(written) == expected
+    assert canonical_url(expected) == expected  # a second pass changes nothing
+    assert expected.isascii()
+    assert product_id_for(written) == product_id_for(expected)
+
+
 def test_detected_events_are_written_as_valid_price_event_records() -> None:
     from pricewatch.contract.records import Availability, PriceEvent
     from pricewatch.contract.topics import PRICE_EVENTS

@@ -28,6 +28,9 @@ NOTHING_ALLOWED: frozenset[str] = frozenset()
         "https://shop.example:8443/p?id=1#reviews",
         "HTTPS://Shop.Example/",
         "http://93.184.215.14/",
+        "http://bücher.example/café",
+        "http://shop_1.example./p",
+        "http://[2001:db8::1]:8080/",
     ],
 )
 def test_check_url_accepts_plain_http_urls(url: str) -> None:
@@ -49,6 +52,17 @@ def test_check_url_accepts_plain_http_urls(url: str) -> None:
         ("http://127.1/", "non-canonical"),
         ("http://0x7f.0.0.1/", "non-canonical"),
         ("http://shop.example:99999/", "malformed"),
+        ("http://a..b/x", "invalid host name"),
+        ("http://.example/", "invalid host name"),
+        ("http://" + "a" * 64 + ".example/", "invalid host name"),
+        ("http://" + ".".join(["a" * 60] * 5) + "/", "invalid host name"),
+        ("http://-shop.example/", "invalid host name"),
+        ("http://sh%6Fp.example/", "invalid host name"),
+        ("http://[shop.example]/", "malformed"),
+        ("http://a b.example/", "space"),
+        ("http://shop.example/p\x00", "control character"),
+        ("http://shop.example/p\tq", "control character"),
+        ("http://shop.example\\@127.0.0.1/", "backslash"),
     ],
 )
 def test_check_url_refuses(url: str, reason: str) -> None:
