@@ -231,7 +231,9 @@ class Settings(BaseSettings):
         description="Bearer token of the /api/admin endpoints. Unset: the admin API is off.",
     )
     verify_token_ttl_seconds: float = Field(
-        default=7 * 86400.0, gt=0, description="How long a verification link works."
+        default=7 * 86400.0,
+        gt=0,
+        description="How long a verification link (address or subscription) works.",
     )
     manage_token_ttl_seconds: float = Field(
         default=7 * 86400.0, gt=0, description="How long a 'manage my subscriptions' link works."
@@ -250,6 +252,12 @@ class Settings(BaseSettings):
         default=10.0,
         gt=0,
         description="Sign-up/subscription/manage-link calls per email address and hour.",
+    )
+    confirmation_emails_per_email_per_day: float = Field(
+        default=20.0,
+        gt=0,
+        description="Subscription confirmation emails per verified address and day; requests "
+        "beyond it are answered as usual but send nothing (anyone can ask for one).",
     )
 
     # ------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-MAX_TOKEN_CHARS: Final = 2048
+# A confirm token carries a whole subscription request (a URL of up to 2048 characters).
+MAX_TOKEN_CHARS: Final = 4096
 MIN_SECRET_BYTES: Final = 16
 
 
@@ -37,6 +38,7 @@ class TokenPurpose(StrEnum):
     VERIFY = "verify"  # subject: the email address to mark verified
     UNSUBSCRIBE = "unsubscribe"  # subject: "subscription:<id>" or "user:<email>"
     MANAGE = "manage"  # subject: the email address whose subscriptions may be seen and edited
+    CONFIRM = "confirm"  # subject: a subscription request (JSON) its address's owner must start
 
 
 UNSUBSCRIBE_ONE_PREFIX: Final = "subscription:"
@@ -88,7 +90,11 @@ def issue_token(
         sort_keys=True,
     )
     payload = _b64encode(body.encode())
-    return f"{payload}.{_sign(secret, purpose, payload)}"
+    token = f"{payload}.{_sign(secret, purpose, payload)}"
+    if len(token) > MAX_TOKEN_CHARS:
+        # read_token would refuse it: fail here, where the subject is known, not at the click.
+        raise ValueError(f"a token of {len(token)} characters is over {MAX_TOKEN_CHARS}")
+    return token
 
 
 def read_token(secret: bytes, token: str, purpose: TokenPurpose, *, now: datetime) -> TokenClaims:

@@ -183,6 +183,9 @@ class Notification(WireRecord):
 class AccountEmailKind(StrEnum):
     VERIFY = "verify"  # confirm the address: nothing else is sent until it is followed
     MANAGE_LINK = "manage_link"  # a link to see and edit one's subscriptions
+    # Start (or change) one subscription of an address that is already verified: anyone can
+    # ask for one, so only its owner's click makes it take effect.
+    CONFIRM_SUBSCRIPTION = "confirm_subscription"
 
 
 class AccountEmail(WireRecord):
@@ -192,12 +195,18 @@ class AccountEmail(WireRecord):
     schema_version: Literal[1] = SCHEMA_VERSION
     idempotency_key: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
-        description="Deterministic: kind, address and a time bucket (one email per bucket).",
+        description="Deterministic: kind, address and a time bucket (one email per bucket; "
+        "confirm_subscription: per bucket and requested subscription).",
     )
     kind: AccountEmailKind
     email: str
     link: str = Field(description="The signed link the email carries.")
     created_at: AwareDatetime
+    subscription: Subscription | None = Field(
+        default=None,
+        description="kind confirm_subscription: the subscription the link starts, as it will "
+        "be published (so the email can say what is being confirmed).",
+    )
 
 
 class DeadLetter(WireRecord):

@@ -58,7 +58,9 @@ Pricewatch demo is running.
    curl -s -X POST {api}/api/subscriptions -H 'content-type: application/json' \\
      -d '{{"email": "you@example.com", "url": "{url}", "target_price": "{target}"}}'
    Then confirm the address: open the link in the verification email,
-   {settings.outbox_path.resolve()}/verify-*.eml (no alert is sent before).
+   {settings.outbox_path.resolve()}/verify-*.eml, and press "Confirm my address"
+   (no alert is sent before). Later products for the same address are confirmed the
+   same way, from confirm-subscription-*.eml.
 
 2. Wait ~{wait:.0f} s for the first check, then drop the price below your target:
    curl -s -X POST {shop}/admin/products/{product.slug} -H 'content-type: application/json' \\

@@ -24,6 +24,7 @@ from pricewatch.contract.records import (
     AccountEmailKind,
     Notification,
     NotificationKind,
+    Subscription,
 )
 from pricewatch.settings import Settings
 from pricewatch.tokens import (
@@ -258,7 +259,28 @@ def render(notification: Notification, settings: Settings) -> EmailMessage:
 _ACCOUNT_SUBJECTS = {
     AccountEmailKind.VERIFY: "Confirm your email address for Pricewatch",
     AccountEmailKind.MANAGE_LINK: "Your Pricewatch subscriptions",
+    AccountEmailKind.CONFIRM_SUBSCRIPTION: "Confirm your Pricewatch alert",
 }
+
+
+def describe_wants(subscription: Subscription) -> list[str]:
+    """What a subscription asks to be told, a line each, for people (emails and pages)."""
+    lines = []
+    if subscription.target_price is not None:
+        amount = format_money(subscription.target_price, subscription.currency)
+        lines.append(f"when the price is {amount} or less")
+    if subscription.drop_percent is not None:
+        percent = format(subscription.drop_percent.normalize(), "f")
+        lines.append(f"when the price falls by {percent}% or more")
+    if subscription.notify_any_drop:
+        lines.append("when the price drops at all")
+    if subscription.notify_back_in_stock:
+        lines.append("when it is back in stock")
+    if subscription.notify_sold_out:
+        lines.append("when it sells out")
+    if subscription.notify_removed:
+        lines.append("when the page disappears")
+    return lines
 
 
 def render_account_email(account_email: AccountEmail, settings: Settings) -> EmailMessage:
@@ -269,7 +291,12 @@ def render_account_email(account_email: AccountEmail, settings: Settings) -> Ema
         "email": account_email.email,
         # The API made the link; only a web link to our own API is put in an email.
         "link": _safe_link(account_email.link, settings.api_base_url),
+        "product_url": None,
+        "wants": [],
     }
+    if account_email.subscription is not None:
+        context["product_url"] = _safe_link(account_email.subscription.url, "")
+        context["wants"] = describe_wants(account_email.subscription)
     name = f"account_{account_email.kind.value}"
     text_body = _templates().get_template(f"{name}.txt").render(context)
     html_body = _templates().get_template(f"{name}.html").render(context)

@@ -90,10 +90,36 @@ async def parse_body(request: web.Request, model: type[M], title: str) -> M:
         # Not JSON, not in its declared charset (or an unknown one: LookupError), or
         # nested too deep for the parser (RecursionError): the client's fault, not a 500.
         raise ApiProblem(400, "Body must be a JSON object") from None
+    nul_at = _nul_character_at(payload)
+    if nul_at is not None:
+        # PostgreSQL text cannot hold NUL: refuse it here, by field, not as a database error.
+        raise ApiProblem(
+            422, title, errors=[{"field": nul_at, "message": "must not contain a NUL character"}]
+        )
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
         raise ApiProblem(422, title, errors=field_errors(exc)) from None
+
+
+def _nul_character_at(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (value or key) holding "\\x00", if any."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return where.replace("\x00", "\\0")
+            found = _nul_character_at(item, where)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_character_at(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
 
 
 def client_address(request: web.Request) -> str:
@@ -113,14 +139,15 @@ async def subscribe(request: web.Request) -> web.Response:
     svc = service(request)
     svc.limit_address(client_address(request))
     body = await parse_body(request, SubscribeRequest, "Invalid subscription")
-    record, verified = await svc.subscribe(body)
-    next_step = (
-        f"Subscribed: alerts go to {record.email}."
-        if verified
-        else f"Check your inbox: follow the link we sent to {record.email} to start alerts."
-    )
+    record = await svc.subscribe(body)
+    # The same words for every address: whether it is known shows only in its mailbox.
+    next_step = f"Check your inbox: follow the link we sent to {record.email} to start alerts."
     out = SubscribeResponse(**subscription_out(record).model_dump(), next_step=next_step)
     return _json(out, status=201)
+
+
+async def confirm_subscription(request: web.Request) -> web.Response:
+    return _json(await service(request).confirm(request.query.get("token")))
 
 
 async def verify(request: web.Request) -> web.Response:
@@ -245,8 +272,9 @@ async def admin_add_website(request: web.Request) -> web.Response:
         raise ApiProblem(
             422, "Invalid website", errors=[{"field": "base_url", "message": str(exc)}]
         ) from None
-    parts = urlsplit(body.base_url)
-    host = parts.netloc.lower()  # host[:port], as products.website_id is matched
+    # A website is its host name, port aside: the scrapers (pausing), the price sink
+    # (products.website_id) and the subscribe check all match URLs by host name.
+    host = urlsplit(body.base_url).hostname or ""
     row = await service(request).db(
         store.add_website,
         {
@@ -345,18 +373,44 @@ async def openapi(request: web.Request) -> web.Response:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_MACHINE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _for_people(request: web.Request) -> bool:
+    """A browser asking for a page (not the API): it gets an error page, not JSON."""
+    return (
+        not request.path.startswith("/api/")
+        and request.path not in _MACHINE_PATHS
+        and "text/html" in request.headers.get("Accept", "")
+    )
+
+
 @web.middleware
 async def answer_problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """ApiProblem -> its JSON document; aiohttp's own errors (404, 405, 413) as problems too."""
+    """ApiProblem -> its JSON document (an error page for a browser off /api); aiohttp's own
+    errors (404, 405, 413) and unexpected exceptions as problems too."""
     try:
         return await handler(request)
     except ApiProblem as problem:
-        return problem_response(problem)
+        return _problem_for(request, problem)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-        return problem_response(ApiProblem(exc.status, exc.reason, headers=headers))
+        return _problem_for(request, ApiProblem(exc.status, exc.reason, headers=headers))
+    except Exception:
+        # A bug: logged with its traceback and answered like any other problem, so the
+        # request is still counted (status 500) and still gets the security headers.
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return _problem_for(request, ApiProblem(500, "Internal error"))
+
+
+def _problem_for(request: web.Request, problem: ApiProblem) -> web.Response:
+    if _for_people(request):
+        from streams.api.pages import problem_page
+
+        return problem_page(problem)
+    return problem_response(problem)
 
 
 @web.middleware
@@ -394,6 +448,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 API_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/api/subscriptions", subscribe),
+    ("POST", "/api/subscriptions/confirm", confirm_subscription),
     ("GET", "/api/verify", verify),
     ("GET", "/api/unsubscribe", unsubscribe),
     ("POST", "/api/unsubscribe", unsubscribe),

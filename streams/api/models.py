@@ -34,6 +34,23 @@ _WANTS = (
 )
 
 
+# What a URL may be, here and in a confirm token (which must stay under MAX_TOKEN_CHARS).
+MAX_URL_CHARS = 2048
+
+
+def fetchable_url(value: str) -> str:
+    """The URL in canonical form (plain ASCII), if the scrapers may be pointed at it."""
+    try:
+        check_url(value)
+    except UrlRefused as exc:
+        raise ValueError(str(exc)) from None
+    url = canonical_url(value)
+    if len(url) > MAX_URL_CHARS:
+        # Percent-encoding non-ASCII characters can make a URL three times longer.
+        raise ValueError(f"URL is over {MAX_URL_CHARS} characters once percent-encoded")
+    return url
+
+
 def normalized_email(value: str) -> str:
     try:
         return validate_email(value, check_deliverability=False).normalized
@@ -73,7 +90,7 @@ class SubscribeRequest(Wants):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     email: str = Field(max_length=254, description="Where alerts go; verified by email first.")
-    url: str = Field(max_length=2048, description="The product page (http or https).")
+    url: str = Field(max_length=MAX_URL_CHARS, description="The product page (http or https).")
     currency: str | None = Field(
         default=None,
         max_length=3,
@@ -98,11 +115,7 @@ class SubscribeRequest(Wants):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        try:
-            check_url(value)
-        except UrlRefused as exc:
-            raise ValueError(str(exc)) from None
-        return canonical_url(value)
+        return fetchable_url(value)
 
     @model_validator(mode="after")
     def _wants_something(self) -> SubscribeRequest:
@@ -142,6 +155,9 @@ class SubscriptionOut(BaseModel):
     product_id: str
     url: str
     target_price: MoneyOut | None = None
+    currency: str | None = Field(
+        default=None, description="ISO 4217 code of target_price; null: the page's currency."
+    )
     drop_percent: MoneyOut | None = None
     notify_any_drop: bool
     notify_back_in_stock: bool
@@ -153,6 +169,10 @@ class SubscriptionOut(BaseModel):
 
 
 class SubscribeResponse(SubscriptionOut):
+    """The request as accepted. It takes effect when the address's owner follows the link
+    emailed now, so ``verified`` is always false here, whatever the address: the answer
+    says nothing about whether the address is known."""
+
     next_step: str = Field(description="What the user has to do now, for people.")
 
 
@@ -228,7 +248,9 @@ class WebsiteCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=200)
-    base_url: str = Field(max_length=2048, description="http(s)://host[:port]/; its host is key.")
+    base_url: str = Field(
+        max_length=MAX_URL_CHARS, description="http(s)://host[:port]/; its host name is key."
+    )
     adapter_config: dict[str, Any] = Field(default_factory=dict)
     default_check_interval_seconds: int = Field(default=300, gt=0, le=7 * 86400)
     paused: bool = False
@@ -236,11 +258,7 @@ class WebsiteCreate(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        try:
-            check_url(value)
-        except UrlRefused as exc:
-            raise ValueError(str(exc)) from None
-        return canonical_url(value)
+        return fetchable_url(value)
 
 
 class WebsiteEdit(BaseModel):

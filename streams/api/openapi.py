@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from pricewatch.settings import Settings
+from pricewatch.tokens import MAX_TOKEN_CHARS
 from streams.api import models as m
 
 REF = "#/components/schemas/{model}"
@@ -60,7 +61,7 @@ TOKEN = {
     "in": "query",
     "required": True,
     "description": "The signed token of the link Pricewatch emailed.",
-    "schema": {"type": "string", "maxLength": 2048, "pattern": "^[A-Za-z0-9_.=-]*$"},
+    "schema": {"type": "string", "maxLength": MAX_TOKEN_CHARS, "pattern": "^[A-Za-z0-9_.=-]*$"},
 }
 PAGING = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
@@ -149,15 +150,35 @@ def _paths() -> dict[str, dict[str, Any]]:
     return {
         "/api/subscriptions": {
             "post": {
-                "summary": "Subscribe an email address to a product page",
-                "description": "New or unverified addresses get a verification email and no "
-                "alerts until they follow it. Re-subscribing updates the same subscription.",
+                "summary": "Ask to subscribe an email address to a product page",
+                "description": "Nothing alerts until the address's owner follows the link "
+                "emailed now: a new or unconfirmed address gets its verification email (one "
+                "a day; its link starts all the address's subscriptions), a verified address "
+                "a link that starts or changes this one subscription (until then its current "
+                "subscriptions stay as they are). The answer is the same for every address. "
+                "Asking again for the same product updates the same subscription.",
                 "requestBody": json_body(m.SubscribeRequest),
                 "responses": {
-                    "201": _json(m.SubscribeResponse, "Published."),
+                    "201": _json(m.SubscribeResponse, "Accepted; verified is always false."),
                     "422": _problem("Invalid input, one message per field."),
                     "429": _problem("Too many calls from this address or email.", RETRY_AFTER),
                     **COMMON,
+                },
+            }
+        },
+        "/api/subscriptions/confirm": {
+            "post": {
+                "summary": "Start the subscription a confirmation email's link carries",
+                "description": "Following it again changes nothing. A link older than a later "
+                "change of the same subscription is refused with 409 (reason superseded).",
+                "parameters": [TOKEN],
+                "responses": {
+                    "200": _json(m.SubscriptionOut, "Started (or already running as asked)."),
+                    "404": _problem("No such address."),
+                    "409": _problem("The subscription changed after the link was sent."),
+                    "403": TOKEN_ERRORS["403"],
+                    "422": _problem("No token, or the request no longer passes validation."),
+                    "503": COMMON["503"],
                 },
             }
         },
@@ -358,7 +379,7 @@ def _paths() -> dict[str, dict[str, Any]]:
                 "summary": "Page: subscribe form submission",
                 "requestBody": _SUBSCRIBE_FORM,
                 "responses": {
-                    "200": _html("Check your inbox (or subscribed)."),
+                    "200": _html("Check your inbox (the same for every address)."),
                     "413": COMMON["413"],
                     "422": _html("The form with messages."),
                     "429": _html("Too many requests."),
@@ -368,6 +389,17 @@ def _paths() -> dict[str, dict[str, Any]]:
         },
         "/verify": {
             "get": {
+                "summary": "Page: what confirming the address starts, and a button to do it",
+                "parameters": [TOKEN],
+                "responses": {
+                    "200": _html("A confirmation button (a GET changes nothing)."),
+                    "403": _html("Invalid or expired link."),
+                    "404": _html("No such address."),
+                    "422": _html("No token."),
+                    "503": _html("Try again later."),
+                },
+            },
+            "post": {
                 "summary": "Page: confirm an address",
                 "parameters": [TOKEN],
                 "responses": {
@@ -377,7 +409,30 @@ def _paths() -> dict[str, dict[str, Any]]:
                     "422": _html("No token."),
                     "503": _html("Try again later."),
                 },
-            }
+            },
+        },
+        "/confirm": {
+            "get": {
+                "summary": "Page: the subscription a confirmation link starts, and a button",
+                "parameters": [TOKEN],
+                "responses": {
+                    "200": _html("A confirmation button (a GET changes nothing)."),
+                    "403": _html("Invalid or expired link."),
+                    "422": _html("No token, or the request is no longer valid."),
+                },
+            },
+            "post": {
+                "summary": "Page: start the subscription",
+                "parameters": [TOKEN],
+                "responses": {
+                    "200": _html("Started, with a manage link."),
+                    "403": _html("Invalid or expired link."),
+                    "404": _html("No such address."),
+                    "409": _html("The subscription changed after the link was sent."),
+                    "422": _html("No token, or the request is no longer valid."),
+                    "503": _html("Try again later."),
+                },
+            },
         },
         "/manage": {
             "get": {

@@ -16,10 +16,10 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from pydantic import ValidationError
 
 from pricewatch.tokens import TokenPurpose
-from sinks.email.render import format_money
+from sinks.email.render import describe_wants, format_money
 from streams.api.chart import price_chart_svg
 from streams.api.models import ManageLinkRequest, SubscribeRequest, SubscriptionEdit
-from streams.api.service import MANAGE_PAGE, ApiProblem, Service
+from streams.api.service import CONFIRM_PAGE, MANAGE_PAGE, VERIFY_PAGE, ApiProblem, Service
 
 _FLAGS = ("notify_any_drop", "notify_back_in_stock", "notify_sold_out", "notify_removed")
 
@@ -72,7 +72,7 @@ def _svc(request: web.Request) -> Service:
 
 def _form_values(form: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name in ("email", "url", "target_price", "drop_percent"):
+    for name in ("email", "url", "target_price", "currency", "drop_percent"):
         raw = str(form.get(name, "")).strip()
         values[name] = raw or None
     for flag in _FLAGS:
@@ -101,7 +101,7 @@ async def subscribe_form(request: web.Request) -> web.Response:
     try:
         svc.limit_address(client_address(request))
         body = SubscribeRequest.model_validate({k: v for k, v in values.items() if v is not None})
-        record, verified = await svc.subscribe(body)
+        record = await svc.subscribe(body)
     except ValidationError as exc:
         return page(
             "subscribe.html",
@@ -115,36 +115,88 @@ async def subscribe_form(request: web.Request) -> web.Response:
             errors = {e["field"]: e["message"] for e in problem.errors}
             return page("subscribe.html", 422, title="Watch a price", values=values, errors=errors)
         return problem_page(problem)
-    if verified:
-        return message(
-            "Subscribed",
-            f"Pricewatch now watches {record.url} for {record.email}.",
-            role="status",
-        )
+    # The same page for every address: whether it is known shows only in its mailbox.
     return message(
         "Check your inbox",
         f"We sent a link to {record.email}.",
-        "Follow it to confirm your address; alerts start then, and nothing else is sent "
-        "until you do.",
+        "Follow it to start alerts about this product. Nothing is sent or changed until you do.",
         role="status",
     )
 
 
 async def verify_page(request: web.Request) -> web.Response:
+    # A button, not an action on GET: mail scanners open the links in emails, and such a
+    # visit must not start alerts somebody else asked for.
+    token = request.query.get("token")
+    try:
+        email, subscriptions = await _svc(request).verification(token)
+    except ApiProblem as problem:
+        return problem_page(problem)
+    return page(
+        "confirm.html",
+        title="Confirm your address",
+        intro=(
+            f"Confirm {email} to start these alerts:"
+            if subscriptions
+            else f"Confirm {email} for Pricewatch alerts."
+        ),
+        products=[row["url"] for row in subscriptions],
+        wants=[],
+        action=f"{VERIFY_PAGE}?{_query(token)}",
+        button="Confirm my address",
+    )
+
+
+async def verify_form(request: web.Request) -> web.Response:
     svc = _svc(request)
     try:
         result = await svc.verify(request.query.get("token"))
     except ApiProblem as problem:
         return problem_page(problem)
-    # Following the link proved the address: hand over its manage link right away.
-    manage = svc.link(
-        MANAGE_PAGE, TokenPurpose.MANAGE, result.email, svc.settings.manage_token_ttl_seconds
-    )
     return message(
         "Address confirmed",
         f"Thank you: alerts for {result.email} are on "
         f"({result.subscriptions} subscription{'s' if result.subscriptions != 1 else ''}).",
-        link={"href": manage, "text": "See and change your subscriptions"},
+        link=_manage_link(svc, result.email),
+        role="status",
+    )
+
+
+def _manage_link(svc: Service, email: str) -> dict[str, str]:
+    # Following the link proved the address: hand over its manage link right away.
+    manage = svc.link(
+        MANAGE_PAGE, TokenPurpose.MANAGE, email, svc.settings.manage_token_ttl_seconds
+    )
+    return {"href": manage, "text": "See and change your subscriptions"}
+
+
+async def confirm_page(request: web.Request) -> web.Response:
+    token = request.query.get("token")
+    try:
+        wanted = await _svc(request).confirmation(token)
+    except ApiProblem as problem:
+        return problem_page(problem)
+    return page(
+        "confirm.html",
+        title="Start this alert?",
+        intro=f"Alerts to {wanted.email} about this product:",
+        products=[wanted.url],
+        wants=describe_wants(wanted),
+        action=f"{CONFIRM_PAGE}?{_query(token)}",
+        button="Start this alert",
+    )
+
+
+async def confirm_form(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    try:
+        started = await svc.confirm(request.query.get("token"))
+    except ApiProblem as problem:
+        return problem_page(problem)
+    return message(
+        "Alert started",
+        f"Pricewatch now watches {started.url} for {started.email}.",
+        link=_manage_link(svc, started.email),
         role="status",
     )
 
@@ -287,6 +339,9 @@ PAGE_ROUTES = [
     ("GET", "/", home),
     ("POST", "/subscribe", subscribe_form),
     ("GET", "/verify", verify_page),
+    ("POST", "/verify", verify_form),
+    ("GET", "/confirm", confirm_page),
+    ("POST", "/confirm", confirm_form),
     ("GET", "/manage", manage_page),
     ("POST", "/manage/subscriptions/{subscription_id}", edit_form),
     ("GET", "/unsubscribe", unsubscribe_page),

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ import sqlalchemy
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from pricewatch.contract.records import AccountEmail, AccountEmailKind, Subscription
@@ -71,8 +74,18 @@ RATE_LIMITED = Counter(
 ACCOUNT_EMAILS_REQUESTED = Counter(
     "pricewatch_api_account_emails_total", "Account emails published, by kind.", ["kind"]
 )
+CONFIRMATIONS_SUPPRESSED = Counter(
+    "pricewatch_api_confirmations_suppressed_total",
+    "Subscription confirmation emails not sent: the address had its day's share.",
+)
+CONFIRMATIONS = Counter(
+    "pricewatch_api_subscription_confirmations_total",
+    "Followed subscription confirmation links, by outcome.",
+    ["outcome"],
+)
 
 VERIFY_PAGE = "/verify"
+CONFIRM_PAGE = "/confirm"
 MANAGE_PAGE = "/manage"
 
 
@@ -105,18 +118,24 @@ def invalid(field: str, message: str, title: str = "Invalid request") -> ApiProb
 
 
 NOT_YOURS = ApiProblem(404, "No such subscription for this link")
+# The ids pricewatch.ids makes: 32 lower-case hex digits.
+_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass
 class RateLimits:
     per_address: TokenBuckets
     per_email: TokenBuckets
+    confirmations_per_email: TokenBuckets
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimits:
         return cls(
             per_address=TokenBuckets(settings.rate_limit_per_address_per_minute, 60.0),
             per_email=TokenBuckets(settings.rate_limit_per_email_per_hour, 3600.0),
+            confirmations_per_email=TokenBuckets(
+                settings.confirmation_emails_per_email_per_day, 86400.0
+            ),
         )
 
 
@@ -137,6 +156,56 @@ def _account_email_key(kind: AccountEmailKind, email: str, bucket: str) -> str:
     return f"{kind.value.replace('_', '-')}-{digest}"
 
 
+# What a subscription asks for: a confirmation link applies these, and only these.
+_WANTED_FIELDS = (
+    "url",
+    "target_price",
+    "currency",
+    "drop_percent",
+    "notify_any_drop",
+    "notify_back_in_stock",
+    "notify_sold_out",
+    "notify_removed",
+)
+
+
+def _wants(record: Subscription) -> tuple[Any, ...]:
+    return tuple(getattr(record, name) for name in _WANTED_FIELDS)
+
+
+def confirm_subject(request: SubscribeRequest, requested_at: datetime) -> str:
+    """The subject of a confirm token: the request itself (the token is signed, so the
+    request needs no server-side storage an attacker could fill) and when it was made."""
+    return json.dumps(
+        {"r": request.model_dump(mode="json", exclude_none=True), "t": requested_at.isoformat()},
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+
+
+def read_confirm_subject(subject: str) -> tuple[SubscribeRequest, datetime]:
+    """The request and its time; the request is validated again (the rules may have grown)."""
+    try:
+        payload = json.loads(subject)
+        requested_at = datetime.fromisoformat(payload["t"])
+        request = SubscribeRequest.model_validate(payload["r"])
+    except ValidationError as exc:
+        raise ApiProblem(
+            422,
+            "This request is no longer valid; subscribe again",
+            errors=[
+                {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+                for e in exc.errors()
+            ],
+        ) from None
+    except (ValueError, KeyError, TypeError):
+        # Signed by us, so only a token of an older format gets here.
+        raise ApiProblem(403, "This link is not valid", reason="invalid") from None
+    if requested_at.tzinfo is None:
+        raise ApiProblem(403, "This link is not valid", reason="invalid")
+    return request, requested_at
+
+
 def subscription_out(record: Subscription) -> SubscriptionOut:
     return SubscriptionOut.model_validate(record.model_dump(exclude={"schema_version"}))
 
@@ -148,6 +217,7 @@ def _managed(row: store.Row) -> ManagedSubscription:
         product_id=row["product_id"],
         url=row["url"],
         target_price=row["target_price"],
+        currency=row["target_currency"],
         drop_percent=row["drop_percent"],
         notify_any_drop=row["notify_any_drop"],
         notify_back_in_stock=row["notify_back_in_stock"],
@@ -231,16 +301,28 @@ class Service:
                 reason=reason,
             ) from exc
 
-    async def send_account_email(self, kind: AccountEmailKind, email: str, link: str) -> None:
+    async def send_account_email(
+        self,
+        kind: AccountEmailKind,
+        email: str,
+        link: str,
+        *,
+        about: str = "",
+        subscription: Subscription | None = None,
+    ) -> None:
+        """Publish an account email, sent once per address, kind, ``about`` and time bucket
+        (a day for verification and confirmation emails, an hour for manage links), however
+        often it is asked for."""
         now = self.clock()
-        # One email per address and kind per bucket, however often it is asked for.
-        bucket = now.strftime("%Y-%m-%d" if kind is AccountEmailKind.VERIFY else "%Y-%m-%dT%H")
+        daily = kind is not AccountEmailKind.MANAGE_LINK
+        bucket = now.strftime("%Y-%m-%d" if daily else "%Y-%m-%dT%H") + about
         mail = AccountEmail(
             idempotency_key=_account_email_key(kind, email, bucket),
             kind=kind,
             email=email,
             link=link,
             created_at=now,
+            subscription=subscription,
         )
         try:
             await self.producer.send_and_wait(
@@ -259,23 +341,21 @@ class Service:
     def limit_email(self, email: str) -> None:
         _check_limit(self.limits.per_email, email.lower(), "email")
 
-    # --- subscribe and verify ----------------------------------------------------
-    async def subscribe(self, body: SubscribeRequest) -> tuple[Subscription, bool]:
-        """Publish the subscription; (record, verified). Unverified: a verification email."""
-        self.limit_email(body.email)
+    # --- subscribe, confirm and verify ------------------------------------------------
+    async def check_trackable(self, url: str) -> None:
+        """The URL's host resolves to a public address and its website is not paused."""
         try:
-            await check_resolved_host(body.url, self.settings.allowed_private_host_set)
+            await check_resolved_host(url, self.settings.allowed_private_host_set)
         except UrlRefused as exc:
             raise invalid("url", str(exc), "Invalid subscription") from exc
-        host = (urlsplit(body.url).hostname or "").lower()
+        host = (urlsplit(url).hostname or "").lower()
         website = await self.db(store.website_for_host, host)
         if website is not None and website["paused"]:
             raise invalid("url", f"tracking {host} is paused", "Invalid subscription")
 
-        user = await self.db(store.ensure_user, body.email)
-        verified = user["verified_at"] is not None
+    def requested(self, body: SubscribeRequest, *, verified: bool) -> Subscription:
         product_id = product_id_for(body.url)
-        record = Subscription(
+        return Subscription(
             subscription_id=subscription_id_for(body.email, product_id),
             email=body.email,
             product_id=product_id,
@@ -291,22 +371,107 @@ class Service:
             verified=verified,
             created_at=self.clock(),
         )
-        await self.publish_and_store([record])
-        log.info("subscription %s for product %s", record.subscription_id, product_id)
-        if verified:
-            return record, True
+
+    async def subscribe(self, body: SubscribeRequest) -> Subscription:
+        """Accept a subscription request; it starts only when the address's owner follows
+        the link emailed now. The record returned is the request (``verified: false``).
+
+        The answer is the same for every address: whether it is new, unconfirmed or a
+        verified user shows only in the mailbox. A new or unconfirmed address is stored with
+        its request and gets the address's verification email (one a day), whose link starts
+        all its subscriptions. A verified address's subscriptions are left as they are: the
+        request travels in a signed link (one per request, ``confirm``), so nobody who
+        merely knows the address can add, change or stop its alerts.
+        """
+        self.limit_email(body.email)
+        await self.check_trackable(body.url)
+        user = await self.db(store.ensure_user, body.email)
         email = user["email"]
-        link = self.link(
-            VERIFY_PAGE, TokenPurpose.VERIFY, email, self.settings.verify_token_ttl_seconds
-        )
-        await self.send_account_email(AccountEmailKind.VERIFY, email, link)
-        # Verified between our read and our publish? Its republish may predate ours.
-        again = await self.db(store.user_by_email, email)
-        if again is not None and again["verified_at"] is not None:
-            record = record.model_copy(update={"verified": True, "created_at": self.clock()})
+        record = self.requested(body, verified=False)
+        if user["verified_at"] is None:
             await self.publish_and_store([record])
-            return record, True
-        return record, False
+            log.info("subscription %s for product %s", record.subscription_id, record.product_id)
+            link = self.link(
+                VERIFY_PAGE, TokenPurpose.VERIFY, email, self.settings.verify_token_ttl_seconds
+            )
+            await self.send_account_email(AccountEmailKind.VERIFY, email, link)
+            again = await self.db(store.user_by_email, email)
+            if again is None or again["verified_at"] is None:
+                return record
+            # Verified between our read and our publish: that verification's republish may
+            # predate our record, which would then stay unverified. Its own link starts it.
+        await self.send_confirmation(email, body)
+        return record
+
+    async def send_confirmation(self, email: str, body: SubscribeRequest) -> None:
+        if self.limits.confirmations_per_email.take(email, time.monotonic()) > 0:
+            CONFIRMATIONS_SUPPRESSED.inc()
+            log.warning("confirmation email not sent: the address had its share today")
+            return
+        requested_at = self.clock()
+        link = self.link(
+            CONFIRM_PAGE,
+            TokenPurpose.CONFIRM,
+            confirm_subject(body, requested_at),
+            self.settings.verify_token_ttl_seconds,
+        )
+        wanted = self.requested(body, verified=True)
+        await self.send_account_email(
+            AccountEmailKind.CONFIRM_SUBSCRIPTION,
+            email,
+            link,
+            # The same request twice a day is one email; a different request is another.
+            about="\x1f" + json.dumps([str(v) for v in _wants(wanted)]),
+            subscription=wanted,
+        )
+
+    async def confirmation(self, token: str | None) -> Subscription:
+        """What a confirm link would start (for the page that asks to press the button)."""
+        claims = self.claims(token, TokenPurpose.CONFIRM)
+        request, _ = read_confirm_subject(claims.subject)
+        return self.requested(request, verified=True)
+
+    async def confirm(self, token: str | None) -> SubscriptionOut:
+        """Start the subscription a confirm link carries. Following it again changes
+        nothing; a link older than a later change of that subscription is refused (409), so
+        an old request cannot undo a newer one."""
+        claims = self.claims(token, TokenPurpose.CONFIRM)
+        request, requested_at = read_confirm_subject(claims.subject)
+        await self.check_trackable(request.url)
+        # Following the link proves the address, as the verification link does.
+        user = await self.db(store.mark_verified, request.email)
+        if user is None:
+            raise ApiProblem(404, "There is nothing to confirm for this address")
+        wanted = self.requested(request, verified=True)
+        row = await self.db(store.subscription_by_id, wanted.subscription_id)
+        if row is not None:
+            current = store.subscription_record(row, now=self.clock())
+            if current.active and current.verified and _wants(current) == _wants(wanted):
+                CONFIRMATIONS.labels("already").inc()
+                return subscription_out(current)
+            if row["updated_at"] > requested_at:
+                CONFIRMATIONS.labels("superseded").inc()
+                raise ApiProblem(
+                    409,
+                    "This subscription changed after this link was sent; nothing was changed",
+                    reason="superseded",
+                )
+            # A clock step back must not make the new version lose to the stored one.
+            wanted = wanted.model_copy(
+                update={"created_at": max(wanted.created_at, row["updated_at"])}
+            )
+        await self.publish_and_store([wanted])
+        CONFIRMATIONS.labels("started").inc()
+        log.info("subscription %s confirmed", wanted.subscription_id)
+        return subscription_out(wanted)
+
+    async def verification(self, token: str | None) -> tuple[str, list[store.Row]]:
+        """What a verification link would start: (address, its subscriptions)."""
+        claims = self.claims(token, TokenPurpose.VERIFY)
+        user = await self.db(store.user_by_email, claims.subject)
+        if user is None:
+            raise ApiProblem(404, "There is nothing to confirm for this address")
+        return user["email"], await self.db(store.subscriptions_of, user["email"])
 
     async def verify(self, token: str | None) -> VerifyResult:
         claims = self.claims(token, TokenPurpose.VERIFY)
@@ -352,6 +517,8 @@ class Service:
         )
 
     async def _own_subscription(self, claims: TokenClaims, subscription_id: str) -> store.Row:
+        if not _ID.fullmatch(subscription_id):
+            raise NOT_YOURS  # no id we make; and never a query with whatever came in the path
         row = await self.db(store.subscription_by_id, subscription_id)
         # Someone else's subscription and a missing one look the same: no enumeration.
         if row is None or row["email"] != claims.subject.lower():
@@ -379,6 +546,8 @@ class Service:
 
     async def price_history(self, token: str | None, product_id: str) -> PriceHistory:
         claims = self.claims(token, TokenPurpose.MANAGE)
+        if not _ID.fullmatch(product_id):
+            raise ApiProblem(404, "No such product for this link")
         rows = await self.db(store.subscriptions_of, claims.subject)
         # Only a product this address watches: the link is no window on other products.
         if not any(row["product_id"] == product_id for row in rows):
@@ -394,8 +563,8 @@ class Service:
 
     async def send_manage_link(self, email: str) -> None:
         """Email a manage link to a known address; unknown ones get nothing, and the caller
-        the same answer either way."""
-        self.limit_email(email)
+        the same answer either way. The caller took the per-email request limit; the
+        number of emails is capped in send_account_email."""
         user = await self.db(store.user_by_email, email)
         if user is None:
             log.info("manage link asked for an unknown address; nothing sent")

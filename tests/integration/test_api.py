@@ -238,6 +238,15 @@ async def only_the_sentinel_was_published(api: Api) -> bool:
         ({"url": SHOP, "target_price": "1"}, "email"),
         ({"email": "a@example.com", "target_price": "1"}, "url"),
         ({"email": "a@example.com", "url": "x" * 3000, "target_price": "1"}, "url"),
+        # Host names no DNS name can be (once a 500 from the IDNA codec), spaces, NUL.
+        ({"email": "a@example.com", "url": "http://a..b/x", "target_price": "1"}, "url"),
+        ({"email": "a@example.com", "url": "http://.com/", "target_price": "1"}, "url"),
+        ({"email": "a@x.org", "url": f"http://{'a' * 64}.com/", "target_price": "1"}, "url"),
+        ({"email": "a@example.com", "url": "http://a b.com/", "target_price": "1"}, "url"),
+        ({"email": "a@example.com", "url": SHOP + "\x00", "target_price": "1"}, "url"),
+        ({"email": "a@example.com\x00", "url": SHOP, "target_price": "1"}, "email"),
+        # Under 2048 characters as sent, over once its non-ASCII is percent-encoded.
+        ({"email": "a@example.com", "url": SHOP + "é" * 400, "target_price": "1"}, "url"),
     ],
 )
 async def test_invalid_subscriptions_get_422_and_store_nothing(
@@ -249,6 +258,16 @@ async def test_invalid_subscriptions_get_422_and_store_nothing(
     assert field in {e["field"] for e in problem["errors"]}, problem
     assert all(e["message"] for e in problem["errors"])
     assert await only_the_sentinel_was_published(api)
+
+
+async def test_a_url_is_stored_in_one_canonical_ascii_form(api: Api) -> None:
+    first = await api.subscribe("a@example.com", "HTTPS://Bücher.Example./café?q=ü#top")
+    canonical = "https://xn--bcher-kva.example/caf%C3%A9?q=%C3%BC"
+    assert first["url"] == canonical
+    # The same page written the way a browser sends it is the same subscription.
+    again = await api.subscribe("a@example.com", canonical)
+    assert again["subscription_id"] == first["subscription_id"]
+    assert api.rows("SELECT url FROM subscriptions") == [{"url": canonical}]
 
 
 async def test_allow_listed_loopback_shop_is_accepted(api: Api) -> None:
@@ -263,6 +282,28 @@ async def test_a_known_currency_is_accepted_and_travels_with_the_subscription(ap
     assert response.status == 201, await response.text()
     [(_, _, record)] = await published(api.settings, 1)
     assert (record.email, record.currency) == ("c@example.com", "CHF")
+    assert api.rows("SELECT currency FROM subscriptions") == [{"currency": "CHF"}]
+    # Verifying, editing and unsubscribing rebuild the record from its row: the currency
+    # must survive them, or a price in another currency could alert.
+    [mail] = await account_emails(api.settings, 1)
+    assert (await api.client.get("/api/verify", params={"token": token_of(mail.link)})).ok
+    token = api.token(TokenPurpose.MANAGE, "c@example.com")
+    edited = await api.client.patch(
+        f"/api/manage/subscriptions/{record.subscription_id}",
+        params={"token": token},
+        json={"notify_sold_out": True},
+    )
+    assert (await edited.json())["currency"] == "CHF"
+    view = await (await api.client.get("/api/manage", params={"token": token})).json()
+    assert view["subscriptions"][0]["currency"] == "CHF"
+    page = await (await api.client.get("/manage", params={"token": token})).text()
+    assert "<dt>Target in</dt><dd>CHF" in page
+    records = [r for _, _, r in await published(api.settings, 3)]
+    assert [(r.verified, r.notify_sold_out, r.currency) for r in records] == [
+        (False, False, "CHF"),
+        (True, False, "CHF"),
+        (True, True, "CHF"),
+    ]
 
 
 async def test_malformed_and_oversize_bodies(api: Api) -> None:
@@ -313,14 +354,227 @@ async def test_verifying_republishes_every_subscription_verified(api: Api) -> No
     assert api.rows("SELECT verified_at FROM users")[0]["verified_at"] == user["verified_at"]
 
 
-async def test_a_verified_address_subscribes_verified_without_another_email(api: Api) -> None:
+def newest_by_id(records: list[tuple[int, bytes, Subscription]]) -> dict[str, Subscription]:
+    return {r.subscription_id: r for _, _, r in records}  # one id, one partition: log order
+
+
+async def confirmations(api: Api, count: int) -> list[AccountEmail]:
+    mails = await account_emails(api.settings, count)
+    return [m for m in mails if m.kind is AccountEmailKind.CONFIRM_SUBSCRIPTION]
+
+
+async def test_every_address_gets_the_same_answer(api: Api) -> None:
     await verified_address(api, "ann@example.com")
-    body = await api.subscribe("ann@example.com", HAT)
-    assert body["verified"] is True and "inbox" not in body["next_step"]
+    await api.subscribe("bob@example.com", HAT)  # known, never confirmed
+
+    def comparable(body: dict[str, Any]) -> dict[str, Any]:
+        rest = {k: v for k, v in body.items() if k not in ("subscription_id", "created_at")}
+        return {**rest, "email": None, "next_step": body["next_step"].replace(body["email"], "")}
+
+    answers = []
+    for email in ("ann@example.com", "bob@example.com", "new@example.com"):
+        response = await api.client.post(
+            "/api/subscriptions", json={"email": email, "url": HAT, "target_price": "50"}
+        )
+        answers.append((response.status, comparable(await response.json())))
+    assert answers[0] == answers[1] == answers[2]
+    assert answers[0][0] == 201 and answers[0][1]["verified"] is False
+    assert "inbox" in answers[0][1]["next_step"]
+    pages = []
+    for email in ("ann@example.com", "bob@example.com", "new@example.com"):
+        response = await api.client.post(
+            "/subscribe", data={"email": email, "url": SHOP, "notify_sold_out": "on"}
+        )
+        pages.append((response.status, (await response.text()).replace(email, "")))
+    assert pages[0] == pages[1] == pages[2] and pages[0][0] == 200
+
+
+async def test_a_verified_address_confirms_each_new_subscription(api: Api) -> None:
+    await verified_address(api, "ann@example.com")
+    body = await api.subscribe("ann@example.com", HAT, target_price="20", currency="CHF")
+    hat_id = subscription_id_for("ann@example.com", product_id_for(HAT))
+    assert body["subscription_id"] == hat_id and body["verified"] is False
+    # Nothing is stored or published for it until the owner follows the link.
+    assert hat_id not in newest_by_id(await published(api.settings, 2))
+    assert api.rows(
+        "SELECT count(*) AS n FROM subscriptions WHERE subscription_id = :id", id=hat_id
+    ) == [{"n": 0}]
+    [mail] = await confirmations(api, 2)
+    assert mail.email == "ann@example.com"
+    assert mail.link.startswith("http://pricewatch.test/confirm?token=")
+    assert mail.subscription is not None
+    assert (mail.subscription.url, mail.subscription.target_price, mail.subscription.currency) == (
+        HAT,
+        Decimal("20"),
+        "CHF",
+    )
+    # The link's page only asks; the button (or the API's POST) starts it.
+    ask = await api.client.get("/confirm", params={"token": token_of(mail.link)})
+    page = await ask.text()
+    assert ask.status == 200 and HAT in page and "CHF 20.00 or less" in page
+    assert '<form method="post" action="/confirm?token=' in page
+    assert api.rows(
+        "SELECT count(*) AS n FROM subscriptions WHERE subscription_id = :id", id=hat_id
+    ) == [{"n": 0}]
+    response = await api.client.post(
+        "/api/subscriptions/confirm", params={"token": token_of(mail.link)}
+    )
+    assert response.status == 200, await response.text()
+    started = await response.json()
+    assert (started["subscription_id"], started["verified"], started["active"]) == (
+        hat_id,
+        True,
+        True,
+    )
     records = await published(api.settings, 3)
-    [hat] = [r for _, _, r in records if r.url == HAT]  # partitions: no global order
-    assert hat.verified
-    assert len(await account_emails(api.settings, 1)) == 1  # only the first verification
+    hat = newest_by_id(records)[hat_id]
+    assert hat.verified and hat.active and hat.currency == "CHF"
+    assert hat.target_price == Decimal("20")
+    # Following it again changes nothing and publishes nothing.
+    again = await api.client.post("/confirm", params={"token": token_of(mail.link)})
+    assert again.status == 200 and "Alert started" in await again.text()
+    assert len(await published(api.settings, 3)) == 3
+    [row] = api.rows(
+        "SELECT target_price, currency FROM subscriptions WHERE subscription_id = :id", id=hat_id
+    )
+    assert row == {"target_price": Decimal("20"), "currency": "CHF"}
+
+
+async def test_a_request_cannot_change_a_verified_subscription_until_confirmed(api: Api) -> None:
+    await verified_address(api, "ann@example.com")  # SHOP, target 50, now live
+    shop_id = subscription_id_for("ann@example.com", product_id_for(SHOP))
+    before = newest_by_id(await published(api.settings, 2))[shop_id]
+    assert before.verified and before.target_price == Decimal("50")
+    # Somebody who knows the address asks for a useless target: the live one stays.
+    await api.subscribe("ann@example.com", SHOP, target_price="0.01")
+    assert newest_by_id(await published(api.settings, 2))[shop_id] == before
+    assert api.rows("SELECT target_price FROM subscriptions") == [{"target_price": Decimal("50")}]
+    [mail] = await confirmations(api, 2)
+    # Only the owner's click applies it.
+    response = await api.client.post(
+        "/api/subscriptions/confirm", params={"token": token_of(mail.link)}
+    )
+    assert response.status == 200
+    after = newest_by_id(await published(api.settings, 3))[shop_id]
+    assert after.verified and after.target_price == Decimal("0.01")
+
+
+async def test_an_older_confirmation_cannot_undo_a_newer_change(api: Api) -> None:
+    await verified_address(api, "ann@example.com")
+    await api.subscribe("ann@example.com", SHOP, target_price="40")
+    await api.subscribe("ann@example.com", SHOP, target_price="30")
+    older, newer = await confirmations(api, 3)
+    assert older.idempotency_key != newer.idempotency_key  # two requests, two emails
+    assert (
+        await api.client.post("/api/subscriptions/confirm", params={"token": token_of(newer.link)})
+    ).status == 200
+    response = await api.client.post(
+        "/api/subscriptions/confirm", params={"token": token_of(older.link)}
+    )
+    assert response.status == 409 and (await response.json())["reason"] == "superseded"
+    assert api.rows("SELECT target_price FROM subscriptions") == [{"target_price": Decimal("30")}]
+    metrics = await (await api.client.get("/metrics")).text()
+    assert 'pricewatch_api_subscription_confirmations_total{outcome="superseded"}' in metrics
+
+
+async def test_the_same_request_twice_is_one_confirmation_email(api: Api) -> None:
+    await verified_address(api, "ann@example.com")
+    for _ in range(2):
+        await api.subscribe("ann@example.com", HAT, notify_back_in_stock=True)
+    mails = await confirmations(api, 3)
+    assert len(mails) == 2 and len({m.idempotency_key for m in mails}) == 1  # sent once
+
+
+async def test_confirmation_emails_per_address_and_day_are_capped(
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+) -> None:
+    upgrade(postgres_url)
+    settings = api_settings(
+        broker, unique_prefix, tmp_path, postgres_url, confirmation_emails_per_email_per_day=2
+    )
+    await create_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    engine = make_engine(postgres_url)
+    client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
+    await client.start_server()
+    try:
+        api = Api(client, settings, engine)
+        await verified_address(api, "ann@example.com")
+        for target in ("1", "2", "3"):
+            body = await api.subscribe("ann@example.com", HAT, target_price=target)
+            assert body["verified"] is False  # the same answer, sent or not
+        mails = await confirmations(api, 3)
+        assert [m.subscription.target_price for m in mails if m.subscription] == [
+            Decimal("1"),
+            Decimal("2"),
+        ]
+        metrics = await (await client.get("/metrics")).text()
+        assert "pricewatch_api_confirmations_suppressed_total" in metrics
+    finally:
+        await client.close()
+        await producer.stop()
+        engine.dispose()
+
+
+async def test_confirm_refuses_bad_tokens(api: Api) -> None:
+    await verified_address(api, "ann@example.com")
+    await api.subscribe("ann@example.com", HAT)
+    [mail] = await confirmations(api, 2)
+    genuine = token_of(mail.link)
+    subject = (
+        '{"r":{"email":"ann@example.com","url":"'
+        + HAT
+        + '","target_price":"1"},"t":"2026-01-01T00:00:00+00:00"}'
+    )
+    cases = {
+        "forged": genuine[:-2] + ("AA" if not genuine.endswith("AA") else "BB"),
+        "verify purpose": api.token(TokenPurpose.VERIFY, "ann@example.com"),
+        "verify purpose, a request as subject": api.token(TokenPurpose.VERIFY, subject),
+        "manage purpose": api.token(TokenPurpose.MANAGE, subject),
+        "other key": issue_token(
+            b"another-secret-0123456789",
+            TokenPurpose.CONFIRM,
+            subject,
+            now=datetime.now(UTC),
+            ttl=timedelta(hours=1),
+        ),
+        "not a request": api.token(TokenPurpose.CONFIRM, "ann@example.com"),
+    }
+    for name, token in cases.items():
+        response = await api.client.post("/api/subscriptions/confirm", params={"token": token})
+        assert response.status == 403, name
+        assert (await response.json())["reason"] == "invalid", name
+    expired = api.token(TokenPurpose.CONFIRM, subject, now=datetime.now(UTC) - timedelta(days=8))
+    response = await api.client.post("/api/subscriptions/confirm", params={"token": expired})
+    assert response.status == 403 and (await response.json())["reason"] == "expired"
+    # A confirm token is no verify token either.
+    response = await api.client.get("/api/verify", params={"token": genuine})
+    assert response.status == 403
+    response = await api.client.post("/api/subscriptions/confirm")
+    assert response.status == 422
+    response = await api.client.get("/api/subscriptions/confirm", params={"token": genuine})
+    assert response.status == 405  # it acts, so never on a GET
+    hat_id = subscription_id_for("ann@example.com", product_id_for(HAT))
+    assert api.rows(
+        "SELECT count(*) AS n FROM subscriptions WHERE subscription_id = :id", id=hat_id
+    ) == [{"n": 0}]
+
+
+async def test_a_confirmation_for_a_url_refused_since_is_refused(api: Api) -> None:
+    await verified_address(api, "ann@example.com")
+    await api.subscribe("ann@example.com", HAT)
+    [mail] = await confirmations(api, 2)
+    response = await api.client.post(
+        "/api/admin/websites",
+        json={"name": "Shop", "base_url": "https://shop.example/", "paused": True},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    assert response.status == 201
+    response = await api.client.post(
+        "/api/subscriptions/confirm", params={"token": token_of(mail.link)}
+    )
+    assert response.status == 422 and "paused" in str(await response.json())
 
 
 async def test_verify_refuses_bad_tokens(api: Api) -> None:
@@ -643,6 +897,19 @@ async def test_admin_websites_products_users(api: Api) -> None:
         "/api/subscriptions", json={"email": "b@example.com", "url": SHOP, "target_price": "1"}
     )
     assert response.status == 422 and "paused" in str(await response.json())
+    # On any port: a website is its host name (the scrapers pause it by host name too).
+    for url in ("https://shop.example:8443/other", "http://SHOP.example./x"):
+        response = await api.client.post(
+            "/api/subscriptions",
+            json={"email": "b@example.com", "url": url, "notify_removed": True},
+        )
+        assert response.status == 422 and "paused" in str(await response.json()), url
+    response = await api.client.post(
+        "/api/admin/websites",
+        json={"name": "Same host", "base_url": "http://shop.example:8080/"},
+        headers=admin(),
+    )
+    assert response.status == 409
     for path, status in (("/api/admin/websites/999", 404), ("/api/admin/websites/x", 404)):
         response = await api.client.patch(path, json={"paused": False}, headers=admin())
         assert response.status == status
@@ -701,6 +968,95 @@ async def test_rate_limits_bite_per_address_and_per_email(
         engine.dispose()
 
 
+async def test_a_manage_link_request_takes_the_email_limit_once(
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+) -> None:
+    upgrade(postgres_url)
+    settings = api_settings(
+        broker, unique_prefix, tmp_path, postgres_url, rate_limit_per_email_per_hour=2
+    )
+    await create_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    engine = make_engine(postgres_url)
+    client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
+    await client.start_server()
+    try:
+        body = {"email": "Ann@example.com"}
+        statuses = [(await client.post("/api/manage-link", json=body)).status for _ in range(3)]
+        assert statuses == [202, 202, 429]  # two per hour, as configured (not one)
+        # The form shares the address's bucket, and says so on a page.
+        page = await client.post("/manage-link", data={"email": "ann@example.com"})
+        assert page.status == 429 and "Retry-After" in page.headers
+        assert "text/html" in page.headers["Content-Type"]
+        statuses = [
+            (await client.post("/manage-link", data={"email": "bob@example.com"})).status
+            for _ in range(3)
+        ]
+        assert statuses == [200, 200, 429]
+    finally:
+        await client.close()
+        await producer.stop()
+        engine.dispose()
+
+
+async def test_an_unexpected_error_is_a_counted_500_problem(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams.api import store
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    # A programming error in a query (not an unreachable database, which is a 503).
+    monkeypatch.setattr(store, "websites", broken)
+    monkeypatch.setattr(store, "user_by_email", broken)
+    response = await api.client.get("/api/websites")
+    assert response.status == 500
+    assert await response.json() == {"title": "Internal error", "status": 500}
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+    # A person's page gets an error page, not JSON, with the pages' security headers.
+    token = api.token(TokenPurpose.MANAGE, "ann@example.com")
+    page = await api.client.get("/manage", params={"token": token}, headers={"Accept": "text/html"})
+    assert page.status == 500 and "Something went wrong" in await page.text()
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    metrics = await (await api.client.get("/metrics")).text()
+    assert 'pricewatch_api_requests_total{route="/api/websites",status="500"} 1.0' in metrics
+    assert 'pricewatch_api_requests_total{route="/manage",status="500"} 1.0' in metrics
+    assert (await api.client.get("/healthz")).status == 200  # and the app goes on
+
+
+async def test_nul_characters_are_refused_before_the_database(api: Api) -> None:
+    site = {"name": "Shop\x00", "base_url": "https://shop.example/"}
+    response = await api.client.post("/api/admin/websites", json=site, headers=admin())
+    assert response.status == 422
+    assert [e["field"] for e in (await response.json())["errors"]] == ["name"]
+    config = {"name": "Shop", "base_url": "https://shop.example/", "adapter_config": {"a\x00": 1}}
+    response = await api.client.post("/api/admin/websites", json=config, headers=admin())
+    assert response.status == 422
+    nested = {**config, "adapter_config": {"price": {"css": [".p", "x\x00"]}}}
+    response = await api.client.post("/api/admin/websites", json=nested, headers=admin())
+    assert response.status == 422
+    assert [e["field"] for e in (await response.json())["errors"]] == ["adapter_config.price.css.1"]
+    token = api.token(TokenPurpose.MANAGE, "ann@example.com")
+    for path in (
+        "/api/manage/subscriptions/a%00b",
+        "/api/manage/products/a%00b/prices",
+        "/api/manage/subscriptions/" + "A" * 32,
+    ):
+        method = "PATCH" if "subscriptions" in path else "GET"
+        response = await api.client.request(
+            method, path, params={"token": token}, json={"active": False}
+        )
+        assert response.status == 404, path
+    response = await api.client.post(
+        "/manage/subscriptions/a%00b", params={"token": token}, data={"active": "on"}
+    )
+    assert response.status == 404
+    assert api.rows("SELECT count(*) AS n FROM websites") == [{"n": 0}]
+
+
 async def test_health_readiness_and_metrics(api: Api) -> None:
     assert (await api.client.get("/healthz")).status == 200
     ready = await api.client.get("/readyz")
@@ -746,7 +1102,7 @@ async def test_pages_subscribe_check_inbox_verify_manage_unsubscribe(api: Api) -
     home = await api.client.get("/")
     html = await home.text()
     assert home.status == 200 and home.content_type == "text/html"
-    for field in ("email", "url", "target_price", "drop_percent", "notify_back_in_stock"):
+    for field in ("email", "url", "target_price", "currency", "drop_percent", "notify_sold_out"):
         assert f'<label for="{field}">' in html or f'for="{field}"' in html, field
     assert "<script" not in html
 
@@ -756,16 +1112,26 @@ async def test_pages_subscribe_check_inbox_verify_manage_unsubscribe(api: Api) -
             "email": "ann@example.com",
             "url": SHOP,
             "target_price": "50",
+            "currency": "chf",
             "notify_sold_out": "on",
         },
     )
     assert response.status == 200 and "Check your inbox" in await response.text()
     [record] = [r for _, _, r in await published(api.settings, 1)]
     assert record.target_price == Decimal("50") and record.notify_sold_out
+    assert record.currency == "CHF"
     assert not record.notify_any_drop
 
     [mail] = await account_emails(api.settings, 1)
-    verified = await api.client.get(urlsplit(mail.link).path, params={"token": token_of(mail.link)})
+    # Opening the link only asks (mail scanners open links): what starts, and a button.
+    ask = await api.client.get(urlsplit(mail.link).path, params={"token": token_of(mail.link)})
+    page = await ask.text()
+    assert ask.status == 200 and '<form method="post" action="/verify?token=' in page
+    assert SHOP in page and "ann@example.com" in page
+    assert api.rows("SELECT verified_at FROM users") == [{"verified_at": None}]
+    verified = await api.client.post(
+        urlsplit(mail.link).path, params={"token": token_of(mail.link)}
+    )
     page = await verified.text()
     assert verified.status == 200 and "Address confirmed" in page
     manage_link = re.search(
@@ -814,14 +1180,30 @@ async def test_pages_show_errors_without_storing_anything(api: Api) -> None:
     page = await response.text()
     assert response.status == 422
     assert page.count('class="error"') == 3 and 'value="nope"' in page
+    # Each message is tied to its field, for screen readers.
+    for field in ("email", "url", "target_price"):
+        tag = re.search(rf'<input id="{field}"[^>]*>', page)
+        assert tag and 'aria-invalid="true"' in tag.group(0), field
+        described = re.search(r'aria-describedby="([^"]*)"', tag.group(0))
+        assert described and f'id="{field}_error"' in page, field
+        assert f"{field}_error" in described.group(1).split(), field
+    response = await api.client.post(
+        "/subscribe",
+        data={"email": "a@example.com", "url": SHOP, "drop_percent": "5", "currency": "XYZ"},
+    )
+    page = await response.text()
+    assert response.status == 422 and 'id="currency_error"' in page and 'value="XYZ"' in page
     response = await api.client.post(
         "/subscribe",
         data={"email": "a@example.com", "url": "http://169.254.169.254/", "target_price": "1"},
     )
     page = await response.text()
     assert response.status == 422 and "cloud metadata" in page and page.count('class="error"') == 1
-    for path in ("/verify", "/manage", "/unsubscribe"):
+    for path in ("/verify", "/confirm", "/manage", "/unsubscribe"):
         response = await api.client.get(path, params={"token": "forged.token"})
+        assert response.status == 403 and "not valid" in await response.text(), path
+    for path in ("/verify", "/confirm", "/unsubscribe"):
+        response = await api.client.post(path, params={"token": "forged.token"})
         assert response.status == 403 and "not valid" in await response.text(), path
     response = await api.client.post("/manage-link", data={"email": "x@example.com"})
     assert response.status == 200 and "Check your inbox" in await response.text()

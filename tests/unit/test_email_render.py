@@ -250,6 +250,42 @@ def test_account_emails_carry_their_link_and_nothing_else_to_click() -> None:
         assert "javascript:" not in parts(render_account_email(hostile, SETTINGS))[1]
 
 
+def test_a_subscription_confirmation_says_what_starts_and_where() -> None:
+    from pricewatch.contract.records import AccountEmail, AccountEmailKind, Subscription
+
+    link = "https://pricewatch.example.org/confirm?token=abc.def"
+    asked = Subscription(
+        subscription_id="1" * 32,
+        email="ann@example.com",
+        product_id="2" * 32,
+        url="https://shop.example/kettle?a=1&b=2",
+        target_price=Decimal("20"),
+        currency="CHF",
+        notify_sold_out=True,
+        created_at=CREATED_AT,
+    )
+    mail = AccountEmail(
+        idempotency_key="confirm-subscription-1",
+        kind=AccountEmailKind.CONFIRM_SUBSCRIPTION,
+        email="ann@example.com",
+        link=link,
+        subscription=asked,
+        created_at=CREATED_AT,
+    )
+    message = render_account_email(mail, SETTINGS)
+    assert message["Subject"] == "Confirm your Pricewatch alert"
+    text, html = parts(message)
+    for body in (text, html.replace("&amp;", "&")):
+        assert link in body and asked.url in body
+        assert "CHF" in body and "20.00 or less" in body and "when it sells out" in body
+    # The product URL is the user's: shown, never a link to click in our email.
+    assert f'href="{asked.url.replace("&", "&amp;")}"' not in html
+    hostile = mail.model_copy(
+        update={"subscription": asked.model_copy(update={"url": "javascript:alert(1)"})}
+    )
+    assert "javascript:" not in "".join(parts(render_account_email(hostile, SETTINGS)))
+
+
 def test_rendering_without_a_secret_key_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="PRICEWATCH_SECRET_KEY"):
         render(notification(), Settings(public_base_url="https://pricewatch.example.org"))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pricewatch.tokens import (
+    MAX_TOKEN_CHARS,
     InvalidToken,
     TokenPurpose,
     issue_token,
@@ -116,3 +117,40 @@ def test_a_short_secret_key_is_refused_at_start() -> None:
 
     with pytest.raises(RuntimeError, match="at least 16 bytes"):
         Settings(secret_key=SecretStr("short")).secret_key_bytes()
+
+
+def test_a_token_too_long_to_read_back_is_refused_when_issued() -> None:
+    with pytest.raises(ValueError, match="over"):
+        issue_token(SECRET, TokenPurpose.CONFIRM, "x" * MAX_TOKEN_CHARS, now=NOW, ttl=DAY)
+
+
+def test_the_largest_subscription_request_fits_a_confirm_token() -> None:
+    """A confirm token carries the whole request: the longest valid one must still make a
+    link that read_token accepts (non-ASCII is percent-encoded before the length check)."""
+    from streams.api.models import MAX_URL_CHARS, SubscribeRequest
+    from streams.api.service import confirm_subject, read_confirm_subject
+
+    address = "a" * 64 + "@" + ".".join(["b" * 60, "c" * 60, "d" * 50]) + ".com"
+    base = "https://shop.example/"
+    for filler, encoded_chars in (("a", 1), ("é", 6), ('"', 3), ("%", 1)):
+        # As many as fit once percent-encoded: the longest URL the API accepts.
+        url = base + filler * ((MAX_URL_CHARS - len(base)) // encoded_chars)
+        largest = SubscribeRequest.model_validate(
+            {
+                "email": address,
+                "url": url,
+                "target_price": "99999999.99",
+                "drop_percent": "99.99",
+                "currency": "CHF",
+                "notify_any_drop": True,
+                "notify_back_in_stock": True,
+                "notify_sold_out": True,
+                "notify_removed": True,
+            }
+        )
+        assert len(largest.url) > MAX_URL_CHARS - encoded_chars
+        subject = confirm_subject(largest, NOW)
+        raw = issue_token(SECRET, TokenPurpose.CONFIRM, subject, now=NOW, ttl=DAY)
+        assert len(raw) <= MAX_TOKEN_CHARS
+        claims = read_token(SECRET, raw, TokenPurpose.CONFIRM, now=NOW)
+        assert read_confirm_subject(claims.subject) == (largest, NOW)
