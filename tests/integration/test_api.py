@@ -682,6 +682,38 @@ async def test_unsubscribe_refuses_tokens_of_other_purposes(api: Api) -> None:
     assert api.rows("SELECT active FROM subscriptions")[0]["active"] is True
 
 
+async def test_expired_manage_and_unsubscribe_links_do_nothing(api: Api) -> None:
+    body = await api.subscribe("ann@example.com")
+    settings = api.settings
+    long_ago = datetime.now(UTC) - timedelta(seconds=settings.unsubscribe_token_ttl_seconds + 60)
+    for subject in (f"subscription:{body['subscription_id']}", "user:ann@example.com"):
+        expired = api.token(TokenPurpose.UNSUBSCRIBE, subject, now=long_ago)
+        for method in ("GET", "POST"):
+            response = await api.client.request(
+                method, "/api/unsubscribe", params={"token": expired}
+            )
+            assert response.status == 403 and (await response.json())["reason"] == "expired"
+        page = await api.client.post("/unsubscribe", params={"token": expired})
+        assert page.status == 403 and "new link" in await page.text()
+    assert api.rows("SELECT active FROM subscriptions")[0]["active"] is True
+    long_ago = datetime.now(UTC) - timedelta(seconds=settings.manage_token_ttl_seconds + 60)
+    expired = api.token(TokenPurpose.MANAGE, "ann@example.com", now=long_ago)
+    product_id = product_id_for(SHOP)
+    for method, path in (
+        ("GET", "/api/manage"),
+        ("PATCH", f"/api/manage/subscriptions/{body['subscription_id']}"),
+        ("GET", f"/api/manage/products/{product_id}/prices"),
+    ):
+        response = await api.client.request(
+            method, path, params={"token": expired}, json={"active": False}
+        )
+        assert response.status == 403, path
+        assert (await response.json())["reason"] == "expired", path
+    page = await api.client.get("/manage", params={"token": expired})
+    assert page.status == 403 and "new link" in await page.text()
+    assert api.rows("SELECT active FROM subscriptions")[0]["active"] is True
+
+
 # --- a user's own view -------------------------------------------------------------------
 
 
