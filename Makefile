@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench lock schemas clean browser-deps
+.PHONY: demo test lint unit integration bench lock schemas clean browser-deps compose-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"'
@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint browser-deps
+test: lint browser-deps compose-deps
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 # The real-browser test (tests/integration/test_browser_journey.py) drives Debian's chromium through its chromedriver.
@@ -33,6 +33,15 @@ browser-deps:
 	else echo "browser-deps: not root and no sudo: the browser test will skip"; exit 0; fi; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install \
 	  -y -qq --no-install-recommends chromium chromium-driver
+
+# Compose itself validates docker-compose.yml (tests/unit/test_deploy_compose.py; `config`
+# needs no engine). Debian's docker-compose when neither `docker compose` nor it is there.
+compose-deps:
+	@if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	else echo "compose-deps: not root and no sudo: the compose test will skip"; exit 0; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install \
+	  -y -qq --no-install-recommends docker-compose
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -ra tests/unit $(PYTEST_ARGS)

@@ -22,6 +22,7 @@ import yaml
 from pricewatch import cli
 from pricewatch.kafka import create_topics
 from pricewatch.settings import Settings
+from tests.conftest import REQUIRE_SERVICES
 from tests.deploy import ROOT, load_compose, pyproject, read_env_file, strings_in
 
 ENV_EXAMPLE = read_env_file(ROOT / ".env.example")
@@ -430,7 +431,10 @@ def test_compose_itself_accepts_the_file(tmp_path: Path) -> None:
     without a .env and with .env.example as the .env."""
     command = compose_cli()
     if command is None:
-        pytest.skip("no docker compose / docker-compose installed (apt-get install docker-compose)")
+        message = "no docker compose / docker-compose installed: run `make compose-deps`"
+        if REQUIRE_SERVICES:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     for env_file in (None, ROOT / ".env.example"):
         project = tmp_path / ("with-env" if env_file else "without-env")
         project.mkdir()
