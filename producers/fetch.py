@@ -267,7 +267,13 @@ class PageFetcher:
                 not_modified = True
                 metrics.NOT_MODIFIED.inc()
             else:
-                fields = self._read_and_remember(response, target, adapter)
+                try:
+                    fields = self._read_and_remember(response, target, adapter)
+                except Exception as exc:
+                    # An extractor's bug on one odd page must not take the scraper down
+                    # either: the product gets an error observation, the log the traceback.
+                    log.exception("unexpected failure reading %s", url)
+                    fields = _failed(f"extract_failed: {type(exc).__name__}")
         if response is not None:
             final_url = str(response.final_url)
             if not_modified and remembered is not None:

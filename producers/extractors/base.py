@@ -43,4 +43,6 @@ Extractor = Callable[[Page], Extraction | None]
 
 
 def make_page(html: str, url: str) -> Page:
-    return Page(html=html, url=url, selector=Selector(text=html or "<html></html>"))
+    # type="html": parsel would otherwise read a body that looks like JSON ("{}", "[1]") as
+    # JSON, and every XPath on it raises. A page is parsed as HTML, whatever it holds.
+    return Page(html=html, url=url, selector=Selector(text=html or "<html></html>", type="html"))

@@ -45,6 +45,11 @@ async def to_metadata(request: web.Request) -> web.Response:
     raise web.HTTPFound("http://169.254.169.254/latest/meta-data/")
 
 
+async def json_body(request: web.Request) -> web.Response:
+    # A product URL that answers JSON (an API, an error document): not a page, no price.
+    return web.json_response({"error": "not found"} if "object" in request.path else [1, 2])
+
+
 @pytest.fixture
 async def shop() -> AsyncIterator[TestServer]:
     app = create_shop_app()
@@ -52,6 +57,8 @@ async def shop() -> AsyncIterator[TestServer]:
     app.router.add_get("/test/oversize-stream", oversize_stream)
     app.router.add_get("/test/slow", slow_page)
     app.router.add_get("/test/to-metadata", to_metadata)
+    app.router.add_get("/test/json-object", json_body)
+    app.router.add_get("/test/json-array", json_body)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     yield server
@@ -228,6 +235,32 @@ async def test_page_without_a_price_is_an_error(shop: TestServer, fetcher: PageF
     observation = await fetch(fetcher, url_of(shop, "/"))
 
     assert (observation.outcome, observation.error) == (Outcome.ERROR, "no_price_found")
+    assert observation.http_status == 200
+
+
+async def test_a_json_body_is_a_page_without_a_price(
+    shop: TestServer, fetcher: PageFetcher
+) -> None:
+    # parsel reads text that looks like JSON as JSON, where every XPath raised ValueError.
+    for path in ("/test/json-object", "/test/json-array"):
+        observation = await fetch(fetcher, url_of(shop, path))
+        assert (observation.outcome, observation.error) == (Outcome.ERROR, "no_price_found")
+
+
+async def test_an_extractor_bug_is_an_error_observation(
+    shop: TestServer, fetcher: PageFetcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import producers.fetch
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("an extractor bug")
+
+    monkeypatch.setattr(producers.fetch, "extract", broken)
+    observation = await fetch(fetcher, url_of(shop, "/products/espresso-machine"))
+    assert (observation.outcome, observation.error) == (
+        Outcome.ERROR,
+        "extract_failed: RuntimeError",
+    )
     assert observation.http_status == 200
 
 
