@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -82,16 +83,13 @@ def api_settings(
     )
 
 
-@pytest.fixture
-async def api(
-    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
-) -> AsyncIterator[Api]:
-    upgrade(postgres_url)
-    settings = api_settings(broker, unique_prefix, tmp_path, postgres_url)
+@asynccontextmanager
+async def running_api(settings: Settings, database_url: str) -> AsyncIterator[Api]:
+    """The API app on the real broker and database, with a client, as `pricewatch api` runs."""
     await create_topics(settings)
     producer = make_producer(settings)
     await producer.start()
-    engine = make_engine(postgres_url)
+    engine = make_engine(database_url)
     client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
     await client.start_server()
     try:
@@ -100,6 +98,16 @@ async def api(
         await client.close()
         await producer.stop()
         engine.dispose()
+
+
+@pytest.fixture
+async def api(
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+) -> AsyncIterator[Api]:
+    upgrade(postgres_url)
+    settings = api_settings(broker, unique_prefix, tmp_path, postgres_url)
+    async with running_api(settings, postgres_url) as api:
+        yield api
 
 
 async def read_topic(
@@ -492,14 +500,7 @@ async def test_confirmation_emails_per_address_and_day_are_capped(
     settings = api_settings(
         broker, unique_prefix, tmp_path, postgres_url, confirmation_emails_per_email_per_day=2
     )
-    await create_topics(settings)
-    producer = make_producer(settings)
-    await producer.start()
-    engine = make_engine(postgres_url)
-    client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
-    await client.start_server()
-    try:
-        api = Api(client, settings, engine)
+    async with running_api(settings, postgres_url) as api:
         await verified_address(api, "ann@example.com")
         for target in ("1", "2", "3"):
             body = await api.subscribe("ann@example.com", HAT, target_price=target)
@@ -509,12 +510,8 @@ async def test_confirmation_emails_per_address_and_day_are_capped(
             Decimal("1"),
             Decimal("2"),
         ]
-        metrics = await (await client.get("/metrics")).text()
+        metrics = await (await api.client.get("/metrics")).text()
         assert "pricewatch_api_confirmations_suppressed_total" in metrics
-    finally:
-        await client.close()
-        await producer.stop()
-        engine.dispose()
 
 
 async def test_confirm_refuses_bad_tokens(api: Api) -> None:
@@ -880,19 +877,10 @@ async def test_admin_api_is_off_without_a_token(
     settings = api_settings(broker, unique_prefix, tmp_path, postgres_url).model_copy(
         update={"admin_token": configured}
     )
-    producer = make_producer(settings)
-    await producer.start()
-    engine = make_engine(postgres_url)
-    client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
-    await client.start_server()
-    try:
+    async with running_api(settings, postgres_url) as api:
         for token in ("", "None", "null", "\u00a0", "  "):
-            response = await client.get("/api/admin/users", headers=admin(token))
+            response = await api.client.get("/api/admin/users", headers=admin(token))
             assert response.status == 404
-    finally:
-        await client.close()
-        await producer.stop()
-        engine.dispose()
 
 
 async def test_admin_websites_products_users(api: Api) -> None:
@@ -974,30 +962,24 @@ async def test_rate_limits_bite_per_address_and_per_email(
         rate_limit_per_address_per_minute=4,
         rate_limit_per_email_per_hour=2,
     )
-    await create_topics(settings)
-    producer = make_producer(settings)
-    await producer.start()
-    engine = make_engine(postgres_url)
-    client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
-    await client.start_server()
-    try:
+    async with running_api(settings, postgres_url) as api:
         body = {"email": "ann@example.com", "url": SHOP, "target_price": "5"}
-        statuses = [(await client.post("/api/subscriptions", json=body)).status for _ in range(3)]
+        statuses = [
+            (await api.client.post("/api/subscriptions", json=body)).status for _ in range(3)
+        ]
         assert statuses == [201, 201, 429]  # the email's bucket (2 per hour) is empty
         other = {**body, "email": "bob@example.com"}
-        response = await client.post("/api/subscriptions", json=other)
+        response = await api.client.post("/api/subscriptions", json=other)
         assert response.status == 201  # 4th call from this address
-        response = await client.post("/api/subscriptions", json={**body, "email": "c@example.com"})
+        response = await api.client.post(
+            "/api/subscriptions", json={**body, "email": "c@example.com"}
+        )
         assert response.status == 429  # the address's bucket (4 per minute) is empty
         assert int(response.headers["Retry-After"]) >= 1
         assert (await response.json())["reason"] == "address"
-        metrics = await (await client.get("/metrics")).text()
+        metrics = await (await api.client.get("/metrics")).text()
         assert re.search(r'pricewatch_api_rate_limited_total\{scope="email"\} [1-9]', metrics)
         assert re.search(r'pricewatch_api_rate_limited_total\{scope="address"\} [1-9]', metrics)
-    finally:
-        await client.close()
-        await producer.stop()
-        engine.dispose()
 
 
 async def test_a_manage_link_request_takes_the_email_limit_once(
@@ -1007,29 +989,19 @@ async def test_a_manage_link_request_takes_the_email_limit_once(
     settings = api_settings(
         broker, unique_prefix, tmp_path, postgres_url, rate_limit_per_email_per_hour=2
     )
-    await create_topics(settings)
-    producer = make_producer(settings)
-    await producer.start()
-    engine = make_engine(postgres_url)
-    client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
-    await client.start_server()
-    try:
+    async with running_api(settings, postgres_url) as api:
         body = {"email": "Ann@example.com"}
-        statuses = [(await client.post("/api/manage-link", json=body)).status for _ in range(3)]
+        statuses = [(await api.client.post("/api/manage-link", json=body)).status for _ in range(3)]
         assert statuses == [202, 202, 429]  # two per hour, as configured (not one)
         # The form shares the address's bucket, and says so on a page.
-        page = await client.post("/manage-link", data={"email": "ann@example.com"})
+        page = await api.client.post("/manage-link", data={"email": "ann@example.com"})
         assert page.status == 429 and "Retry-After" in page.headers
         assert "text/html" in page.headers["Content-Type"]
         statuses = [
-            (await client.post("/manage-link", data={"email": "bob@example.com"})).status
+            (await api.client.post("/manage-link", data={"email": "bob@example.com"})).status
             for _ in range(3)
         ]
         assert statuses == [200, 200, 429]
-    finally:
-        await client.close()
-        await producer.stop()
-        engine.dispose()
 
 
 async def test_an_unexpected_error_is_a_counted_500_problem(
@@ -1106,25 +1078,15 @@ async def test_not_ready_and_503_when_the_database_is_unreachable(
 
     dead = f"postgresql://postgres@127.0.0.1:{free_port()}/none?connect_timeout=1"
     settings = api_settings(broker, unique_prefix, tmp_path, dead)
-    await create_topics(settings)
-    producer = make_producer(settings)
-    await producer.start()
-    engine = make_engine(dead)
-    client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
-    await client.start_server()
-    try:
-        ready = await client.get("/readyz")
+    async with running_api(settings, dead) as api:
+        ready = await api.client.get("/readyz")
         assert ready.status == 503
         checks = (await ready.json())["checks"]
         assert checks["broker"] == "ok" and checks["database"].startswith("unreachable")
-        response = await client.post(
+        response = await api.client.post(
             "/api/subscriptions", json={"email": "a@example.com", "url": SHOP, "target_price": "1"}
         )
         assert response.status == 503
-    finally:
-        await client.close()
-        await producer.stop()
-        engine.dispose()
 
 
 # --- pages for people ----------------------------------------------------------------------
