@@ -17,6 +17,16 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 _QUERY_SAFE = _PATH_SAFE + "?"
 
 
+# Every id made here (_digest): 32 lower-case hex digits.
+ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
+def ascii_host(host: str) -> str:
+    """A host name as URLs and DNS carry it: lower-case, IDNA for a non-ASCII one, no
+    final dot. Raises UnicodeError for a name IDNA refuses (an empty or long label)."""
+    return host.lower().removesuffix(".").encode("idna").decode("ascii")
+
+
 def canonical_url(url: str) -> str:
     """Lower-case scheme and host (IDNA for a non-ASCII one), drop the fragment, a default
     port and a host's final dot; percent-encode what a URL cannot hold in path and query.
@@ -27,7 +37,7 @@ def canonical_url(url: str) -> str:
     host = (parts.hostname or "").lower().removesuffix(".")
     # Not a valid name: the URL guard refuses it; here the id only has to be stable.
     with contextlib.suppress(UnicodeError):
-        host = host.encode("idna").decode("ascii")
+        host = ascii_host(host)
     if ":" in host:
         host = f"[{host}]"  # an IPv6 literal keeps its brackets
     port = parts.port

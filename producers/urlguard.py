@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from pricewatch.ids import ascii_host
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Never allowed, even for an allow-listed host name: they hold cloud credentials.
@@ -71,9 +73,8 @@ def check_url(url: str) -> None:
 def ascii_host_name(host: str) -> str:
     """``host`` in its ASCII (IDNA) form, lower-case, without a final dot; UrlRefused when
     it is no valid DNS name (an empty or over-long label, a character no name can hold)."""
-    name = host.lower().removesuffix(".")
     try:
-        ascii_name = name.encode("idna").decode("ascii")
+        ascii_name = ascii_host(host)
     except UnicodeError:
         raise UrlRefused(f"invalid host name {host!r}") from None
     labels = ascii_name.split(".")

@@ -9,6 +9,8 @@ from typing import Annotated, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
+from pricewatch.ids import ID_PATTERN
+
 SCHEMA_VERSION: Final = 1
 
 # Decimals travel as strings so no consumer ever rounds a price through a float.
@@ -23,7 +25,7 @@ Percent = Annotated[
     Field(gt=0, lt=100, max_digits=5, decimal_places=2),
     PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
 ]
-ProductId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+ProductId = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
 class Availability(StrEnum):

@@ -43,7 +43,7 @@ from streams.api.models import (
     WebsiteEdit,
     WebsiteList,
 )
-from streams.api.service import ApiProblem, Service, subscription_out
+from streams.api.service import ApiProblem, Service, field_errors, subscription_out
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +70,6 @@ def problem_response(problem: ApiProblem) -> web.Response:
     if problem.reason is not None:
         body["reason"] = problem.reason
     return web.json_response(body, status=problem.status, headers=problem.headers)
-
-
-def field_errors(exc: ValidationError) -> list[dict[str, str]]:
-    return [
-        {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
-        for err in exc.errors()
-    ]
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
@@ -376,23 +369,29 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MACHINE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+def _off_the_api(request: web.Request) -> bool:
+    return not request.path.startswith("/api/") and request.path not in _MACHINE_PATHS
+
+
 def _for_people(request: web.Request) -> bool:
     """A browser asking for a page (not the API): it gets an error page, not JSON."""
-    return (
-        not request.path.startswith("/api/")
-        and request.path not in _MACHINE_PATHS
-        and "text/html" in request.headers.get("Accept", "")
-    )
+    return _off_the_api(request) and "text/html" in request.headers.get("Accept", "")
+
+
+def _raised_by_a_page(request: web.Request) -> bool:
+    """A page's handler raised the problem: it is answered with a page, whatever the client
+    accepts (the pages leave their problems to this middleware)."""
+    return _off_the_api(request) and request.match_info.http_exception is None
 
 
 @web.middleware
 async def answer_problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """ApiProblem -> its JSON document (an error page for a browser off /api); aiohttp's own
-    errors (404, 405, 413) and unexpected exceptions as problems too."""
+    """ApiProblem -> its JSON document (an error page for a page or a browser off /api);
+    aiohttp's own errors (404, 405, 413) and unexpected exceptions as problems too."""
     try:
         return await handler(request)
     except ApiProblem as problem:
-        return _problem_for(request, problem)
+        return _problem_for(request, problem, page=_raised_by_a_page(request))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -405,8 +404,8 @@ async def answer_problems(request: web.Request, handler: Handler) -> web.StreamR
         return _problem_for(request, ApiProblem(500, "Internal error"))
 
 
-def _problem_for(request: web.Request, problem: ApiProblem) -> web.Response:
-    if _for_people(request):
+def _problem_for(request: web.Request, problem: ApiProblem, *, page: bool = False) -> web.Response:
+    if page or _for_people(request):
         from streams.api.pages import problem_page
 
         return problem_page(problem)

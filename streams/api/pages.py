@@ -114,7 +114,7 @@ async def subscribe_form(request: web.Request) -> web.Response:
         if problem.status == 422 and problem.errors:
             errors = {e["field"]: e["message"] for e in problem.errors}
             return page("subscribe.html", 422, title="Watch a price", values=values, errors=errors)
-        return problem_page(problem)
+        raise
     # The same page for every address: whether it is known shows only in its mailbox.
     return message(
         "Check your inbox",
@@ -128,10 +128,7 @@ async def verify_page(request: web.Request) -> web.Response:
     # A button, not an action on GET: mail scanners open the links in emails, and such a
     # visit must not start alerts somebody else asked for.
     token = request.query.get("token")
-    try:
-        email, subscriptions = await _svc(request).verification(token)
-    except ApiProblem as problem:
-        return problem_page(problem)
+    email, subscriptions = await _svc(request).verification(token)
     return page(
         "confirm.html",
         title="Confirm your address",
@@ -149,10 +146,7 @@ async def verify_page(request: web.Request) -> web.Response:
 
 async def verify_form(request: web.Request) -> web.Response:
     svc = _svc(request)
-    try:
-        result = await svc.verify(request.query.get("token"))
-    except ApiProblem as problem:
-        return problem_page(problem)
+    result = await svc.verify(request.query.get("token"))
     return message(
         "Address confirmed",
         f"Thank you: alerts for {result.email} are on "
@@ -172,10 +166,7 @@ def _manage_link(svc: Service, email: str) -> dict[str, str]:
 
 async def confirm_page(request: web.Request) -> web.Response:
     token = request.query.get("token")
-    try:
-        wanted = await _svc(request).confirmation(token)
-    except ApiProblem as problem:
-        return problem_page(problem)
+    wanted = await _svc(request).confirmation(token)
     return page(
         "confirm.html",
         title="Start this alert?",
@@ -189,10 +180,7 @@ async def confirm_page(request: web.Request) -> web.Response:
 
 async def confirm_form(request: web.Request) -> web.Response:
     svc = _svc(request)
-    try:
-        started = await svc.confirm(request.query.get("token"))
-    except ApiProblem as problem:
-        return problem_page(problem)
+    started = await svc.confirm(request.query.get("token"))
     return message(
         "Alert started",
         f"Pricewatch now watches {started.url} for {started.email}.",
@@ -213,33 +201,30 @@ def _money(amount: Any, currency: str | None) -> str | None:
 async def manage_page(request: web.Request) -> web.Response:
     svc = _svc(request)
     token = request.query.get("token")
-    try:
-        view = await svc.manage_view(token)
-        items = []
-        now = datetime.now(UTC)
-        for sub in view.subscriptions:
-            history = await svc.price_history(token, sub.product_id)
-            points = [(p.observed_at, p.price) for p in history.prices if p.price is not None]
-            values = {
-                "target_price": _plain(sub.target_price),
-                "drop_percent": _plain(sub.drop_percent),
-                **{flag: getattr(sub, flag) for flag in _FLAGS},
+    view = await svc.manage_view(token)
+    items = []
+    now = datetime.now(UTC)
+    for sub in view.subscriptions:
+        history = await svc.price_history(token, sub.product_id)
+        points = [(p.observed_at, p.price) for p in history.prices if p.price is not None]
+        values = {
+            "target_price": _plain(sub.target_price),
+            "drop_percent": _plain(sub.drop_percent),
+            **{flag: getattr(sub, flag) for flag in _FLAGS},
+        }
+        items.append(
+            {
+                "sub": sub,
+                "fields": values,
+                "price_now": _money(sub.product.current_price, sub.product.currency),
+                "chart": price_chart_svg(
+                    points,
+                    title=f"Price history of {sub.product.title or sub.url}",
+                    now=now,
+                    currency=sub.product.currency,
+                ),
             }
-            items.append(
-                {
-                    "sub": sub,
-                    "fields": values,
-                    "price_now": _money(sub.product.current_price, sub.product.currency),
-                    "chart": price_chart_svg(
-                        points,
-                        title=f"Price history of {sub.product.title or sub.url}",
-                        now=now,
-                        currency=sub.product.currency,
-                    ),
-                }
-            )
-    except ApiProblem as problem:
-        return problem_page(problem)
+        )
     notice = "Saved." if request.query.get("saved") else None
     return page(
         "manage.html",
@@ -267,9 +252,7 @@ async def edit_form(request: web.Request) -> web.StreamResponse:
         await svc.edit(token, request.match_info["subscription_id"], edit)
     except ValidationError as exc:
         first = next(iter(_errors_by_field(exc).items()))
-        return problem_page(ApiProblem(422, f"{first[0]}: {first[1]}"))
-    except ApiProblem as problem:
-        return problem_page(problem)
+        raise ApiProblem(422, f"{first[0]}: {first[1]}") from None
     raise web.HTTPSeeOther(f"{MANAGE_PAGE}?{_query(token)}&saved=1")
 
 
@@ -282,10 +265,7 @@ def _query(token: str | None) -> str:
 async def unsubscribe_page(request: web.Request) -> web.Response:
     # A confirmation button, not an action on GET: mail scanners open links in emails.
     token = request.query.get("token")
-    try:
-        _svc(request).claims(token, TokenPurpose.UNSUBSCRIBE)
-    except ApiProblem as problem:
-        return problem_page(problem)
+    _svc(request).claims(token, TokenPurpose.UNSUBSCRIBE)
     return message(
         "Stop these alerts?",
         "You will get no more emails about this.",
@@ -294,10 +274,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
 
 
 async def unsubscribe_form(request: web.Request) -> web.Response:
-    try:
-        stopped = await _svc(request).unsubscribe(request.query.get("token"))
-    except ApiProblem as problem:
-        return problem_page(problem)
+    stopped = await _svc(request).unsubscribe(request.query.get("token"))
     return message(
         "Unsubscribed",
         "Done: no more alerts about this."
@@ -325,8 +302,6 @@ async def manage_link_form(request: web.Request) -> web.Response:
             values=_form_values({}),
             errors={"body": "That email address is not valid: " + _errors_by_field(exc)["email"]},
         )
-    except ApiProblem as problem:
-        return problem_page(problem)
     run_in_background(request.app, svc.send_manage_link(body.email))
     return message(
         "Check your inbox",

@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pricewatch.contract.records import AccountEmail, AccountEmailKind, Subscription
 from pricewatch.contract.topics import ACCOUNT_EMAILS, SUBSCRIPTIONS
-from pricewatch.ids import partition_for, product_id_for, subscription_id_for
+from pricewatch.ids import ID_PATTERN, partition_for, product_id_for, subscription_id_for
 from pricewatch.settings import Settings
 from pricewatch.tokens import (
     UNSUBSCRIBE_ALL_PREFIX,
@@ -54,6 +54,7 @@ from streams.api.models import (
     SubscriptionEdit,
     SubscriptionOut,
     VerifyResult,
+    Wants,
     asks_for_something,
 )
 from streams.api.ratelimit import TokenBuckets
@@ -118,8 +119,15 @@ def invalid(field: str, message: str, title: str = "Invalid request") -> ApiProb
 
 
 NOT_YOURS = ApiProblem(404, "No such subscription for this link")
-# The ids pricewatch.ids makes: 32 lower-case hex digits.
-_ID = re.compile(r"[0-9a-f]{32}")
+_ID = re.compile(ID_PATTERN)
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """A pydantic error as the problem document's field-by-field list."""
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+        for err in exc.errors()
+    ]
 
 
 @dataclass
@@ -157,16 +165,7 @@ def _account_email_key(kind: AccountEmailKind, email: str, bucket: str) -> str:
 
 
 # What a subscription asks for: a confirmation link applies these, and only these.
-_WANTED_FIELDS = (
-    "url",
-    "target_price",
-    "currency",
-    "drop_percent",
-    "notify_any_drop",
-    "notify_back_in_stock",
-    "notify_sold_out",
-    "notify_removed",
-)
+_WANTED_FIELDS = ("url", "currency", *Wants.model_fields)
 
 
 def _wants(record: Subscription) -> tuple[Any, ...]:
@@ -191,12 +190,7 @@ def read_confirm_subject(subject: str) -> tuple[SubscribeRequest, datetime]:
         request = SubscribeRequest.model_validate(payload["r"])
     except ValidationError as exc:
         raise ApiProblem(
-            422,
-            "This request is no longer valid; subscribe again",
-            errors=[
-                {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
-                for e in exc.errors()
-            ],
+            422, "This request is no longer valid; subscribe again", errors=field_errors(exc)
         ) from None
     except (ValueError, KeyError, TypeError):
         # Signed by us, so only a token of an older format gets here.

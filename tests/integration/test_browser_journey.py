@@ -20,7 +20,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.support.wait import WebDriverWait
 
 from pricewatch.demo.run import demo_settings
-from pricewatch.demo.shop import DEFAULT_PRODUCTS
+from pricewatch.demo.shop import DEFAULT_PRODUCTS, DemoProduct
 from pricewatch.embedded.broker import free_port
 from pricewatch.settings import Settings
 from pricewatch.stack import Stack
@@ -77,6 +77,20 @@ def _emailed_link(outbox: Path, kind: str, page: str) -> str | None:
     return None
 
 
+def _open_emailed_link(driver: Any, settings: Settings, kind: str, page: str) -> None:
+    """Wait for the ``kind`` email and open its ``page`` link, as its reader would."""
+    link = wait_for(
+        lambda: _emailed_link(settings.outbox_path, kind, page),
+        timeout=60,
+        what=f"the {kind} email",
+    )
+    driver.get(link)
+
+
+def _shop_page(settings: Settings, product: DemoProduct) -> str:
+    return f"http://{settings.api_host}:{settings.demo_shop_port}/products/{product.slug}"
+
+
 def _price_rows(database_url: str, url: str) -> int:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
@@ -131,7 +145,7 @@ def heading(driver: Any, By: Any, text: str) -> None:
 def _journey(driver: Any, stack: Stack, By: Any) -> None:
     settings = stack.settings
     product = DEFAULT_PRODUCTS[0]
-    product_url = f"http://{settings.api_host}:{settings.demo_shop_port}/products/{product.slug}"
+    product_url = _shop_page(settings, product)
     address = f"browser-{uuid.uuid4().hex[:6]}@example.com"
 
     # 1. The form: every input is found by its label, as a screen reader would.
@@ -152,12 +166,7 @@ def _journey(driver: Any, stack: Stack, By: Any) -> None:
     _shot(driver, "2-check-your-inbox")
 
     # 2. The email the outbox sink wrote, and its link.
-    link = wait_for(
-        lambda: _emailed_link(settings.outbox_path, "verify", "/verify"),
-        timeout=60,
-        what="the verification email",
-    )
-    driver.get(link)
+    _open_emailed_link(driver, settings, "verify", "/verify")
     # Opening the link only asks (mail scanners open links too); the button confirms.
     heading(driver, By, "Confirm your address")
     assert product_url in driver.page_source
@@ -200,19 +209,14 @@ def _journey(driver: Any, stack: Stack, By: Any) -> None:
     # 5. A second product from the same, now confirmed, address: the form answers the same
     # as for a stranger, and the alert starts only from the link emailed to the address.
     second = DEFAULT_PRODUCTS[1]
-    second_url = f"http://{settings.api_host}:{settings.demo_shop_port}/products/{second.slug}"
+    second_url = _shop_page(settings, second)
     driver.get(f"{settings.api_base_url}/")
     field("Your email address").send_keys(address)
     field("Product page address").send_keys(second_url)
     field("it sells out").click()
     driver.find_element(By.XPATH, "//button[contains(., 'Watch this product')]").click()
     heading(driver, By, "Check your inbox")
-    link = wait_for(
-        lambda: _emailed_link(settings.outbox_path, "confirm-subscription", "/confirm"),
-        timeout=60,
-        what="the confirmation email",
-    )
-    driver.get(link)
+    _open_emailed_link(driver, settings, "confirm-subscription", "/confirm")
     heading(driver, By, "Start this alert?")
     assert second_url in driver.page_source and "when it sells out" in driver.page_source
     _shot(driver, "7-confirm-alert")
