@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.support.wait import WebDriverWait
 
 from pricewatch.demo.run import demo_settings
@@ -136,8 +136,11 @@ def heading(driver: Any, By: Any, text: str) -> None:
     def shown(d: Any) -> bool:
         try:
             return text in d.find_element(By.TAG_NAME, "h1").text
-        except StaleElementReferenceException:
-            return False  # the old page went away while we read it
+        except WebDriverException:
+            # The old page went away while we read it: a stale element, or (seen in CI)
+            # chromedriver's "Node with given id does not belong to the document". Either
+            # is transient; a page that never shows ``text`` still times out below.
+            return False
 
     WebDriverWait(driver, 15).until(shown)
 
