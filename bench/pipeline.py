@@ -296,7 +296,7 @@ class Services:
 
     def database(self) -> str:
         """A new, migrated database; dropped when the services stop."""
-        from sinks.postgres.db import upgrade
+        from pricewatch.db.engine import upgrade
 
         name = f"pw_bench_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(self.server_url, autocommit=True, connect_timeout=10) as conn:

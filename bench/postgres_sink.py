@@ -28,8 +28,8 @@ from psycopg import sql
 from sqlalchemy import text
 
 from pricewatch.contract.records import PriceObservation
+from pricewatch.db.engine import make_engine, upgrade
 from pricewatch.embedded.postgres import with_database
-from sinks.postgres.db import make_engine, upgrade
 from sinks.postgres.sink import PriceHistorySink
 
 from . import workload

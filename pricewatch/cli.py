@@ -119,7 +119,7 @@ def cmd_topics_create(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> None:
-    from sinks.postgres.db import upgrade
+    from pricewatch.db.engine import upgrade
 
     upgrade(settings.database())
     print("database is at the latest revision")

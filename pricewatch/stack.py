@@ -75,7 +75,7 @@ class Stack:
         self.settings = settings = settings.model_copy(update=updates)
 
         asyncio.run(self._prepare())
-        from sinks.postgres.db import upgrade
+        from pricewatch.db.engine import upgrade
 
         upgrade(settings.database())
 

@@ -43,6 +43,7 @@ from yarl import URL
 from pricewatch.contract.records import Outcome, PriceObservation
 from pricewatch.ids import observation_id_for
 from pricewatch.settings import Settings
+from pricewatch.urlguard import GuardedResolver, UrlRefused, check_host
 from producers import metrics
 from producers.extract import (
     HtmlAdapter,
@@ -61,7 +62,6 @@ from producers.politeness import (
     parse_retry_after,
 )
 from producers.robots import MAX_ROBOTS_BYTES, RobotsAnswer, RobotsCache, Verdict
-from producers.urlguard import GuardedResolver, UrlRefused, check_host
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import logging
 import sqlalchemy
 from sqlalchemy import text
 
-from sinks.postgres.db import make_engine
+from pricewatch.db.engine import make_engine
 
 log = logging.getLogger(__name__)
 

@@ -145,7 +145,7 @@ def fresh_database(server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A fresh, empty database for one test (not migrated: call sinks.postgres.db.upgrade)."""
+    """A fresh, empty database for one test (not migrated: call pricewatch.db.engine.upgrade)."""
     yield from fresh_database(postgres_server)
 
 

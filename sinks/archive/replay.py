@@ -18,11 +18,11 @@ from typing import Any, Literal, TextIO
 
 from pricewatch.contract.records import PriceObservation
 from pricewatch.contract.topics import PRICE_OBSERVATIONS
+from pricewatch.db.engine import make_engine, upgrade
 from pricewatch.kafka import make_producer
 from pricewatch.settings import Settings
 from sinks.archive.layout import ObjectKey, day_prefix, decode, parse_key
 from sinks.archive.sink import make_s3_client
-from sinks.postgres.db import make_engine, upgrade
 from sinks.postgres.sink import PriceHistorySink
 
 log = logging.getLogger(__name__)

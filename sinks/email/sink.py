@@ -18,11 +18,11 @@ from sqlalchemy import text
 
 from pricewatch.contract.records import AccountEmail, Notification
 from pricewatch.contract.topics import ACCOUNT_EMAILS, NOTIFICATIONS
+from pricewatch.db.engine import migrated_engine
 from pricewatch.settings import Settings
 from sinks.base import describe_error, run_batch_consumer
 from sinks.email.backends import EmailBackend, PermanentSendError, backend_from_settings
 from sinks.email.render import InvalidRecipientError, render, render_account_email
-from sinks.postgres.db import migrated_engine
 
 log = logging.getLogger(__name__)
 

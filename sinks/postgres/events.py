@@ -16,9 +16,9 @@ from sqlalchemy import text
 
 from pricewatch.contract.records import PriceEvent
 from pricewatch.contract.topics import PRICE_EVENTS
+from pricewatch.db.engine import migrated_engine
 from pricewatch.settings import Settings
 from sinks.base import run_batch_consumer
-from sinks.postgres.db import migrated_engine
 
 log = logging.getLogger(__name__)
 

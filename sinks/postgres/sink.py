@@ -19,9 +19,10 @@ from sqlalchemy import text
 
 from pricewatch.contract.records import Outcome, PriceObservation
 from pricewatch.contract.topics import PRICE_OBSERVATIONS
+from pricewatch.db.engine import migrated_engine
+from pricewatch.db.schema import MAX_URL_CHARS
 from pricewatch.settings import Settings
 from sinks.base import run_batch_consumer
-from sinks.postgres.db import migrated_engine
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ ROLE = "postgres-sink"
 # in a title. Either would otherwise fail the batch on every retry.
 MAX_TITLE_CHARS = 1000
 MAX_ERROR_CHARS = 2000
-MAX_URL_CHARS = 8000
 
 _STATUS_BY_OUTCOME = {Outcome.OK: "active", Outcome.GONE: "gone", Outcome.ERROR: "error"}
 

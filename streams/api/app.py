@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from pricewatch.contract.topics import SUBSCRIPTIONS
 from pricewatch.kafka import make_producer
 from pricewatch.settings import Settings
-from producers.urlguard import UrlRefused, check_resolved_host
+from pricewatch.urlguard import UrlRefused, check_resolved_host
 from streams.api import store
 from streams.api.models import (
     Accepted,
@@ -496,7 +496,7 @@ def create_api_app(
 
 
 async def run_api(settings: Settings, stop: asyncio.Event) -> None:
-    from sinks.postgres.db import migrated_engine
+    from pricewatch.db.engine import migrated_engine
 
     settings.secret_key_bytes()  # refuse to start without it: every link needs it
     producer = make_producer(settings)

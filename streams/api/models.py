@@ -19,7 +19,7 @@ from pydantic import (
 from pricewatch.contract.currencies import ISO_4217
 from pricewatch.contract.records import Subscription
 from pricewatch.ids import canonical_url
-from producers.urlguard import UrlRefused, check_url
+from pricewatch.urlguard import UrlRefused, check_url
 
 # Money and percentages travel as decimal strings, as on the topics.
 MoneyOut = Annotated[

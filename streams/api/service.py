@@ -42,7 +42,7 @@ from pricewatch.tokens import (
     issue_token,
     read_token,
 )
-from producers.urlguard import UrlRefused, check_resolved_host
+from pricewatch.urlguard import UrlRefused, check_resolved_host
 from streams.api import store
 from streams.api.models import (
     ManagedSubscription,

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from pricewatch.contract.records import Subscription
-from sinks.postgres.subscriptions import write_subscriptions
+from pricewatch.db.subscriptions import write_subscriptions
 
 Row = dict[str, Any]
 

@@ -25,11 +25,11 @@ from sqlalchemy import text
 
 from pricewatch.contract.records import AccountEmail, AccountEmailKind, Subscription
 from pricewatch.contract.topics import ACCOUNT_EMAILS, SUBSCRIPTIONS, TopicSpec
+from pricewatch.db.engine import make_engine, upgrade
 from pricewatch.ids import partition_for, product_id_for, subscription_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
 from pricewatch.tokens import TokenPurpose, issue_token
-from sinks.postgres.db import make_engine, upgrade
 from streams.api.app import MAX_BODY_BYTES, create_api_app
 from tests.conftest import Broker
 

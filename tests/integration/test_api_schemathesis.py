@@ -52,9 +52,9 @@ def live_api(
 ) -> Iterator[str]:
     import asyncio
 
+    from pricewatch.db.engine import upgrade
     from pricewatch.kafka import create_topics
     from pricewatch.settings import Settings
-    from sinks.postgres.db import upgrade
 
     prefix = f"t{uuid.uuid4().hex[:8]}-"
     data_dir: Path = tmp_path_factory.mktemp("schemathesis")

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from pricewatch import cli
 from pricewatch.contract.records import Availability, Outcome, PriceObservation
 from pricewatch.contract.topics import PRICE_OBSERVATIONS
+from pricewatch.db.engine import make_engine
 from pricewatch.embedded.broker import free_port
 from pricewatch.ids import observation_id_for, product_id_for
 from pricewatch.kafka import create_topics, make_producer
@@ -31,7 +32,6 @@ from pricewatch.settings import Settings
 from sinks.archive.layout import ObjectKey, decode, object_key, parse_key
 from sinks.archive.replay import list_archive, replay_archive
 from sinks.archive.sink import ObservationArchiveSink, make_s3_client, run_archive_sink
-from sinks.postgres.db import make_engine
 
 PARTITIONS = 2
 REGION = "us-east-1"

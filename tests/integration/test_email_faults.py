@@ -31,13 +31,13 @@ from sqlalchemy import text
 
 from pricewatch.contract.records import Notification
 from pricewatch.contract.topics import NOTIFICATIONS
+from pricewatch.db.engine import make_engine, upgrade
 from pricewatch.embedded.broker import free_port
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
 from sinks.email.backends import OutboxBackend, SesBackend, SmtpBackend
 from sinks.email.render import IDEMPOTENCY_HEADER
 from sinks.email.sink import EmailSink, run_email_sink
-from sinks.postgres.db import make_engine, upgrade
 from tests.integration.test_email_sink import SETTINGS, ledger, notification
 
 pytestmark = pytest.mark.timeout(180)

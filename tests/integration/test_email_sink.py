@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from pricewatch.contract.records import EventType, Notification, NotificationKind
 from pricewatch.contract.topics import NOTIFICATIONS
+from pricewatch.db.engine import make_engine, upgrade
 from pricewatch.embedded.broker import free_port
 from pricewatch.ids import event_id_for, notification_key_for, subscription_id_for
 from pricewatch.kafka import create_topics, make_producer
@@ -31,7 +32,6 @@ from pricewatch.tokens import TokenPurpose, read_token
 from sinks.email.backends import OutboxBackend, SmtpBackend
 from sinks.email.render import IDEMPOTENCY_HEADER
 from sinks.email.sink import EmailSink, run_email_sink
-from sinks.postgres.db import make_engine, upgrade
 
 PRODUCT_ID = "a" * 32
 SETTINGS = Settings(

@@ -18,7 +18,7 @@ from grafana import admin, user
 from grafana.dashboards import DASHBOARDS
 from grafana.macros import TimeRange, grafana_sql
 from grafana.model import Panel, SqlQuery
-from sinks.postgres.db import upgrade
+from pricewatch.db.engine import upgrade
 
 TIMESTAMPTZ = 1184
 TEXT_TYPES = {25, 1043, 1042, 19}  # text, varchar, bpchar, name

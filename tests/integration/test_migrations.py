@@ -15,8 +15,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from sinks.postgres.db import alembic_config, make_engine, upgrade
-from sinks.postgres.schema import metadata
+from pricewatch.db.engine import alembic_config, make_engine, upgrade
+from pricewatch.db.schema import metadata
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 NEW_TABLES = ("websites", "users", "subscriptions", "price_events")

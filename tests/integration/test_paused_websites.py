@@ -12,9 +12,9 @@ import psycopg
 
 from pricewatch.contract.records import PriceObservation
 from pricewatch.contract.topics import PRICE_OBSERVATIONS
+from pricewatch.db.engine import upgrade
 from pricewatch.ids import product_id_for
 from pricewatch.kafka import create_topics
-from sinks.postgres.db import upgrade
 from tests.conftest import Broker
 from tests.integration.test_two_scrapers import (
     PARTITIONS,

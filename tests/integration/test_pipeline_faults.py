@@ -23,10 +23,10 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from pricewatch.contract.topics import DEAD_LETTERS, NOTIFICATIONS, PRICE_EVENTS
+from pricewatch.db.engine import make_engine, upgrade
 from pricewatch.embedded.broker import free_port
 from pricewatch.embedded.postgres import create_database_if_missing, start_embedded_postgres
 from pricewatch.settings import Settings
-from sinks.postgres.db import make_engine, upgrade
 from sinks.postgres.sink import PriceHistorySink
 from tests.conftest import Broker
 from tests.helpers import wait_for

@@ -15,10 +15,10 @@ from sqlalchemy import text
 
 from pricewatch.contract.records import Availability, EventType, PriceEvent
 from pricewatch.contract.topics import PRICE_EVENTS
+from pricewatch.db.engine import make_engine, upgrade
 from pricewatch.ids import observation_id_for, product_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
-from sinks.postgres.db import make_engine, upgrade
 from sinks.postgres.events import ROLE, PriceEventSink, run_events_sink
 from tests import helpers
 

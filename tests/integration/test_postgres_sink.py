@@ -16,9 +16,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from pricewatch.contract.records import Availability, Outcome, PriceObservation
+from pricewatch.db.engine import alembic_config, make_engine, sqlalchemy_url, upgrade
+from pricewatch.db.schema import metadata
 from pricewatch.ids import observation_id_for, product_id_for
-from sinks.postgres.db import alembic_config, make_engine, sqlalchemy_url, upgrade
-from sinks.postgres.schema import metadata
 from sinks.postgres.sink import PriceHistorySink
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

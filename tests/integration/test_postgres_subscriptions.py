@@ -18,10 +18,10 @@ from sqlalchemy import text
 
 from pricewatch.contract.records import Subscription
 from pricewatch.contract.topics import SUBSCRIPTIONS
+from pricewatch.db.engine import make_engine, upgrade
 from pricewatch.ids import partition_for, product_id_for, subscription_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
-from sinks.postgres.db import make_engine, upgrade
 from sinks.postgres.subscriptions import (
     ROLE,
     SubscriptionChange,

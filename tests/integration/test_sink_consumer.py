@@ -18,11 +18,11 @@ from sqlalchemy import text
 
 from pricewatch.contract.records import DeadLetter, Outcome, PriceObservation
 from pricewatch.contract.topics import DEAD_LETTERS, PRICE_OBSERVATIONS
+from pricewatch.db.engine import make_engine, upgrade
 from pricewatch.embedded.broker import free_port
 from pricewatch.ids import observation_id_for, product_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
-from sinks.postgres.db import make_engine, upgrade
 from sinks.postgres.sink import ROLE, run_postgres_sink
 from tests import helpers
 

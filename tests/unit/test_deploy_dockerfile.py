@@ -142,7 +142,7 @@ def test_builder_stage_builds_a_working_pricewatch(tmp_path: Path) -> None:
         "'sinks.email.sink', 'sinks.archive.sink', 'pricewatch.demo.shop'):\n"
         "    importlib.import_module(m)\n"
         "print(len(list(r.files('pricewatch.contract').joinpath('schemas').iterdir())))\n"
-        "print(len(list(r.files('sinks.postgres').joinpath('migrations', 'versions')"
+        "print(len(list(r.files('pricewatch.db').joinpath('migrations', 'versions')"
         ".iterdir())))\n"
     )
     imported = subprocess.run(
@@ -155,7 +155,7 @@ def test_builder_stage_builds_a_working_pricewatch(tmp_path: Path) -> None:
     assert imported.returncode == 0, imported.stderr
     schemas, migrations = (int(n) for n in imported.stdout.split())
     assert schemas == len(list((ROOT / "pricewatch/contract/schemas").glob("*.json")))
-    assert migrations >= len(list((ROOT / "sinks/postgres/migrations/versions").glob("*.py")))
+    assert migrations >= len(list((ROOT / "pricewatch/db/migrations/versions").glob("*.py")))
 
     # The versions installed are the ones the tests run with, and no test extra came along.
     frozen = subprocess.run(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
+from pricewatch.db.engine import make_engine
 from pricewatch.kafka import make_producer
 from pricewatch.settings import Settings
-from sinks.postgres.db import make_engine
 from streams.api.app import create_api_app
 from streams.api.openapi import openapi_document
 

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from producers.urlguard import (
+from pricewatch.urlguard import (
     GuardedResolver,
     UrlRefused,
     check_address,

@@ -21,7 +21,7 @@ down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Spelled out rather than imported from sinks.postgres.schema (see 0001).
+# Spelled out rather than imported from pricewatch.db.schema (see 0001).
 MONEY = sa.Numeric(18, 6)
 PERCENT = sa.Numeric(5, 2)
 TIMESTAMPTZ = sa.DateTime(timezone=True)

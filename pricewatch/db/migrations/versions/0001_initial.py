@@ -17,7 +17,7 @@ down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Spelled out rather than imported from sinks.postgres.schema: a migration must keep
+# Spelled out rather than imported from pricewatch.db.schema: a migration must keep
 # describing the schema as it was at this revision after schema.py moves on.
 MONEY = sa.Numeric(18, 6)
 TIMESTAMPTZ = sa.DateTime(timezone=True)

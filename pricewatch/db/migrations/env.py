@@ -1,4 +1,4 @@
-"""Alembic environment, configured in code by ``sinks.postgres.db.alembic_config``.
+"""Alembic environment, configured in code by ``pricewatch.db.engine.alembic_config``.
 
 ``upgrade()`` hands over an open connection (``config.attributes["connection"]``) so the
 migrations run inside its transaction and advisory lock; otherwise ``sqlalchemy.url`` is used.
@@ -9,8 +9,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, NullPool
 
-from sinks.postgres.db import make_engine
-from sinks.postgres.schema import metadata
+from pricewatch.db.engine import make_engine
+from pricewatch.db.schema import metadata
 
 config = context.config
 target_metadata = metadata

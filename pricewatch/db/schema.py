@@ -26,6 +26,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+# The longest URL the url columns get: longer ones (untrusted input) are cut, not refused.
+MAX_URL_CHARS = 8000
+
 # Deterministic constraint names, so later migrations can refer to them by name.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
