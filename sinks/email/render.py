@@ -7,7 +7,7 @@ a redelivered notification could never look like a second, different email.
 from __future__ import annotations
 
 import email.policy
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from decimal import Decimal
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from functools import cache
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -26,13 +26,8 @@ from pricewatch.contract.records import (
     NotificationKind,
     Subscription,
 )
+from pricewatch.links import UNSUBSCRIBE_PAGE, manage_link, unsubscribe_link
 from pricewatch.settings import Settings
-from pricewatch.tokens import (
-    UNSUBSCRIBE_ALL_PREFIX,
-    UNSUBSCRIBE_ONE_PREFIX,
-    TokenPurpose,
-    issue_token,
-)
 
 IDEMPOTENCY_HEADER = "X-Pricewatch-Idempotency-Key"
 
@@ -71,69 +66,6 @@ def recipient(email: str) -> Address:
         return Address(addr_spec=email.strip())
     except (ValueError, IndexError, HeaderParseError) as exc:
         raise InvalidRecipientError(f"invalid recipient address {email!r}: {exc}") from exc
-
-
-def signed_link(
-    settings: Settings,
-    path: str,
-    purpose: TokenPurpose,
-    subject: str,
-    *,
-    issued_at: datetime,
-    ttl_seconds: float,
-) -> str:
-    """``<api base><path>?token=...``: a link only the holder of the secret key can make.
-
-    ``issued_at`` comes from the record, not a clock, so the same record renders the same link.
-    """
-    token = issue_token(
-        settings.secret_key_bytes(),
-        purpose,
-        subject,
-        now=issued_at,
-        ttl=timedelta(seconds=ttl_seconds),
-    )
-    return f"{settings.api_base_url}{path}?token={quote(token, safe='')}"
-
-
-UNSUBSCRIBE_API = "/api/unsubscribe"  # GET or one-click POST: stops at once (List-Unsubscribe)
-UNSUBSCRIBE_PAGE = "/unsubscribe"  # for people: a page with a confirmation button
-
-
-def unsubscribe_url(
-    settings: Settings,
-    *,
-    issued_at: datetime,
-    subscription_id: str | None = None,
-    email: str | None = None,
-    path: str = UNSUBSCRIBE_API,
-) -> str:
-    """Stop one subscription (``subscription_id``) or every one of an address (``email``)."""
-    if subscription_id is not None:
-        subject = UNSUBSCRIBE_ONE_PREFIX + subscription_id
-    elif email is not None:
-        subject = UNSUBSCRIBE_ALL_PREFIX + email.strip().lower()
-    else:
-        raise ValueError("unsubscribe from a subscription or from an email address")
-    return signed_link(
-        settings,
-        path,
-        TokenPurpose.UNSUBSCRIBE,
-        subject,
-        issued_at=issued_at,
-        ttl_seconds=settings.unsubscribe_token_ttl_seconds,
-    )
-
-
-def manage_url(settings: Settings, email: str, *, issued_at: datetime) -> str:
-    return signed_link(
-        settings,
-        "/manage",
-        TokenPurpose.MANAGE,
-        email.strip().lower(),
-        issued_at=issued_at,
-        ttl_seconds=settings.manage_token_ttl_seconds,
-    )
 
 
 def _safe_link(url: str, fallback: str) -> str:
@@ -216,7 +148,7 @@ def render(notification: Notification, settings: Settings) -> EmailMessage:
     title = title or "Your product"
     subject, headline = _wording(notification.kind, title, prices)
     issued_at = notification.created_at
-    unsubscribe = unsubscribe_url(
+    unsubscribe = unsubscribe_link(
         settings, issued_at=issued_at, subscription_id=notification.subscription_id
     )
     context: dict[str, Any] = {
@@ -225,16 +157,18 @@ def render(notification: Notification, settings: Settings) -> EmailMessage:
         "subject": subject,
         "headline": headline,  # autoescaped in HTML: the title is scraped text
         "product_url": _safe_link(notification.url, settings.api_base_url),
-        "unsubscribe_url": unsubscribe_url(
+        "unsubscribe_url": unsubscribe_link(
             settings,
             issued_at=issued_at,
             subscription_id=notification.subscription_id,
             path=UNSUBSCRIBE_PAGE,
         ),
-        "unsubscribe_all_url": unsubscribe_url(
+        "unsubscribe_all_url": unsubscribe_link(
             settings, issued_at=issued_at, email=notification.email, path=UNSUBSCRIBE_PAGE
         ),
-        "manage_url": manage_url(settings, notification.email, issued_at=issued_at),
+        "manage_url": manage_link(
+            settings, notification.email.strip().lower(), issued_at=issued_at
+        ),
     }
     text_body = _templates().get_template("alert.txt").render(context)
     html_body = _templates().get_template("alert.html").render(context)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from pricewatch.contract.topics import SUBSCRIPTIONS
 from pricewatch.kafka import make_producer
+from pricewatch.links import UNSUBSCRIBE_API
 from pricewatch.settings import Settings
 from pricewatch.urlguard import UrlRefused, check_resolved_host
 from streams.api import store
@@ -449,8 +450,8 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/api/subscriptions", subscribe),
     ("POST", "/api/subscriptions/confirm", confirm_subscription),
     ("GET", "/api/verify", verify),
-    ("GET", "/api/unsubscribe", unsubscribe),
-    ("POST", "/api/unsubscribe", unsubscribe),
+    ("GET", UNSUBSCRIBE_API, unsubscribe),
+    ("POST", UNSUBSCRIBE_API, unsubscribe),
     ("GET", "/api/manage", manage),
     ("PATCH", "/api/manage/subscriptions/{subscription_id}", edit_subscription),
     ("GET", "/api/manage/products/{product_id}/prices", product_prices),

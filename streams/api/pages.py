@@ -15,11 +15,12 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from pydantic import ValidationError
 
+from pricewatch.links import CONFIRM_PAGE, MANAGE_PAGE, UNSUBSCRIBE_PAGE, VERIFY_PAGE, manage_link
 from pricewatch.tokens import TokenPurpose
 from sinks.email.render import describe_wants, format_money
 from streams.api.chart import price_chart_svg
 from streams.api.models import ManageLinkRequest, SubscribeRequest, SubscriptionEdit
-from streams.api.service import CONFIRM_PAGE, MANAGE_PAGE, VERIFY_PAGE, ApiProblem, Service
+from streams.api.service import ApiProblem, Service
 
 _FLAGS = ("notify_any_drop", "notify_back_in_stock", "notify_sold_out", "notify_removed")
 
@@ -158,9 +159,7 @@ async def verify_form(request: web.Request) -> web.Response:
 
 def _manage_link(svc: Service, email: str) -> dict[str, str]:
     # Following the link proved the address: hand over its manage link right away.
-    manage = svc.link(
-        MANAGE_PAGE, TokenPurpose.MANAGE, email, svc.settings.manage_token_ttl_seconds
-    )
+    manage = manage_link(svc.settings, email, issued_at=svc.clock())
     return {"href": manage, "text": "See and change your subscriptions"}
 
 
@@ -269,7 +268,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
     return message(
         "Stop these alerts?",
         "You will get no more emails about this.",
-        form={"action": f"/unsubscribe?{_query(token)}", "button": "Unsubscribe"},
+        form={"action": f"{UNSUBSCRIBE_PAGE}?{_query(token)}", "button": "Unsubscribe"},
     )
 
 
@@ -313,14 +312,14 @@ async def manage_link_form(request: web.Request) -> web.Response:
 PAGE_ROUTES = [
     ("GET", "/", home),
     ("POST", "/subscribe", subscribe_form),
-    ("GET", "/verify", verify_page),
-    ("POST", "/verify", verify_form),
-    ("GET", "/confirm", confirm_page),
-    ("POST", "/confirm", confirm_form),
-    ("GET", "/manage", manage_page),
-    ("POST", "/manage/subscriptions/{subscription_id}", edit_form),
-    ("GET", "/unsubscribe", unsubscribe_page),
-    ("POST", "/unsubscribe", unsubscribe_form),
+    ("GET", VERIFY_PAGE, verify_page),
+    ("POST", VERIFY_PAGE, verify_form),
+    ("GET", CONFIRM_PAGE, confirm_page),
+    ("POST", CONFIRM_PAGE, confirm_form),
+    ("GET", MANAGE_PAGE, manage_page),
+    ("POST", MANAGE_PAGE + "/subscriptions/{subscription_id}", edit_form),
+    ("GET", UNSUBSCRIBE_PAGE, unsubscribe_page),
+    ("POST", UNSUBSCRIBE_PAGE, unsubscribe_form),
     ("POST", "/manage-link", manage_link_form),
 ]
 

@@ -18,9 +18,9 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import sqlalchemy
 from aiokafka import AIOKafkaProducer
@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pricewatch.contract.records import AccountEmail, AccountEmailKind, Subscription
 from pricewatch.contract.topics import ACCOUNT_EMAILS, SUBSCRIPTIONS
 from pricewatch.ids import ID_PATTERN, partition_for, product_id_for, subscription_id_for
+from pricewatch.links import confirm_link, manage_link, verify_link
 from pricewatch.settings import Settings
 from pricewatch.tokens import (
     UNSUBSCRIBE_ALL_PREFIX,
@@ -39,7 +40,6 @@ from pricewatch.tokens import (
     InvalidToken,
     TokenClaims,
     TokenPurpose,
-    issue_token,
     read_token,
 )
 from pricewatch.urlguard import UrlRefused, check_resolved_host
@@ -84,10 +84,6 @@ CONFIRMATIONS = Counter(
     "Followed subscription confirmation links, by outcome.",
     ["outcome"],
 )
-
-VERIFY_PAGE = "/verify"
-CONFIRM_PAGE = "/confirm"
-MANAGE_PAGE = "/manage"
 
 
 class ApiProblem(Exception):
@@ -274,12 +270,6 @@ class Service:
         if subscriptions:
             await self.db(store.save_subscriptions, subscriptions)
 
-    def link(self, path: str, purpose: TokenPurpose, subject: str, ttl_seconds: float) -> str:
-        token = issue_token(
-            self.secret, purpose, subject, now=self.clock(), ttl=timedelta(seconds=ttl_seconds)
-        )
-        return f"{self.settings.api_base_url}{path}?token={quote(token, safe='')}"
-
     def claims(self, token: str | None, purpose: TokenPurpose) -> TokenClaims:
         if not token:
             raise invalid("token", "a token is required (the link from your email)")
@@ -385,9 +375,7 @@ class Service:
         if user["verified_at"] is None:
             await self.publish_and_store([record])
             log.info("subscription %s for product %s", record.subscription_id, record.product_id)
-            link = self.link(
-                VERIFY_PAGE, TokenPurpose.VERIFY, email, self.settings.verify_token_ttl_seconds
-            )
+            link = verify_link(self.settings, email, issued_at=self.clock())
             await self.send_account_email(AccountEmailKind.VERIFY, email, link)
             again = await self.db(store.user_by_email, email)
             if again is None or again["verified_at"] is None:
@@ -403,11 +391,8 @@ class Service:
             log.warning("confirmation email not sent: the address had its share today")
             return
         requested_at = self.clock()
-        link = self.link(
-            CONFIRM_PAGE,
-            TokenPurpose.CONFIRM,
-            confirm_subject(body, requested_at),
-            self.settings.verify_token_ttl_seconds,
+        link = confirm_link(
+            self.settings, confirm_subject(body, requested_at), issued_at=self.clock()
         )
         wanted = self.requested(body, verified=True)
         await self.send_account_email(
@@ -563,7 +548,5 @@ class Service:
         if user is None:
             log.info("manage link asked for an unknown address; nothing sent")
             return
-        link = self.link(
-            MANAGE_PAGE, TokenPurpose.MANAGE, user["email"], self.settings.manage_token_ttl_seconds
-        )
+        link = manage_link(self.settings, user["email"], issued_at=self.clock())
         await self.send_account_email(AccountEmailKind.MANAGE_LINK, user["email"], link)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from pricewatch.contract.records import EventType, Notification, NotificationKind
+from pricewatch.links import unsubscribe_link
 from pricewatch.settings import Settings
 from sinks.email.render import (
     IDEMPOTENCY_HEADER,
@@ -19,7 +20,6 @@ from sinks.email.render import (
     format_money,
     render,
     render_account_email,
-    unsubscribe_url,
 )
 
 KEY = "0123456789abcdef0123456789abcdef"
@@ -65,7 +65,7 @@ def parts(message: EmailMessage) -> tuple[str, str]:
 
 
 CREATED_AT = datetime(2025, 3, 1, 12, 0, 5, tzinfo=UTC)
-UNSUBSCRIBE = unsubscribe_url(SETTINGS, issued_at=CREATED_AT, subscription_id=SUBSCRIPTION)
+UNSUBSCRIBE = unsubscribe_link(SETTINGS, issued_at=CREATED_AT, subscription_id=SUBSCRIPTION)
 UNSUBSCRIBE_PAGE = UNSUBSCRIBE.replace("/api/unsubscribe", "/unsubscribe")
 
 
