@@ -196,16 +196,10 @@ ERRORS = Row(
             "Dead letters / s by stage and reason",
             "timeseries",
             (
-                PromQuery(
-                    _rate("pricewatch_stream_dead_letters_total", "stage, reason"),
-                    "{{stage}}: {{reason}}",
-                ),
+                # Every stage counts here; the label "sink" holds the stage.
                 PromQuery(
                     _rate("pricewatch_sink_dead_letters_total", "sink, reason"),
                     "{{sink}}: {{reason}}",
-                ),
-                PromQuery(
-                    _rate("pricewatch_scraper_dead_letters_total", "reason"), "scraper: {{reason}}"
                 ),
             ),
             width=12,

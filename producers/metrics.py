@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from pricewatch.contract.records import Outcome
+from pricewatch.deadletters import DEAD_LETTERS
 
 FETCHES = Counter(
     "pricewatch_scraper_fetches_total",
@@ -53,16 +54,13 @@ EXTRACTIONS = Counter(
     "('none': no price found).",
     ["extractor"],
 )
-DEAD_LETTERS = Counter(
-    "pricewatch_scraper_dead_letters_total", "Scrape requests dead-lettered, by reason.", ["reason"]
-)
 OBSERVATIONS_PUBLISHED = Counter(
     "pricewatch_scraper_observations_published_total",
     "Price observations acknowledged by Kafka.",
 )
 
 # Label sets known up front show zeros instead of gaps (websites are not known up front).
-DEAD_LETTERS.labels(reason="invalid_record")
+DEAD_LETTERS.labels("scraper", "invalid_record")
 
 BLOCKED_ERRORS = frozenset({"http_401", "http_403", "http_429", "rate_limited"})
 

@@ -22,7 +22,9 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -32,7 +34,7 @@ from pydantic import ValidationError
 
 from pricewatch.contract.records import Outcome, ScrapeRequest
 from pricewatch.contract.topics import DEAD_LETTERS, PRICE_OBSERVATIONS, SCRAPE_REQUESTS
-from pricewatch.deadletter import dead_letter_for_record
+from pricewatch.deadletters import send_dead_letter
 from pricewatch.kafka import make_consumer, make_producer
 from pricewatch.settings import Settings
 from producers import metrics
@@ -156,18 +158,13 @@ class _Pipeline(ConsumerRebalanceListener):
         entry.done = True
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
-        letter = dead_letter_for_record(record, stage=STAGE, reason="invalid_record", error=error)
-        log.warning(
-            "dead-lettering %s[%d]@%d: invalid_record",
-            record.topic,
-            record.partition,
-            record.offset,
-        )
-        metrics.DEAD_LETTERS.labels(reason="invalid_record").inc()
-        delivery = await self.producer.send(
-            self.settings.topic(DEAD_LETTERS),
-            value=letter.model_dump_json().encode(),
-            key=record.topic.encode(),
+        topic = self.settings.topic(DEAD_LETTERS)
+
+        def send(key: bytes, value: bytes) -> Awaitable[asyncio.Future[Any]]:
+            return self.producer.send(topic, value=value, key=key)
+
+        delivery = await send_dead_letter(
+            send, record, stage=STAGE, reason="invalid_record", error=error
         )
         await delivery
 

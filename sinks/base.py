@@ -15,14 +15,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
 
 from pricewatch.contract.topics import DEAD_LETTERS, TopicSpec
-from pricewatch.deadletter import dead_letter_for_record
+from pricewatch.deadletters import send_dead_letter
 from pricewatch.kafka import make_consumer, make_producer
 from pricewatch.metrics import report_lag
 from pricewatch.settings import Settings
@@ -57,11 +57,6 @@ OUTAGE_SECONDS = Counter(
     "pricewatch_sink_outage_seconds_total",
     "Time spent backing off before retrying a failed batch.",
     ["sink"],
-)
-DEAD_LETTERS_SENT = Counter(
-    "pricewatch_sink_dead_letters_total",
-    "Records sent to the dead-letter topic instead of the sink.",
-    ["sink", "reason"],
 )
 
 
@@ -195,26 +190,16 @@ async def _send_dead_letters(
     rejected: list[tuple[ConsumerRecord[bytes, bytes], str]],
 ) -> None:
     topic = settings.topic(DEAD_LETTERS)
-    sends = []
-    for record, error in rejected:
-        letter = dead_letter_for_record(record, stage=role, reason="invalid_record", error=error)
-        sends.append(
-            await producer.send(
-                topic, key=record.topic.encode(), value=letter.model_dump_json().encode()
-            )
-        )
+
+    def send(key: bytes, value: bytes) -> Awaitable[asyncio.Future[Any]]:
+        return producer.send(topic, key=key, value=value)
+
+    deliveries = [
+        await send_dead_letter(send, record, stage=role, reason="invalid_record", error=error)
+        for record, error in rejected
+    ]
     # Acknowledged by the broker before the source offsets may be committed.
-    await asyncio.gather(*sends)
-    for record, error in rejected:
-        log.warning(
-            "%s: dead-lettered %s[%d]@%d (invalid_record: %s)",
-            role,
-            record.topic,
-            record.partition,
-            record.offset,
-            error.splitlines()[0][:200] if error else "",
-        )
-    DEAD_LETTERS_SENT.labels(role, "invalid_record").inc(len(rejected))
+    await asyncio.gather(*deliveries)
 
 
 async def _commit(

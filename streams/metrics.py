@@ -19,11 +19,6 @@ events_emitted = Counter(
 notifications_emitted = Counter(
     "pricewatch_stream_notifications_total", "Notifications emitted, by kind.", ["kind"]
 )
-dead_letters = Counter(
-    "pricewatch_stream_dead_letters_total",
-    "Messages sent to the dead-letter topic, by stage and reason.",
-    ["stage", "reason"],
-)
 detection_latency = Histogram(
     "pricewatch_stream_detection_latency_seconds",
     "From an observation's observed_at to the publication of its events.",

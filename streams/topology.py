@@ -6,7 +6,7 @@ Agents live one per module in ``streams/agents`` and are registered onto a ``Top
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from pricewatch.contract.topics import (
     SUBSCRIPTIONS,
     TopicSpec,
 )
+from pricewatch.deadletters import Source, send_dead_letter
 from pricewatch.settings import Settings
 from streams.batching import InFlightBatches
 from streams.codec import alert_states_version, product_state_version
@@ -71,6 +72,20 @@ class Topology:
     # Products whose product_subscriptions_table value the matcher wrote since the
     # scheduler last looked (same process): the scheduler re-reads only those.
     subscriptions_changed: set[bytes] = field(default_factory=set)
+
+    async def dead_letter(self, event: Any, *, stage: str, reason: str, error: str) -> None:
+        """Dead-letter ``event`` (a Faust event of a raw topic).
+
+        Not lost although its delivery is not awaited: Faust flushes the producer before it
+        commits the source offset, so a crash before delivery redelivers the bad message.
+        """
+        message = event.message
+        source = Source(message.topic, message.partition, message.offset, event.key, event.value)
+
+        def send(key: bytes, value: bytes) -> Awaitable[Any]:
+            return self.dead_letters_topic.send(key=key, value=value)
+
+        await send_dead_letter(send, source, stage=stage, reason=reason, error=error)
 
 
 def _raw_topic(app: faust.App, settings: Settings, *specs: TopicSpec) -> Any:

@@ -19,7 +19,6 @@ from pricewatch.contract.records import Outcome, PriceObservation
 from streams import metrics
 from streams.batching import BATCH_MAX, BATCH_WITHIN_SECONDS, processing
 from streams.codec import decode_product_state, encode_price_event, encode_product_state
-from streams.deadletters import reject
 from streams.domain.detector import DetectorConfig, ProductState, detect
 from streams.topology import Topology
 
@@ -79,12 +78,14 @@ def register(topology: Topology) -> Any:
             size = len(event.value or b"")
             if size > MAX_OBSERVATION_BYTES:
                 error = f"{size} bytes; an observation may have at most {MAX_OBSERVATION_BYTES}"
-                await reject(topology, event, stage=STAGE, reason="oversize", error=error)
+                await topology.dead_letter(event, stage=STAGE, reason="oversize", error=error)
                 continue
             try:
                 observation = PriceObservation.model_validate_json(event.value or b"")
             except ValidationError as exc:
-                await reject(topology, event, stage=STAGE, reason="invalid_record", error=str(exc))
+                await topology.dead_letter(
+                    event, stage=STAGE, reason="invalid_record", error=str(exc)
+                )
                 continue
             try:
                 key = observation.product_id.encode()
@@ -111,8 +112,8 @@ def register(topology: Topology) -> Any:
                     metrics.events_emitted.labels(event_type=price_event.event_type.value).inc()
             except Exception as exc:  # a bug must not stop the stream: park the message
                 log.exception("detector failed on offset %s", event.message.offset)
-                await reject(
-                    topology, event, stage=STAGE, reason="processing_error", error=repr(exc)
+                await topology.dead_letter(
+                    event, stage=STAGE, reason="processing_error", error=repr(exc)
                 )
                 continue
             processed[observation.outcome].inc()

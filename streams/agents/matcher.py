@@ -27,7 +27,6 @@ from streams.codec import (
     decode_product_state,
     encode_alert_states,
 )
-from streams.deadletters import reject
 from streams.domain.alerts import AlertRules, AlertState, evaluate, new_alert_state
 from streams.topology import Topology
 
@@ -141,11 +140,13 @@ def register(topology: Topology) -> Any:
                 with processing(event):  # table reads go to this event's partition
                     await handle(batch, event)
             except ValidationError as exc:
-                await reject(topology, event, stage=STAGE, reason="invalid_record", error=str(exc))
+                await topology.dead_letter(
+                    event, stage=STAGE, reason="invalid_record", error=str(exc)
+                )
             except Exception as exc:  # a bug must not stop the stream: park the message
                 log.exception("matcher failed on offset %s", event.message.offset)
-                await reject(
-                    topology, event, stage=STAGE, reason="processing_error", error=repr(exc)
+                await topology.dead_letter(
+                    event, stage=STAGE, reason="processing_error", error=repr(exc)
                 )
         await batch.finish()
 
