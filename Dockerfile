@@ -24,6 +24,7 @@ COPY pricewatch pricewatch
 COPY streams streams
 COPY producers producers
 COPY sinks sinks
+COPY api api
 COPY grafana grafana
 # --only-binary: every dependency comes as a wheel, so the slim image needs no compiler and
 # a dependency that would need one fails here instead of half-way through a build.

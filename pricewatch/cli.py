@@ -93,7 +93,7 @@ def cmd_archive_replay(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> None:
-    from streams.api.app import run_api
+    from api.app import run_api
 
     _run_service(settings, run_api)
 

@@ -219,7 +219,7 @@ class Settings(BaseSettings):
         "Unset or 0: none. docker-compose gives every service the same port.",
     )
 
-    # --- Accounts, links and the public API (streams/api) -------------------------
+    # --- Accounts, links and the public API (api/) ---------------------------------
     secret_key: SecretStr | None = Field(
         default=None,
         description="Signs the links in emails (verify, unsubscribe, manage). Required in "

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
 from sqlalchemy import text
 
+from api.app import MAX_BODY_BYTES, create_api_app
 from pricewatch.contract.records import AccountEmail, AccountEmailKind, Subscription
 from pricewatch.contract.topics import ACCOUNT_EMAILS, SUBSCRIPTIONS, TopicSpec
 from pricewatch.db.engine import make_engine, upgrade
@@ -30,7 +31,6 @@ from pricewatch.ids import partition_for, product_id_for, subscription_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
 from pricewatch.tokens import TokenPurpose, issue_token
-from streams.api.app import MAX_BODY_BYTES, create_api_app
 from tests.conftest import Broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -1007,7 +1007,7 @@ async def test_a_manage_link_request_takes_the_email_limit_once(
 async def test_an_unexpected_error_is_a_counted_500_problem(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streams.api import store
+    from api import queries as store
 
     def broken(*args: Any) -> Any:
         raise RuntimeError("a bug")

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from api.app import MAX_BODY_BYTES, run_api
 from pricewatch.db.engine import upgrade
 from pricewatch.embedded.broker import free_port, wait_for_port
 from pricewatch.kafka import create_topics
 from pricewatch.settings import Settings
-from streams.api.app import MAX_BODY_BYTES, run_api
 from tests.conftest import Broker, fresh_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

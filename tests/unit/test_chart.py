@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from streams.api.chart import PAD_LEFT, PAD_RIGHT, WIDTH, price_chart_svg
+from api.chart import PAD_LEFT, PAD_RIGHT, WIDTH, price_chart_svg
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -137,7 +137,7 @@ def test_builder_stage_builds_a_working_pricewatch(tmp_path: Path) -> None:
     # templates) is in the wheel: the CLI imports these lazily, so --help alone would not say.
     probe = (
         "import importlib, importlib.resources as r\n"
-        "for m in ('streams.app', 'streams.api.app', 'producers.scraper', "
+        "for m in ('streams.app', 'api.app', 'producers.scraper', "
         "'sinks.postgres.sink', 'sinks.postgres.subscriptions', 'sinks.postgres.events', "
         "'sinks.email.sink', 'sinks.archive.sink', 'pricewatch.demo.shop'):\n"
         "    importlib.import_module(m)\n"

@@ -14,10 +14,10 @@ import pytest
 from pricewatch.contract.records import EventType, Notification, NotificationKind
 from pricewatch.links import unsubscribe_link
 from pricewatch.settings import Settings
+from pricewatch.wording import format_money
 from sinks.email.render import (
     IDEMPOTENCY_HEADER,
     InvalidRecipientError,
-    format_money,
     render,
     render_account_email,
 )

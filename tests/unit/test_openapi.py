@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
+from api.app import create_api_app
+from api.openapi import openapi_document
 from pricewatch.db.engine import make_engine
 from pricewatch.kafka import make_producer
 from pricewatch.settings import Settings
-from streams.api.app import create_api_app
-from streams.api.openapi import openapi_document
 
 SETTINGS = Settings(
     kafka_bootstrap_servers="127.0.0.1:1",  # never connected: the app is only built

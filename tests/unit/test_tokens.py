@@ -127,8 +127,8 @@ def test_a_token_too_long_to_read_back_is_refused_when_issued() -> None:
 def test_the_largest_subscription_request_fits_a_confirm_token() -> None:
     """A confirm token carries the whole request: the longest valid one must still make a
     link that read_token accepts (non-ASCII is percent-encoded before the length check)."""
-    from streams.api.models import MAX_URL_CHARS, SubscribeRequest
-    from streams.api.service import confirm_subject, read_confirm_subject
+    from api.models import MAX_URL_CHARS, SubscribeRequest
+    from api.services.subscriptions import confirm_subject, read_confirm_subject
 
     address = "a" * 64 + "@" + ".".join(["b" * 60, "c" * 60, "d" * 50]) + ".com"
     base = "https://shop.example/"

@@ -1,5 +1,5 @@
-"""What the API reads and writes in PostgreSQL. Synchronous (SQLAlchemy + psycopg 3): the
-handlers call these through ``asyncio.to_thread``.
+"""The API's SQL: what it reads and writes in PostgreSQL. Synchronous (SQLAlchemy +
+psycopg 3): the services call these through ``asyncio.to_thread``.
 
 The API writes a subscription (and its user) here as well as to the ``subscriptions`` topic,
 with the subscriptions sink's own idempotent upsert, so verifying, unsubscribing and the

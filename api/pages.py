@@ -1,7 +1,8 @@
 """Server-rendered pages for people: subscribe, check your inbox, verified, manage (with a
 price-history chart per product), unsubscribe. Plain HTML forms: no JavaScript needed.
 
-They call the same ``Service`` as the JSON API; only the rendering differs.
+They call the same services as the JSON API (``api.services``); only the rendering differs.
+Every page is listed in ``ROUTES`` with its OpenAPI operation.
 """
 
 from __future__ import annotations
@@ -10,17 +11,21 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from pydantic import ValidationError
 
+from api.chart import price_chart_svg
+from api.context import client_address, run_in_background, services
+from api.models import ManageLinkRequest, SubscribeRequest, SubscriptionEdit
+from api.problems import ApiProblem
+from api.routing import COMMON, SUBSCRIPTION_ID, TOKEN, Route, form_body, html, operation
+from api.services import Services
 from pricewatch.links import CONFIRM_PAGE, MANAGE_PAGE, UNSUBSCRIBE_PAGE, VERIFY_PAGE, manage_link
 from pricewatch.tokens import TokenPurpose
-from sinks.email.render import describe_wants, format_money
-from streams.api.chart import price_chart_svg
-from streams.api.models import ManageLinkRequest, SubscribeRequest, SubscriptionEdit
-from streams.api.service import ApiProblem, Service
+from pricewatch.wording import describe_wants, format_money
 
 _FLAGS = ("notify_any_drop", "notify_back_in_stock", "notify_sold_out", "notify_removed")
 
@@ -28,7 +33,7 @@ _FLAGS = ("notify_any_drop", "notify_back_in_stock", "notify_sold_out", "notify_
 @cache
 def _templates() -> Environment:
     return Environment(
-        loader=PackageLoader("streams.api", "templates"),
+        loader=PackageLoader("api", "templates"),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
         undefined=StrictUndefined,
     )
@@ -65,12 +70,6 @@ def problem_page(problem: ApiProblem) -> web.Response:
     return response
 
 
-def _svc(request: web.Request) -> Service:
-    from streams.api.app import SERVICE_KEY
-
-    return request.app[SERVICE_KEY]
-
-
 def _form_values(form: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in ("email", "url", "target_price", "currency", "drop_percent"):
@@ -94,15 +93,13 @@ async def home(request: web.Request) -> web.Response:
 
 
 async def subscribe_form(request: web.Request) -> web.Response:
-    from streams.api.app import client_address
-
-    svc = _svc(request)
+    svc = services(request)
     form = await request.post()
     values = _form_values(form)
     try:
-        svc.limit_address(client_address(request))
+        svc.backend.limit_address(client_address(request))
         body = SubscribeRequest.model_validate({k: v for k, v in values.items() if v is not None})
-        record = await svc.subscribe(body)
+        record = await svc.subscriptions.subscribe(body)
     except ValidationError as exc:
         return page(
             "subscribe.html",
@@ -129,7 +126,7 @@ async def verify_page(request: web.Request) -> web.Response:
     # A button, not an action on GET: mail scanners open the links in emails, and such a
     # visit must not start alerts somebody else asked for.
     token = request.query.get("token")
-    email, subscriptions = await _svc(request).verification(token)
+    email, subscriptions = await services(request).accounts.verification(token)
     return page(
         "confirm.html",
         title="Confirm your address",
@@ -146,8 +143,8 @@ async def verify_page(request: web.Request) -> web.Response:
 
 
 async def verify_form(request: web.Request) -> web.Response:
-    svc = _svc(request)
-    result = await svc.verify(request.query.get("token"))
+    svc = services(request)
+    result = await svc.accounts.verify(request.query.get("token"))
     return message(
         "Address confirmed",
         f"Thank you: alerts for {result.email} are on "
@@ -157,15 +154,15 @@ async def verify_form(request: web.Request) -> web.Response:
     )
 
 
-def _manage_link(svc: Service, email: str) -> dict[str, str]:
+def _manage_link(svc: Services, email: str) -> dict[str, str]:
     # Following the link proved the address: hand over its manage link right away.
-    manage = manage_link(svc.settings, email, issued_at=svc.clock())
+    manage = manage_link(svc.backend.settings, email, issued_at=svc.backend.clock())
     return {"href": manage, "text": "See and change your subscriptions"}
 
 
 async def confirm_page(request: web.Request) -> web.Response:
     token = request.query.get("token")
-    wanted = await _svc(request).confirmation(token)
+    wanted = await services(request).subscriptions.confirmation(token)
     return page(
         "confirm.html",
         title="Start this alert?",
@@ -178,8 +175,8 @@ async def confirm_page(request: web.Request) -> web.Response:
 
 
 async def confirm_form(request: web.Request) -> web.Response:
-    svc = _svc(request)
-    started = await svc.confirm(request.query.get("token"))
+    svc = services(request)
+    started = await svc.subscriptions.confirm(request.query.get("token"))
     return message(
         "Alert started",
         f"Pricewatch now watches {started.url} for {started.email}.",
@@ -198,13 +195,13 @@ def _money(amount: Any, currency: str | None) -> str | None:
 
 
 async def manage_page(request: web.Request) -> web.Response:
-    svc = _svc(request)
+    svc = services(request)
     token = request.query.get("token")
-    view = await svc.manage_view(token)
+    view = await svc.accounts.manage_view(token)
     items = []
     now = datetime.now(UTC)
     for sub in view.subscriptions:
-        history = await svc.price_history(token, sub.product_id)
+        history = await svc.accounts.price_history(token, sub.product_id)
         points = [(p.observed_at, p.price) for p in history.prices if p.price is not None]
         values = {
             "target_price": _plain(sub.target_price),
@@ -236,7 +233,7 @@ async def manage_page(request: web.Request) -> web.Response:
 
 
 async def edit_form(request: web.Request) -> web.StreamResponse:
-    svc = _svc(request)
+    svc = services(request)
     token = request.query.get("token")
     form = await request.post()
     values = _form_values(form)
@@ -248,7 +245,7 @@ async def edit_form(request: web.Request) -> web.StreamResponse:
     }
     try:
         edit = SubscriptionEdit.model_validate(changes)
-        await svc.edit(token, request.match_info["subscription_id"], edit)
+        await svc.subscriptions.edit(token, request.match_info["subscription_id"], edit)
     except ValidationError as exc:
         first = next(iter(_errors_by_field(exc).items()))
         raise ApiProblem(422, f"{first[0]}: {first[1]}") from None
@@ -256,15 +253,13 @@ async def edit_form(request: web.Request) -> web.StreamResponse:
 
 
 def _query(token: str | None) -> str:
-    from urllib.parse import urlencode
-
     return urlencode({"token": token or ""})
 
 
 async def unsubscribe_page(request: web.Request) -> web.Response:
     # A confirmation button, not an action on GET: mail scanners open links in emails.
     token = request.query.get("token")
-    _svc(request).claims(token, TokenPurpose.UNSUBSCRIBE)
+    services(request).backend.claims(token, TokenPurpose.UNSUBSCRIBE)
     return message(
         "Stop these alerts?",
         "You will get no more emails about this.",
@@ -273,7 +268,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
 
 
 async def unsubscribe_form(request: web.Request) -> web.Response:
-    stopped = await _svc(request).unsubscribe(request.query.get("token"))
+    stopped = await services(request).subscriptions.unsubscribe(request.query.get("token"))
     return message(
         "Unsubscribed",
         "Done: no more alerts about this."
@@ -285,14 +280,12 @@ async def unsubscribe_form(request: web.Request) -> web.Response:
 
 
 async def manage_link_form(request: web.Request) -> web.Response:
-    from streams.api.app import client_address, run_in_background
-
-    svc = _svc(request)
+    svc = services(request)
     form = await request.post()
     try:
-        svc.limit_address(client_address(request))
+        svc.backend.limit_address(client_address(request))
         body = ManageLinkRequest.model_validate({"email": str(form.get("email", ""))})
-        svc.limit_email(body.email)
+        svc.backend.limit_email(body.email)
     except ValidationError as exc:
         return page(
             "subscribe.html",
@@ -301,7 +294,7 @@ async def manage_link_form(request: web.Request) -> web.Response:
             values=_form_values({}),
             errors={"body": "That email address is not valid: " + _errors_by_field(exc)["email"]},
         )
-    run_in_background(request.app, svc.send_manage_link(body.email))
+    run_in_background(request.app, svc.accounts.send_manage_link(body.email))
     return message(
         "Check your inbox",
         "If this address has subscriptions, a link to them is on its way.",
@@ -309,21 +302,175 @@ async def manage_link_form(request: web.Request) -> web.Response:
     )
 
 
-PAGE_ROUTES = [
-    ("GET", "/", home),
-    ("POST", "/subscribe", subscribe_form),
-    ("GET", VERIFY_PAGE, verify_page),
-    ("POST", VERIFY_PAGE, verify_form),
-    ("GET", CONFIRM_PAGE, confirm_page),
-    ("POST", CONFIRM_PAGE, confirm_form),
-    ("GET", MANAGE_PAGE, manage_page),
-    ("POST", MANAGE_PAGE + "/subscriptions/{subscription_id}", edit_form),
-    ("GET", UNSUBSCRIBE_PAGE, unsubscribe_page),
-    ("POST", UNSUBSCRIBE_PAGE, unsubscribe_form),
-    ("POST", "/manage-link", manage_link_form),
+_STR = {"type": "string", "maxLength": 2048}
+_FLAG = {"type": "string", "enum": ["on"]}
+_SUBSCRIBE_FIELDS = {
+    "email": _STR,
+    "url": _STR,
+    "target_price": _STR,
+    "drop_percent": _STR,
+    **dict.fromkeys(_FLAGS, _FLAG),
+}
+_BAD_LINK = html("Invalid or expired link.")
+_NO_TOKEN = html("No token.")
+_LATER = html("Try again later.")
+
+ROUTES = [
+    Route("GET", "/", home, operation("Page: subscribe form", responses={"200": html("Form.")})),
+    Route(
+        "POST",
+        "/subscribe",
+        subscribe_form,
+        operation(
+            "Page: subscribe form submission",
+            body=form_body(_SUBSCRIBE_FIELDS, ["email", "url"]),
+            responses={
+                "200": html("Check your inbox (the same for every address)."),
+                "413": COMMON["413"],
+                "422": html("The form with messages."),
+                "429": html("Too many requests."),
+                "503": _LATER,
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        VERIFY_PAGE,
+        verify_page,
+        operation(
+            "Page: what confirming the address starts, and a button to do it",
+            parameters=[TOKEN],
+            responses={
+                "200": html("A confirmation button (a GET changes nothing)."),
+                "403": _BAD_LINK,
+                "404": html("No such address."),
+                "422": _NO_TOKEN,
+                "503": _LATER,
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        VERIFY_PAGE,
+        verify_form,
+        operation(
+            "Page: confirm an address",
+            parameters=[TOKEN],
+            responses={
+                "200": html("Confirmed, with a manage link."),
+                "403": _BAD_LINK,
+                "404": html("No such address."),
+                "422": _NO_TOKEN,
+                "503": _LATER,
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        CONFIRM_PAGE,
+        confirm_page,
+        operation(
+            "Page: the subscription a confirmation link starts, and a button",
+            parameters=[TOKEN],
+            responses={
+                "200": html("A confirmation button (a GET changes nothing)."),
+                "403": _BAD_LINK,
+                "422": html("No token, or the request is no longer valid."),
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        CONFIRM_PAGE,
+        confirm_form,
+        operation(
+            "Page: start the subscription",
+            parameters=[TOKEN],
+            responses={
+                "200": html("Started, with a manage link."),
+                "403": _BAD_LINK,
+                "404": html("No such address."),
+                "409": html("The subscription changed after the link was sent."),
+                "422": html("No token, or the request is no longer valid."),
+                "503": _LATER,
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        MANAGE_PAGE,
+        manage_page,
+        operation(
+            "Page: one's subscriptions, with price-history charts and edit forms",
+            parameters=[TOKEN],
+            responses={
+                "200": html("The subscriptions."),
+                "403": _BAD_LINK,
+                "422": _NO_TOKEN,
+                "503": _LATER,
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        MANAGE_PAGE + "/subscriptions/{subscription_id}",
+        edit_form,
+        operation(
+            "Page: save an edited subscription (then back to /manage)",
+            parameters=[SUBSCRIPTION_ID, TOKEN],
+            body=form_body({**_SUBSCRIBE_FIELDS, "active": _FLAG}, []),
+            responses={
+                "303": {"description": "Saved: to /manage."},
+                "403": _BAD_LINK,
+                "404": html("Not a subscription of this address."),
+                "413": COMMON["413"],
+                "422": html("Invalid change, or no token."),
+                "503": _LATER,
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        UNSUBSCRIBE_PAGE,
+        unsubscribe_page,
+        operation(
+            "Page: confirm unsubscribing",
+            parameters=[TOKEN],
+            responses={
+                "200": html("A confirmation button."),
+                "403": _BAD_LINK,
+                "422": _NO_TOKEN,
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        UNSUBSCRIBE_PAGE,
+        unsubscribe_form,
+        operation(
+            "Page: unsubscribe",
+            parameters=[TOKEN],
+            responses={
+                "200": html("Unsubscribed."),
+                "403": _BAD_LINK,
+                "422": _NO_TOKEN,
+                "503": _LATER,
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        "/manage-link",
+        manage_link_form,
+        operation(
+            "Page: email me a manage link",
+            body=form_body({"email": _STR}, ["email"]),
+            responses={
+                "200": html("Check your inbox (same for any address)."),
+                "413": COMMON["413"],
+                "422": html("Not an email address."),
+                "429": html("Too many requests."),
+            },
+        ),
+    ),
 ]
-
-
-def add_page_routes(app: web.Application) -> None:
-    for method, path, handler in PAGE_ROUTES:
-        app.router.add_route(method, path, handler)

@@ -1,0 +1,594 @@
+"""The JSON API under /api, and /healthz, /readyz and /metrics: each handler parses its
+request, checks limits and renders the answer; what it does lives in ``api.services``.
+Every route is listed in ``ROUTES`` with its OpenAPI operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, TypeVar
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+
+from api import models as m
+from api import queries
+from api.context import OPENAPI_KEY, client_address, run_in_background, services
+from api.problems import ApiProblem, field_errors
+from api.routing import (
+    COMMON,
+    RETRY_AFTER,
+    SUBSCRIPTION_ID,
+    TOKEN,
+    Route,
+    json_body,
+    json_reply,
+    operation,
+    path_parameter,
+    problem,
+)
+from api.services.admin import Admin
+from api.services.subscriptions import subscription_out
+from pricewatch.contract.topics import SUBSCRIPTIONS
+from pricewatch.links import UNSUBSCRIBE_API
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_SECONDS = 3.0
+MAX_PAGE = 500
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(model.model_dump(mode="json"), status=status)
+
+
+async def parse_body(request: web.Request, model: type[M], title: str) -> M:
+    try:
+        payload = await request.json()
+    except (ValueError, LookupError, RecursionError):
+        # Not JSON, not in its declared charset (or an unknown one: LookupError), or
+        # nested too deep for the parser (RecursionError): the client's fault, not a 500.
+        raise ApiProblem(400, "Body must be a JSON object") from None
+    nul_at = _nul_character_at(payload)
+    if nul_at is not None:
+        # PostgreSQL text cannot hold NUL: refuse it here, by field, not as a database error.
+        raise ApiProblem(
+            422, title, errors=[{"field": nul_at, "message": "must not contain a NUL character"}]
+        )
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise ApiProblem(422, title, errors=field_errors(exc)) from None
+
+
+def _nul_character_at(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (value or key) holding "\\x00", if any."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return where.replace("\x00", "\\0")
+            found = _nul_character_at(item, where)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_character_at(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
+
+
+TOKEN_ERRORS = {
+    "403": problem("The link is forged, for another purpose, or expired (reason: expired)."),
+    "422": problem("No token."),
+}
+
+
+# --- public JSON API ---------------------------------------------------------------------
+
+
+async def subscribe(request: web.Request) -> web.Response:
+    svc = services(request)
+    svc.backend.limit_address(client_address(request))
+    body = await parse_body(request, m.SubscribeRequest, "Invalid subscription")
+    record = await svc.subscriptions.subscribe(body)
+    # The same words for every address: whether it is known shows only in its mailbox.
+    next_step = f"Check your inbox: follow the link we sent to {record.email} to start alerts."
+    out = m.SubscribeResponse(**subscription_out(record).model_dump(), next_step=next_step)
+    return _json(out, status=201)
+
+
+async def confirm_subscription(request: web.Request) -> web.Response:
+    return _json(await services(request).subscriptions.confirm(request.query.get("token")))
+
+
+async def verify(request: web.Request) -> web.Response:
+    return _json(await services(request).accounts.verify(request.query.get("token")))
+
+
+async def unsubscribe(request: web.Request) -> web.Response:
+    # GET (a link) and POST (RFC 8058 one-click, body "List-Unsubscribe=One-Click") alike.
+    stopped = await services(request).subscriptions.unsubscribe(request.query.get("token"))
+    return _json(m.UnsubscribeResult(unsubscribed=stopped))
+
+
+async def manage(request: web.Request) -> web.Response:
+    return _json(await services(request).accounts.manage_view(request.query.get("token")))
+
+
+async def edit_subscription(request: web.Request) -> web.Response:
+    body = await parse_body(request, m.SubscriptionEdit, "Invalid change")
+    out = await services(request).subscriptions.edit(
+        request.query.get("token"), request.match_info["subscription_id"], body
+    )
+    return _json(out)
+
+
+async def product_prices(request: web.Request) -> web.Response:
+    history = await services(request).accounts.price_history(
+        request.query.get("token"), request.match_info["product_id"]
+    )
+    return _json(history)
+
+
+async def manage_link(request: web.Request) -> web.Response:
+    svc = services(request)
+    svc.backend.limit_address(client_address(request))
+    body = await parse_body(request, m.ManageLinkRequest, "Invalid request")
+    svc.backend.limit_email(body.email)
+    # Answered before the lookup, and the same for every address: neither the answer nor
+    # its timing tells whether the address is known.
+    run_in_background(request.app, svc.accounts.send_manage_link(body.email))
+    return _json(
+        m.Accepted(status="If this address has subscriptions, a link is on its way."), status=202
+    )
+
+
+async def list_websites(request: web.Request) -> web.Response:
+    rows = await services(request).subscriptions.tracked_websites()
+    return _json(
+        m.WebsiteList(
+            websites=[m.Website.model_validate(r) for r in rows if not r["paused"]],
+            generic_extraction=True,
+        )
+    )
+
+
+_UNSUBSCRIBE = operation(
+    "Stop one subscription, or all of an address (the token says which)",
+    parameters=[TOKEN],
+    responses={
+        "200": json_reply(m.UnsubscribeResult, "Stopped (0 when they already were)."),
+        **TOKEN_ERRORS,
+        "503": COMMON["503"],
+    },
+)
+
+PUBLIC_ROUTES = [
+    Route(
+        "POST",
+        "/api/subscriptions",
+        subscribe,
+        operation(
+            "Ask to subscribe an email address to a product page",
+            description="Nothing alerts until the address's owner follows the link "
+            "emailed now: a new or unconfirmed address gets its verification email (one "
+            "a day; its link starts all the address's subscriptions), a verified address "
+            "a link that starts or changes this one subscription (until then its current "
+            "subscriptions stay as they are). The answer is the same for every address. "
+            "Asking again for the same product updates the same subscription.",
+            body=json_body(m.SubscribeRequest),
+            responses={
+                "201": json_reply(m.SubscribeResponse, "Accepted; verified is always false."),
+                "422": problem("Invalid input, one message per field."),
+                "429": problem("Too many calls from this address or email.", RETRY_AFTER),
+                **COMMON,
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/subscriptions/confirm",
+        confirm_subscription,
+        operation(
+            "Start the subscription a confirmation email's link carries",
+            description="Following it again changes nothing. A link older than a later "
+            "change of the same subscription is refused with 409 (reason superseded).",
+            parameters=[TOKEN],
+            responses={
+                "200": json_reply(m.SubscriptionOut, "Started (or already running as asked)."),
+                "404": problem("No such address."),
+                "409": problem("The subscription changed after the link was sent."),
+                "403": TOKEN_ERRORS["403"],
+                "422": problem("No token, or the request no longer passes validation."),
+                "503": COMMON["503"],
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/verify",
+        verify,
+        operation(
+            "Confirm an address (the link of the verification email)",
+            parameters=[TOKEN],
+            responses={
+                "200": json_reply(m.VerifyResult, "Verified; its subscriptions now alert."),
+                "404": problem("No such address."),
+                **TOKEN_ERRORS,
+                "503": COMMON["503"],
+            },
+        ),
+    ),
+    Route("GET", UNSUBSCRIBE_API, unsubscribe, _UNSUBSCRIBE),
+    Route(
+        "POST",
+        UNSUBSCRIBE_API,
+        unsubscribe,
+        {
+            **_UNSUBSCRIBE,
+            "summary": "RFC 8058 one-click unsubscribe (body List-Unsubscribe=One-Click)",
+        },
+    ),
+    Route(
+        "GET",
+        "/api/manage",
+        manage,
+        operation(
+            "The subscriptions of the address a manage link was sent to",
+            parameters=[TOKEN],
+            responses={
+                "200": json_reply(m.ManageView, "The address's subscriptions."),
+                **TOKEN_ERRORS,
+                "503": COMMON["503"],
+            },
+        ),
+    ),
+    Route(
+        "PATCH",
+        "/api/manage/subscriptions/{subscription_id}",
+        edit_subscription,
+        operation(
+            "Change one's own subscription",
+            parameters=[SUBSCRIPTION_ID, TOKEN],
+            body=json_body(m.SubscriptionEdit),
+            responses={
+                "200": json_reply(m.SubscriptionOut, "Changed and published."),
+                "404": problem("Not a subscription of this address."),
+                **TOKEN_ERRORS,
+                "422": problem("Invalid change, or no token."),
+                **COMMON,
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/manage/products/{product_id}/prices",
+        product_prices,
+        operation(
+            "Price history of a product the address watches",
+            parameters=[
+                path_parameter("product_id", {"type": "string", "maxLength": 200}),
+                TOKEN,
+            ],
+            responses={
+                "200": json_reply(m.PriceHistory, "Oldest first (at most the newest 2000)."),
+                "404": problem("Not a product this address watches."),
+                **TOKEN_ERRORS,
+                "503": COMMON["503"],
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/manage-link",
+        manage_link,
+        operation(
+            "Email a manage link to an address (same answer for any address)",
+            body=json_body(m.ManageLinkRequest),
+            responses={
+                "202": json_reply(m.Accepted, "Accepted."),
+                "422": problem("Not an email address."),
+                "429": problem("Too many calls.", RETRY_AFTER),
+                "400": COMMON["400"],
+                "413": COMMON["413"],
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/websites",
+        list_websites,
+        operation(
+            "What can be tracked",
+            responses={
+                "200": json_reply(m.WebsiteList, "Websites with adapters."),
+                "503": COMMON["503"],
+            },
+        ),
+    ),
+]
+
+
+# --- admin -----------------------------------------------------------------------------
+
+
+def _paging(request: web.Request) -> tuple[int, int]:
+    try:
+        limit = int(request.query.get("limit", "100"))
+        offset = int(request.query.get("offset", "0"))
+    except ValueError:
+        raise ApiProblem(
+            422, "Invalid paging", errors=[{"field": "limit", "message": "integers only"}]
+        ) from None
+    if not (1 <= limit <= MAX_PAGE) or not (0 <= offset <= 10**9):
+        raise ApiProblem(
+            422,
+            "Invalid paging",
+            errors=[{"field": "limit", "message": f"limit 1..{MAX_PAGE}, offset 0..1e9"}],
+        )
+    return limit, offset
+
+
+def _admin(request: web.Request) -> Admin:
+    admin = services(request).admin
+    admin.require(request.headers.get("Authorization", ""))
+    return admin
+
+
+async def admin_websites(request: web.Request) -> web.Response:
+    rows = await _admin(request).websites()
+    return web.json_response(
+        {"websites": [m.AdminWebsite.model_validate(r).model_dump(mode="json") for r in rows]}
+    )
+
+
+async def admin_add_website(request: web.Request) -> web.Response:
+    admin = _admin(request)
+    body = await parse_body(request, m.WebsiteCreate, "Invalid website")
+    row = await admin.add_website(body)
+    return _json(m.AdminWebsite.model_validate(row), status=201)
+
+
+async def admin_edit_website(request: web.Request) -> web.Response:
+    admin = _admin(request)
+    try:
+        website_id = int(request.match_info["website_id"])
+    except ValueError:
+        raise ApiProblem(404, "No such website") from None
+    if not 0 < website_id < 2**63:
+        raise ApiProblem(404, "No such website")
+    body = await parse_body(request, m.WebsiteEdit, "Invalid change")
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    if any(value is None for value in changes.values()):
+        raise ApiProblem(
+            422,
+            "Invalid change",
+            errors=[
+                {"field": name, "message": "may not be null"}
+                for name, value in changes.items()
+                if value is None
+            ],
+        )
+    row = await admin.edit_website(website_id, changes)
+    return _json(m.AdminWebsite.model_validate(row))
+
+
+async def admin_products(request: web.Request) -> web.Response:
+    admin = _admin(request)
+    rows = await admin.products(*_paging(request))
+    return _json(m.AdminProductList(products=[m.AdminProduct.model_validate(r) for r in rows]))
+
+
+async def admin_users(request: web.Request) -> web.Response:
+    admin = _admin(request)
+    rows = await admin.users(*_paging(request))
+    return _json(m.AdminUserList(users=[m.AdminUser.model_validate(r) for r in rows]))
+
+
+ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
+ADMIN_ERRORS = {
+    "401": problem("No admin token."),
+    "403": problem("Wrong admin token."),
+    "404": problem("The admin API is off (no admin token configured), or no such item."),
+}
+PAGING = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+    },
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+]
+
+ADMIN_ROUTES = [
+    Route(
+        "GET",
+        "/api/admin/websites",
+        admin_websites,
+        operation(
+            "Every website with its adapter configuration",
+            security=ADMIN,
+            responses={
+                "200": {
+                    "description": "Websites.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "websites": {"type": "array", "items": m.AdminWebsite}
+                                },
+                            }
+                        }
+                    },
+                },
+                **ADMIN_ERRORS,
+                "503": COMMON["503"],
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/admin/websites",
+        admin_add_website,
+        operation(
+            "Add a website",
+            security=ADMIN,
+            body=json_body(m.WebsiteCreate),
+            responses={
+                "201": json_reply(m.AdminWebsite, "Added."),
+                "409": problem("A website with this host exists."),
+                "422": problem("Invalid website."),
+                **ADMIN_ERRORS,
+                **COMMON,
+            },
+        ),
+    ),
+    Route(
+        "PATCH",
+        "/api/admin/websites/{website_id}",
+        admin_edit_website,
+        operation(
+            "Edit a website's adapter configuration, interval, or pause it",
+            security=ADMIN,
+            parameters=[path_parameter("website_id", {"type": "integer", "minimum": 1})],
+            body=json_body(m.WebsiteEdit),
+            responses={
+                "200": json_reply(m.AdminWebsite, "Changed."),
+                "422": problem("Invalid change."),
+                **ADMIN_ERRORS,
+                **COMMON,
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/admin/products",
+        admin_products,
+        operation(
+            "Tracked products",
+            security=ADMIN,
+            parameters=PAGING,
+            responses={
+                "200": json_reply(m.AdminProductList, "Products."),
+                "422": problem("Invalid paging."),
+                **ADMIN_ERRORS,
+                "503": COMMON["503"],
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/admin/users",
+        admin_users,
+        operation(
+            "Users with their subscription counts",
+            security=ADMIN,
+            parameters=PAGING,
+            responses={
+                "200": json_reply(m.AdminUserList, "Users."),
+                "422": problem("Invalid paging."),
+                **ADMIN_ERRORS,
+                "503": COMMON["503"],
+            },
+        ),
+    ),
+]
+
+
+# --- the document, health and metrics ----------------------------------------------------
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI_KEY])
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json(m.Health(status="ok"))
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the broker answers a metadata request and the database a query."""
+    backend = services(request).backend
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            topic = backend.settings.topic(SUBSCRIPTIONS)
+            partitions = await backend.producer.partitions_for(topic)
+        checks["broker"] = "ok" if partitions else "no subscriptions topic"
+    except Exception as exc:
+        checks["broker"] = f"unreachable ({exc.__class__.__name__})"
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            await asyncio.to_thread(queries.ping, backend.engine)
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable ({exc.__class__.__name__})"
+    ready = all(value == "ok" for value in checks.values())
+    return _json(
+        m.Health(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+MACHINE_ROUTES = [
+    Route(
+        "GET",
+        "/api/openapi.json",
+        openapi,
+        operation(
+            "This document",
+            responses={
+                "200": {
+                    "description": "OpenAPI 3.1.",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        "/healthz",
+        healthz,
+        operation("The process is up", responses={"200": json_reply(m.Health, "Up.")}),
+    ),
+    Route(
+        "GET",
+        "/readyz",
+        readyz,
+        operation(
+            "Broker and database reachable",
+            responses={
+                "200": json_reply(m.Health, "Ready."),
+                "503": json_reply(m.Health, "Not ready; checks say what is missing."),
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        metrics,
+        operation(
+            "Prometheus metrics",
+            responses={
+                "200": {
+                    "description": "Text exposition format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        ),
+    ),
+]
+
+ROUTES = [*PUBLIC_ROUTES, *ADMIN_ROUTES, *MACHINE_ROUTES]

@@ -1,0 +1,196 @@
+"""What every service of the API uses: the database (through ``api.queries``), the
+producer, the clock, signed tokens, account emails and the rate limits.
+
+Every change to a subscription is a new record on the compacted ``subscriptions`` topic
+(the source of truth the stream workers read) and the same upsert the subscriptions sink
+makes in PostgreSQL, so the API can read back what it wrote without waiting for the sink.
+Addresses are proved by signed links only (``pricewatch.tokens``): nothing here takes a
+guessable id on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter
+from sqlalchemy.exc import SQLAlchemyError
+
+from api import queries
+from api.problems import ApiProblem, invalid, unavailable
+from api.ratelimit import TokenBuckets
+from pricewatch.contract.records import AccountEmail, AccountEmailKind, Subscription
+from pricewatch.contract.topics import ACCOUNT_EMAILS, SUBSCRIPTIONS
+from pricewatch.ids import ID_PATTERN, partition_for
+from pricewatch.settings import Settings
+from pricewatch.tokens import InvalidToken, TokenClaims, TokenPurpose, read_token
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TOKENS_REFUSED = Counter(
+    "pricewatch_api_tokens_refused_total",
+    "Links refused: forged, of another purpose, expired or malformed.",
+    ["purpose", "reason"],
+)
+RATE_LIMITED = Counter(
+    "pricewatch_api_rate_limited_total",
+    "Calls refused with 429, by what was over its limit.",
+    ["scope"],
+)
+ACCOUNT_EMAILS_REQUESTED = Counter(
+    "pricewatch_api_account_emails_total", "Account emails published, by kind.", ["kind"]
+)
+
+_ID = re.compile(ID_PATTERN)
+
+
+def is_id(text: str) -> bool:
+    """An id Pricewatch makes (so one that may go into a query)."""
+    return _ID.fullmatch(text) is not None
+
+
+@dataclass
+class RateLimits:
+    per_address: TokenBuckets
+    per_email: TokenBuckets
+    confirmations_per_email: TokenBuckets
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimits:
+        return cls(
+            per_address=TokenBuckets(settings.rate_limit_per_address_per_minute, 60.0),
+            per_email=TokenBuckets(settings.rate_limit_per_email_per_hour, 3600.0),
+            confirmations_per_email=TokenBuckets(
+                settings.confirmation_emails_per_email_per_day, 86400.0
+            ),
+        )
+
+
+def _check_limit(buckets: TokenBuckets, key: str, scope: str) -> None:
+    wait = buckets.take(key, time.monotonic())
+    if wait > 0:
+        RATE_LIMITED.labels(scope).inc()
+        raise ApiProblem(
+            429,
+            "Too many requests; try again later",
+            reason=scope,
+            headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+        )
+
+
+def _account_email_key(kind: AccountEmailKind, email: str, bucket: str) -> str:
+    digest = hashlib.sha256(f"{kind.value}\x1f{email}\x1f{bucket}".encode()).hexdigest()[:32]
+    return f"{kind.value.replace('_', '-')}-{digest}"
+
+
+class Backend:
+    """The database, the producer, the clock, the secret and the rate limits of one API
+    process, with what every service does with them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer: AIOKafkaProducer,
+        engine: sqlalchemy.Engine,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.engine = engine
+        self.limits = RateLimits.from_settings(settings)
+        self.secret = settings.secret_key_bytes()
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    async def db(self, call: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.to_thread(call, self.engine, *args)
+        except SQLAlchemyError as exc:
+            log.warning("database call %s failed: %s", call.__name__, exc.__class__.__name__)
+            raise unavailable("The database") from exc
+
+    async def publish(self, subscription: Subscription) -> None:
+        try:
+            await self.producer.send_and_wait(
+                self.settings.topic(SUBSCRIPTIONS),
+                key=subscription.subscription_id.encode(),
+                value=subscription.model_dump_json().encode(),
+                # Co-partitioned with the product's observations and events.
+                partition=partition_for(subscription.product_id, self.settings.topic_partitions),
+            )
+        except KafkaError as exc:
+            log.warning("could not publish subscription: %r", exc)
+            raise unavailable("Subscriptions are") from exc
+
+    async def publish_and_store(self, subscriptions: list[Subscription]) -> None:
+        """Topic first (the source of truth; the sink repairs PostgreSQL if the second
+        write fails), then the same upsert the sink makes, so reads see it at once."""
+        for subscription in subscriptions:
+            await self.publish(subscription)
+        if subscriptions:
+            await self.db(queries.save_subscriptions, subscriptions)
+
+    def claims(self, token: str | None, purpose: TokenPurpose) -> TokenClaims:
+        if not token:
+            raise invalid("token", "a token is required (the link from your email)")
+        try:
+            return read_token(self.secret, token, purpose, now=self.clock())
+        except InvalidToken as exc:
+            TOKENS_REFUSED.labels(purpose.value, exc.reason).inc()
+            # Forged and wrong-purpose look the same to the caller; expiry is worth saying.
+            reason = "expired" if exc.reason == "expired" else "invalid"
+            raise ApiProblem(
+                403,
+                "This link has expired" if reason == "expired" else "This link is not valid",
+                reason=reason,
+            ) from exc
+
+    async def send_account_email(
+        self,
+        kind: AccountEmailKind,
+        email: str,
+        link: str,
+        *,
+        about: str = "",
+        subscription: Subscription | None = None,
+    ) -> None:
+        """Publish an account email, sent once per address, kind, ``about`` and time bucket
+        (a day for verification and confirmation emails, an hour for manage links), however
+        often it is asked for."""
+        now = self.clock()
+        daily = kind is not AccountEmailKind.MANAGE_LINK
+        bucket = now.strftime("%Y-%m-%d" if daily else "%Y-%m-%dT%H") + about
+        mail = AccountEmail(
+            idempotency_key=_account_email_key(kind, email, bucket),
+            kind=kind,
+            email=email,
+            link=link,
+            created_at=now,
+            subscription=subscription,
+        )
+        try:
+            await self.producer.send_and_wait(
+                self.settings.topic(ACCOUNT_EMAILS),
+                key=email.encode(),
+                value=mail.model_dump_json().encode(),
+            )
+        except KafkaError as exc:
+            log.warning("could not publish account email: %r", exc)
+            raise unavailable("Email") from exc
+        ACCOUNT_EMAILS_REQUESTED.labels(kind.value).inc()
+
+    def limit_address(self, client: str) -> None:
+        _check_limit(self.limits.per_address, client, "address")
+
+    def limit_email(self, email: str) -> None:
+        _check_limit(self.limits.per_email, email.lower(), "email")

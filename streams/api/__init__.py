@@ -1,1 +1,0 @@
-"""The subscription HTTP API (aiohttp), a process beside the Faust workers."""
