@@ -26,6 +26,7 @@ COPY producers producers
 COPY sinks sinks
 COPY api api
 COPY grafana grafana
+COPY launcher launcher
 # --only-binary: every dependency comes as a wheel, so the slim image needs no compiler and
 # a dependency that would need one fails here instead of half-way through a build.
 RUN python -m pip wheel --no-deps --wheel-dir "$WHEELS" "$SRC" \

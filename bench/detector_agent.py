@@ -7,7 +7,7 @@ after the first sweep changes the price) the harness pre-produces N observations
 the first poll that sees the counter move to the moment it reaches N (interpolated between
 the last two polls), so the worker's start-up, group join and table set-up are excluded.
 
-Candidate: the real worker, ``python -m pricewatch.cli worker`` (detector, matcher and
+Candidate: the real worker, ``python -m launcher.cli worker`` (detector, matcher and
 scheduler agents, as deployed). Baseline: ``python -m bench.naive_worker``, the same app
 configuration with a single agent that decodes the JSON and writes the table once per event.
 
@@ -21,7 +21,6 @@ import asyncio
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -33,11 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from launcher.embedded.broker import EmbeddedBroker
+from launcher.processes import Process, free_port, pricewatch_command
+from launcher.stack import Stack
 from pricewatch.contract.topics import PRICE_OBSERVATIONS
-from pricewatch.embedded.broker import EmbeddedBroker, free_port
 from pricewatch.kafka import create_topics, make_producer, wait_for_broker
 from pricewatch.settings import Settings
-from pricewatch.stack import Stack
 
 from . import workload
 from .report import RESULTS_DIR, BenchResult, Figure, Row
@@ -55,7 +55,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # What each variant runs: the real worker, or the naive baseline.
 COMMANDS: dict[str, list[str]] = {
-    "agent": [sys.executable, "-m", "pricewatch.cli", "worker", "--worker-id", "bench"],
+    "agent": pricewatch_command("worker", "--worker-id", "bench"),
     "naive": [sys.executable, "-m", "bench.naive_worker", "--worker-id", "naive"],
     # Faust's ceiling: the same app with an agent that only counts (per event, or batched).
     "faust-noop": [sys.executable, "-m", "bench.naive_worker", "--mode", "noop"],
@@ -128,20 +128,10 @@ class Profiler:
         # --gil: only samples holding the GIL, i.e. where the worker's one core goes.
         command = [exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"]
         command += ["--gil", "--nonblocking", "--output", str(output)]
-        self.process = subprocess.Popen(
-            command,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.process = Process("py-spy", command).start()
 
     def stop(self) -> dict[str, Any]:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.process.stop(30, signal.SIGINT)  # SIGINT: py-spy writes what it sampled
         return summarize_profile(self.output)
 
 
@@ -186,16 +176,6 @@ def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
     }
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def run_worker(
     settings: Settings,
     variant: str,
@@ -212,16 +192,13 @@ def run_worker(
     metrics_url = f"http://{settings.metrics_host}:{port}/metrics"
     log_path = logs_dir / f"{stream}-{variant}.log"
     result = WorkerRun(stream, variant, target, log_path=str(log_path))
-    env = Stack(settings=settings).child_env()
-    with open(log_path, "ab") as out:
-        process = subprocess.Popen(
-            [*COMMANDS[variant], "--metrics-port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
+    process = Process(
+        f"{stream}-{variant}",
+        [*COMMANDS[variant], "--metrics-port", str(port)],
+        log_path,
+        env=Stack(settings=settings).child_env(),
+        cwd=Path(__file__).resolve().parent.parent,
+    ).start()
     profiler: Profiler | None = None
     spawned = time.perf_counter()
     first: tuple[float, float] | None = None
@@ -229,7 +206,7 @@ def run_worker(
     names = (OBSERVATIONS_METRIC, *EXTRA_METRICS)
     try:
         while True:
-            if process.poll() is not None:
+            if not process.running:
                 code = process.returncode
                 raise RuntimeError(f"{variant} worker exited ({code}); see {log_path}")
             metrics = scrape(metrics_url, names)
@@ -274,7 +251,7 @@ def run_worker(
     finally:
         if profiler is not None:
             result.profile = profiler.stop()
-        _stop(process)
+        process.stop()
     return result
 
 
@@ -427,7 +404,7 @@ def run(
     return BenchResult(
         name=NAME,
         description=__doc__ or "",
-        candidate="real worker (pricewatch.cli worker): detector + matcher + scheduler",
+        candidate="real worker (launcher.cli worker): detector + matcher + scheduler",
         baseline="bench.naive_worker: json.loads + one table write per event",
         params={
             "observations": observations,

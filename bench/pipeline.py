@@ -1,7 +1,7 @@
 """Shared harness of the pipeline benchmarks (e2e, stages, time_to_alert, scale).
 
-Real processes, as deployed: every role runs as ``python -m pricewatch.cli <role>`` with the
-``PRICEWATCH_*`` environment that ``pricewatch.stack.Stack`` builds, its own Prometheus
+Real processes, as deployed: every role runs as ``python -m launcher.cli <role>`` with the
+``PRICEWATCH_*`` environment that ``launcher.stack.Stack`` builds, its own Prometheus
 port, and a log in the run's work directory. The harness only feeds topics, reads topics,
 the outbox and ``/metrics``, and reads CPU time and memory from ``/proc``.
 
@@ -19,9 +19,7 @@ import json
 import math
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -37,14 +35,15 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
+from launcher.embedded.broker import EmbeddedBroker
+from launcher.embedded.postgres import start_embedded_postgres, with_database
+from launcher.processes import Process, free_port
+from launcher.stack import Stack
 from pricewatch.contract.records import Subscription
 from pricewatch.contract.topics import SUBSCRIPTIONS
-from pricewatch.embedded.broker import EmbeddedBroker, free_port
-from pricewatch.embedded.postgres import start_embedded_postgres, with_database
 from pricewatch.ids import partition_for, product_id_for, subscription_id_for
 from pricewatch.kafka import create_topics, make_producer, wait_for_broker
 from pricewatch.settings import Settings
-from pricewatch.stack import Stack
 
 from .detector_agent import cpu_seconds, scrape
 
@@ -339,14 +338,21 @@ async def _create_topics(settings: Settings) -> None:
 class Role:
     """One ``pricewatch`` process (or any module) with a /metrics port and a log file."""
 
-    name: str
-    process: subprocess.Popen[bytes]
+    process: Process
     metrics_port: int
-    log_path: Path
+
+    @property
+    def name(self) -> str:
+        return self.process.name
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def log_path(self) -> Path:
+        assert self.process.log_path is not None
+        return self.process.log_path
 
     @property
     def metrics_url(self) -> str:
@@ -357,53 +363,38 @@ class Role:
         return None if values is None else values[name]
 
     def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            tail = self.log_path.read_text(errors="replace")[-3000:]
+        if not self.process.running:
+            tail = self.process.log_tail(3000)
             raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{tail}")
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self.process.log_text(since_start=False)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """A worker: until Faust says Ready. Anything else: until /metrics answers."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.check_alive()
-            if self.name.startswith("worker"):
-                if READY_MARKER in self.log_text():
-                    return
-            elif scrape(self.metrics_url, ()) is not None:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} not ready after {timeout:.0f} s; {self.log_path}")
-            time.sleep(0.2)
+        if self.name.startswith("worker"):
+            self.process.wait_for_log(READY_MARKER, timeout)
+        else:
+            self.process.wait_ready(
+                lambda: scrape(self.metrics_url, ()) is not None, timeout, "serving /metrics"
+            )
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.process.stop(timeout)
 
 
-def spawn(settings: Settings, name: str, args: list[str], module: str = "pricewatch.cli") -> Role:
+def spawn(settings: Settings, name: str, args: list[str], module: str = "launcher.cli") -> Role:
     """Start ``python -m <module> <args> --metrics-port P`` with the settings' environment."""
     port = free_port()
     logs = settings.data_dir.parent / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{settings.app_id}-{name}.log"
-    with open(log_path, "ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", module, *args, "--metrics-port", str(port)],
-            env=Stack(settings=settings).child_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=ROOT,
-        )
-    return Role(name, process, port, log_path)
+    process = Process(
+        name,
+        [sys.executable, "-m", module, *args, "--metrics-port", str(port)],
+        logs / f"{settings.app_id}-{name}.log",
+        env=Stack(settings=settings).child_env(),
+        cwd=ROOT,
+    )
+    return Role(process.start(), port)
 
 
 def spawn_worker(settings: Settings, worker_id: str) -> Role:

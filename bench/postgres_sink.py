@@ -27,9 +27,9 @@ import sqlalchemy
 from psycopg import sql
 from sqlalchemy import text
 
+from launcher.embedded.postgres import with_database
 from pricewatch.contract.records import PriceObservation
 from pricewatch.db.engine import make_engine, upgrade
-from pricewatch.embedded.postgres import with_database
 from sinks.postgres.sink import PriceHistorySink
 
 from . import workload

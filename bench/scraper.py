@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,9 +28,10 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
+from launcher.embedded.broker import EmbeddedBroker
+from launcher.processes import Process, free_port
 from pricewatch.contract.records import ScrapeRequest
 from pricewatch.contract.topics import PRICE_OBSERVATIONS, SCRAPE_REQUESTS
-from pricewatch.embedded.broker import EmbeddedBroker, free_port, wait_for_port
 from pricewatch.ids import product_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
@@ -230,17 +230,15 @@ def run_e2e(
     work = results_dir / "work" / E2E_NAME
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    server = subprocess.Popen(
+    server = Process(
+        "pages",
         [sys.executable, "-m", "bench.pages", "--port", str(port)],
         cwd=Path(__file__).resolve().parents[1],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    ).start()
     candidate: list[float] = []
     baseline: list[float] = []
     try:
-        wait_for_port("127.0.0.1", port, 30)
+        server.wait_for_port("127.0.0.1", port, 30)
         with EmbeddedBroker(log_path=work / "broker.log") as broker:
             for n in range(repeats):
                 settings = _e2e_settings(broker.bootstrap_servers, f"c{n}-", port, work)
@@ -253,8 +251,7 @@ def run_e2e(
                 log(f"[{E2E_NAME}] baseline run {n + 1}: {rate:,.0f} obs/s")
                 baseline.append(rate)
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop(10)
     params: dict[str, Any] = {
         "requests": requests,
         "baseline_requests": baseline_requests,

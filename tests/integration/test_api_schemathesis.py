@@ -5,8 +5,6 @@ matches the document (status codes, content types, response schemas)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis import checks as st_checks
 
-from pricewatch.embedded.broker import free_port, wait_for_port
+from launcher.processes import Process, free_port, pricewatch_command
 from tests.conftest import ARTIFACTS, Broker, fresh_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -81,19 +79,11 @@ def live_api(
             "PRICEWATCH_RATE_LIMIT_PER_EMAIL_PER_HOUR": "1000000",
         }
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        with open(ARTIFACTS / "schemathesis-api.log", "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "pricewatch.cli", "api"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                wait_for_port("127.0.0.1", port, 60)
-                yield f"http://127.0.0.1:{port}"
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
+        log = ARTIFACTS / "schemathesis-api.log"
+        log.unlink(missing_ok=True)
+        with Process("api", pricewatch_command("api"), log, env=env).start() as process:
+            process.wait_for_port("127.0.0.1", port, 60)
+            yield f"http://127.0.0.1:{port}"
 
 
 def test_the_api_keeps_its_document_and_never_fails(

@@ -21,11 +21,11 @@ from moto.server import ThreadedMotoServer
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
-from pricewatch import cli
+from launcher import cli
+from launcher.processes import free_port
 from pricewatch.contract.records import Availability, Outcome, PriceObservation
 from pricewatch.contract.topics import PRICE_OBSERVATIONS
 from pricewatch.db.engine import make_engine
-from pricewatch.embedded.broker import free_port
 from pricewatch.ids import observation_id_for, product_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings

@@ -19,8 +19,8 @@ from bench import e2e
 from bench import shop as bench_shop
 from bench.polling_baseline import PollingJob, create_schema
 from bench.report import machine_info, write_json
-from pricewatch.demo.shop import run_shop
-from pricewatch.embedded.broker import free_port, wait_for_port
+from launcher.demo.shop import run_shop
+from launcher.processes import free_port, wait_for_port
 from pricewatch.settings import Settings
 from tests.conftest import Broker
 

@@ -22,8 +22,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from launcher.embedded.broker import EmbeddedBroker
+from launcher.processes import free_port
 from pricewatch.contract.topics import DEAD_LETTERS, NOTIFICATIONS, PRICE_EVENTS
-from pricewatch.embedded.broker import EmbeddedBroker, free_port
 from tests.conftest import ARTIFACTS, Broker, fresh_database
 from tests.helpers import wait_for
 from tests.integration.test_pipeline_faults import (

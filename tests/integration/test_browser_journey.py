@@ -19,11 +19,11 @@ import pytest
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.support.wait import WebDriverWait
 
-from pricewatch.demo.run import demo_settings
-from pricewatch.demo.shop import DEFAULT_PRODUCTS, DemoProduct
-from pricewatch.embedded.broker import free_port
+from launcher.demo.run import demo_settings
+from launcher.demo.shop import DEFAULT_PRODUCTS, DemoProduct
+from launcher.processes import free_port
+from launcher.stack import Stack
 from pricewatch.settings import Settings
-from pricewatch.stack import Stack
 from tests.conftest import ARTIFACTS, REQUIRE_SERVICES, Broker, fresh_database
 from tests.helpers import wait_for
 

@@ -29,10 +29,10 @@ from moto.server import ThreadedMotoServer
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
+from launcher.processes import free_port
 from pricewatch.contract.records import Notification
 from pricewatch.contract.topics import NOTIFICATIONS
 from pricewatch.db.engine import make_engine, upgrade
-from pricewatch.embedded.broker import free_port
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
 from sinks.email.backends import OutboxBackend, SesBackend, SmtpBackend

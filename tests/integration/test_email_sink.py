@@ -21,10 +21,10 @@ from aiosmtpd.controller import Controller
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
+from launcher.processes import free_port
 from pricewatch.contract.records import EventType, Notification, NotificationKind
 from pricewatch.contract.topics import NOTIFICATIONS
 from pricewatch.db.engine import make_engine, upgrade
-from pricewatch.embedded.broker import free_port
 from pricewatch.ids import event_id_for, notification_key_for, subscription_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings

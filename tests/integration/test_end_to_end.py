@@ -17,13 +17,13 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from launcher.demo.run import demo_settings
+from launcher.demo.shop import DEFAULT_PRODUCTS
+from launcher.processes import free_port
+from launcher.stack import Stack
 from pricewatch.contract.records import DeadLetter, PriceEvent
 from pricewatch.contract.topics import DEAD_LETTERS, PRICE_EVENTS, PRICE_OBSERVATIONS
-from pricewatch.demo.run import demo_settings
-from pricewatch.demo.shop import DEFAULT_PRODUCTS
-from pricewatch.embedded.broker import free_port
 from pricewatch.settings import Settings
-from pricewatch.stack import Stack
 from tests.conftest import Broker, fresh_database
 from tests.helpers import http_json, wait_for
 

@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from launcher.demo.shop import create_shop_app
 from pricewatch.contract.records import Availability, Outcome, PriceObservation
-from pricewatch.demo.shop import create_shop_app
 from pricewatch.ids import observation_id_for, product_id_for
 from pricewatch.settings import Settings
 from producers.fetch import PageFetcher

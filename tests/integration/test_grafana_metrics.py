@@ -16,8 +16,8 @@ from moto.server import ThreadedMotoServer
 
 from grafana.dashboards import rendered
 from grafana.promql import exposed_names, metric_names
-from pricewatch.embedded.broker import free_port
-from pricewatch.stack import Stack
+from launcher.processes import free_port
+from launcher.stack import Stack
 from sinks.archive.sink import make_s3_client
 from tests.conftest import Broker, fresh_database
 from tests.helpers import wait_for

@@ -21,8 +21,8 @@ from aiohttp import web
 from grafana.dashboards import DASHBOARDS, rendered
 from grafana.datasources import DatasourceTargets
 from grafana.push import FOLDER_UID, connect, push
-from pricewatch.cli import main
-from pricewatch.embedded.broker import free_port
+from launcher.cli import main
+from launcher.processes import free_port
 
 
 @dataclass

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from launcher.processes import free_port
 from pricewatch.contract.records import DeadLetter, PriceObservation
 from pricewatch.contract.topics import DEAD_LETTERS, NOTIFICATIONS, PRICE_EVENTS, PRICE_OBSERVATIONS
-from pricewatch.embedded.broker import free_port
 from pricewatch.kafka import make_producer
 from pricewatch.settings import Settings
 from tests.conftest import Broker

@@ -22,10 +22,10 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
+from launcher.embedded.postgres import create_database_if_missing, start_embedded_postgres
+from launcher.processes import free_port
 from pricewatch.contract.topics import DEAD_LETTERS, NOTIFICATIONS, PRICE_EVENTS
 from pricewatch.db.engine import make_engine, upgrade
-from pricewatch.embedded.broker import free_port
-from pricewatch.embedded.postgres import create_database_if_missing, start_embedded_postgres
 from pricewatch.settings import Settings
 from sinks.postgres.sink import PriceHistorySink
 from tests.conftest import Broker

@@ -22,8 +22,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -38,6 +36,9 @@ import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
+from launcher.demo.shop import DEFAULT_PRODUCTS, create_shop_app
+from launcher.processes import free_port
+from launcher.stack import Stack
 from pricewatch.contract.records import Notification, PriceObservation, Subscription
 from pricewatch.contract.topics import (
     NOTIFICATIONS,
@@ -46,17 +47,15 @@ from pricewatch.contract.topics import (
     SCRAPE_REQUESTS,
     SUBSCRIPTIONS,
 )
-from pricewatch.demo.shop import DEFAULT_PRODUCTS, create_shop_app
-from pricewatch.embedded.broker import free_port
 from pricewatch.ids import partition_for, product_id_for
 from pricewatch.settings import Settings
-from pricewatch.stack import Stack
 from sinks.email.render import IDEMPOTENCY_HEADER
 from tests.conftest import Broker, fresh_database
 from tests.helpers import http_json, verify_address, wait_for
 from tests.integration.workers import (
     OBSERVED,
     Scenario,
+    ScraperProcess,
     WorkerProcess,
     check_events,
     check_notifications,
@@ -74,25 +73,6 @@ PRODUCTS = [p for p in DEFAULT_PRODUCTS if p.availability.value == "in_stock"]
 
 
 # --- The pieces ---------------------------------------------------------------------------
-
-
-class ScraperProcess(WorkerProcess):
-    """One ``pricewatch scraper`` subprocess, started like the Stack starts it."""
-
-    def start(self) -> ScraperProcess:
-        assert not self.running
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "pricewatch.cli", "scraper"]
-        args += ["--metrics-port", str(self.metrics_port)]
-        with open(self.log_path, "ab") as out:
-            self.process = subprocess.Popen(
-                args,
-                env=Stack(self.settings).child_env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
 
 
 class ShopOnManyHosts:

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from launcher.processes import free_port
 from pricewatch.contract.records import Subscription
 from pricewatch.contract.topics import SCRAPE_REQUESTS
-from pricewatch.embedded.broker import free_port
 from pricewatch.ids import product_id_for, subscription_id_for
 from pricewatch.kafka import create_topics
 from tests.conftest import Broker

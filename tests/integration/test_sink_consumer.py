@@ -16,10 +16,10 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
+from launcher.processes import free_port
 from pricewatch.contract.records import DeadLetter, Outcome, PriceObservation
 from pricewatch.contract.topics import DEAD_LETTERS, PRICE_OBSERVATIONS
 from pricewatch.db.engine import make_engine, upgrade
-from pricewatch.embedded.broker import free_port
 from pricewatch.ids import observation_id_for, product_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings

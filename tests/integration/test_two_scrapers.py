@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter as Tally
@@ -26,13 +24,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from launcher.processes import Process, free_port, pricewatch_command
+from launcher.stack import Stack
 from pricewatch.contract.records import Outcome, PriceObservation, ScrapeRequest
 from pricewatch.contract.topics import PRICE_OBSERVATIONS, SCRAPE_REQUESTS
-from pricewatch.embedded.broker import free_port
 from pricewatch.ids import partition_for, product_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
-from pricewatch.stack import Stack
 from tests.conftest import Broker
 from tests.integration.workers import (
     TopicReader,
@@ -135,35 +133,21 @@ async def produce_requests(settings: Settings, urls: list[str]) -> None:
 
 
 class ScraperProcess:
+    """A ``pricewatch scraper`` started at once, as the Stack starts it, with its own
+    /metrics port."""
+
     def __init__(self, settings: Settings, name: str, log_path: Path) -> None:
         self.metrics_port = free_port()
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "pricewatch.cli",
-                    "scraper",
-                    "--metrics-port",
-                    str(self.metrics_port),
-                ],
-                env=Stack(settings).child_env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
         self.name = name
+        command = pricewatch_command("scraper", "--metrics-port", str(self.metrics_port))
+        self.process = Process(name, command, log_path, env=Stack(settings).child_env()).start()
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-            raise AssertionError(f"{self.name} ignored SIGTERM") from None
+        code = self.process.stop(30)
+        if self.process.killed:
+            raise AssertionError(f"{self.name} ignored SIGTERM")
+        assert code is not None
+        return code
 
 
 async def wait_for_group(settings: Settings, members: int, seconds: float = 60) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from launcher.processes import free_port
 from pricewatch.contract.topics import DEAD_LETTERS, NOTIFICATIONS, PRICE_EVENTS
-from pricewatch.embedded.broker import free_port
 from pricewatch.settings import Settings
 from tests.conftest import Broker
 from tests.helpers import wait_for

@@ -1,8 +1,10 @@
 """Stream workers as real subprocesses for tests, and the observation streams fed to them.
 
-``WorkerProcess`` starts ``python -m pricewatch.cli worker`` exactly as the Stack does (the
-same ``PRICEWATCH_*`` environment), and can wait for it, stop it cleanly or SIGKILL it. The
-worker is a black box: tests feed its input topics and read its output topics only.
+``WorkerProcess`` starts ``pricewatch worker`` exactly as the Stack does (the same
+``PRICEWATCH_*`` environment, the launcher's ``Process``), and can wait for it, stop it
+cleanly or SIGKILL it; ``SinkProcess`` and ``ScraperProcess`` do the same for a sink and a
+scraper. A worker is a black box: tests feed its input topics and read its output topics
+only.
 
 ``Scenario`` is a deterministic stream of observations for many products plus subscriptions,
 with its reference outcome computed by the pure functions (``detect``, ``evaluate``): what a
@@ -16,12 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import defaultdict
@@ -36,6 +34,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from rocksdict import AccessType, Options, Rdict
 
+from launcher.processes import Process, pricewatch_command
+from launcher.stack import Stack
 from pricewatch.contract.records import (
     Availability,
     Notification,
@@ -58,7 +58,6 @@ from pricewatch.ids import (
 )
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
-from pricewatch.stack import Stack
 from streams.codec import decode_alert_states, decode_product_state
 from streams.domain.alerts import AlertRules, AlertState, evaluate, new_alert_state
 from streams.domain.detector import DetectorConfig, ProductState, detect
@@ -111,8 +110,7 @@ class WorkerProcess:
     worker_id: str
     log_path: Path
     metrics_port: int | None = None
-    process: subprocess.Popen[bytes] | None = None
-    _log_start: int = 0
+    process: Process | None = None
 
     # What this run's log shows once the process is ready (Faust: assigned and recovered).
     ready_marker = READY_MARKER
@@ -122,78 +120,51 @@ class WorkerProcess:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.process is not None and self.process.running
 
     def start(self) -> WorkerProcess:
-        assert not self.running, f"worker {self.worker_id} is already running"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        args = [sys.executable, "-m", "pricewatch.cli", *self.command()]
+        assert not self.running, f"{self.worker_id} is already running"
+        args = self.command()
         if self.metrics_port:
             args += ["--metrics-port", str(self.metrics_port)]
-        with open(self.log_path, "ab") as out:
-            started = " ".join(self.command())
-            out.write(f"\n===== test harness: starting {started} =====\n".encode())
-            out.flush()
-            self._log_start = out.tell()
-            self.process = subprocess.Popen(
-                args,
-                env=Stack(self.settings).child_env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = Process(
+            self.worker_id,
+            pricewatch_command(*args),
+            self.log_path,
+            env=Stack(self.settings).child_env(),
+        ).start(banner=f"test harness: starting {' '.join(self.command())}")
         return self
 
     def log_text(self, *, since_start: bool = True) -> str:
-        if not self.log_path.exists():
-            return ""
-        with open(self.log_path, "rb") as f:
-            if since_start:
-                f.seek(self._log_start)
-            return f.read().decode(errors="replace")
+        return "" if self.process is None else self.process.log_text(since_start=since_start)
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_text(since_start=False)[-chars:]
 
     def wait_ready(self, timeout: float = 45.0) -> None:
         """Until this run's log shows ``ready_marker``."""
-        deadline = time.monotonic() + timeout
-        while self.ready_marker not in self.log_text():
-            if not self.running:
-                raise AssertionError(
-                    f"worker {self.worker_id} exited with {self.returncode()} before it was "
-                    f"ready:\n{self.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"worker {self.worker_id} not ready after {timeout}s:\n{self.log_tail()}"
-                )
-            time.sleep(0.1)
+        assert self.process is not None
+        self.process.wait_for_log(self.ready_marker, timeout)
 
     def returncode(self) -> int | None:
-        return None if self.process is None else self.process.poll()
+        return None if self.process is None else self.process.returncode
 
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait: Faust stops its agents, flushes and commits. Returns the exit
         code; a worker that does not stop in time is killed and the test fails."""
         assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        code = self.process.stop(timeout)
+        if self.process.killed:
             raise AssertionError(
-                f"worker {self.worker_id} ignored SIGTERM for {timeout}s:\n{self.log_tail()}"
-            ) from None
+                f"{self.worker_id} ignored SIGTERM for {timeout}s:\n{self.log_tail()}"
+            )
+        assert code is not None
+        return code
 
     def kill(self) -> None:
         """SIGKILL: no flush, no commit, no clean close of its stores."""
         assert self.process is not None
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
+        self.process.kill()
 
     def metric(self, name: str) -> float:
         """Sum of a metric's samples (over all labels) from this worker's /metrics."""
@@ -225,6 +196,17 @@ class SinkProcess(WorkerProcess):
 
     def command(self) -> list[str]:
         return ["sink", self.worker_id]
+
+
+@dataclass
+class ScraperProcess(WorkerProcess):
+    """One ``pricewatch scraper`` subprocess, started like the Stack starts it (the
+    ``worker_id`` only names it)."""
+
+    ready_marker = "scraper consuming "  # logged as its consumer starts
+
+    def command(self) -> list[str]:
+        return ["scraper"]
 
 
 def keep_logs(logs: Path, name: str) -> None:

@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from launcher.demo.shop import DEFAULT_PRODUCTS, DemoProduct, create_shop_app, display_price
 from pricewatch.contract.records import Availability
-from pricewatch.demo.shop import DEFAULT_PRODUCTS, DemoProduct, create_shop_app, display_price
 
 Client = TestClient[web.Request, web.Application]
 

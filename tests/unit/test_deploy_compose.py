@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from pricewatch import cli
+from launcher import cli
 from pricewatch.kafka import create_topics
 from pricewatch.settings import Settings
 from tests.conftest import REQUIRE_SERVICES

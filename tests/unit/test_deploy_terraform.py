@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pricewatch import cli
+from launcher import cli
 from pricewatch.settings import Settings
 from tests.deploy import ROOT, TERRAFORM, load_terraform, strings_in
 

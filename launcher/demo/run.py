@@ -8,8 +8,8 @@ import time
 from decimal import Decimal
 from types import FrameType
 
+from launcher.stack import Stack
 from pricewatch.settings import Settings
-from pricewatch.stack import Stack
 
 DEMO_CHECK_INTERVAL_SECONDS = 5.0
 # Every demo product lives on one local host: 1 request/s would queue their 5 s checks.
@@ -35,7 +35,7 @@ def demo_settings(settings: Settings) -> Settings:
 
 
 def instructions(settings: Settings) -> str:
-    from pricewatch.demo.shop import DEFAULT_PRODUCTS
+    from launcher.demo.shop import DEFAULT_PRODUCTS
 
     product = DEFAULT_PRODUCTS[0]
     shop = f"http://{settings.api_host}:{settings.demo_shop_port}"

@@ -1,0 +1,27 @@
+"""``extract PATH_OR_URL``: what Pricewatch sees on one page (``producers.inspect_page``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pricewatch.settings import Settings
+
+
+def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
+    from producers.inspect_page import run_extract
+
+    sys.exit(run_extract(settings, args.target, allow_private=args.allow_private, url=args.url))
+
+
+def add_extract(sub: Any) -> None:
+    p = sub.add_parser("extract", help="print what Pricewatch sees on a page (file or URL), JSON")
+    p.add_argument("target", metavar="PATH_OR_URL")
+    p.add_argument(
+        "--allow-private",
+        action="store_true",
+        help="allow this URL's host:port although it is loopback/private (local testing)",
+    )
+    p.add_argument("--url", default=None, help="for a file: the URL it was saved from")
+    p.set_defaults(func=cmd_extract)
