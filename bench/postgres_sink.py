@@ -30,7 +30,7 @@ from sqlalchemy import text
 from launcher.embedded.postgres import with_database
 from pricewatch.contract.records import PriceObservation
 from pricewatch.db.engine import make_engine, upgrade
-from sinks.postgres.sink import PriceHistorySink
+from sinks.postgres.prices import PriceHistorySink
 
 from . import workload
 from .report import BenchResult, Figure, Row

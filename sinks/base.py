@@ -1,11 +1,10 @@
-"""An at-least-once batch consumer that feeds a topic into a sink.
+"""The at-least-once batch consumer that feeds a sink's topics into it (``run_sink``).
 
-Per batch: fetch, parse (bad records go to the dead-letter topic), write the good ones, and
-only then commit the offsets. A failing write is retried, same batch, with capped exponential
-backoff until it succeeds or the process is asked to stop: a database outage pauses the sink,
-it never skips records. Redelivery after a crash or rebalance is normal, so every sink's
-``write`` must be idempotent. A sink that needs to know where each record came from (topic,
-partition, offset) implements ``write_records`` instead, and receives (record, parsed) pairs.
+Per batch: fetch, parse (bad records go to the dead-letter topic), write the good ones as one
+``Batch`` (``sinks.contract``), and only then commit the offsets. A failing write is retried,
+same batch, with capped exponential backoff until it succeeds or the process is asked to
+stop: a database outage pauses the sink, it never skips records. Redelivery after a crash or
+rebalance is normal, so every sink's ``write`` must be idempotent.
 """
 
 from __future__ import annotations
@@ -15,25 +14,26 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, Protocol, TypeAlias, TypeVar, runtime_checkable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
 
-from pricewatch.contract.topics import DEAD_LETTERS, TopicSpec
+from pricewatch.contract.topics import DEAD_LETTERS
 from pricewatch.deadletters import send_dead_letter
 from pricewatch.kafka import make_consumer, make_producer
 from pricewatch.metrics import report_lag
 from pricewatch.settings import Settings
+from sinks.contract import Batch, Consumed, Feed, Sink
+from sinks.registry import sink_kind
 
 log = logging.getLogger(__name__)
-
-R = TypeVar("R")
 
 INITIAL_BACKOFF_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 10.0
 LAG_REPORT_INTERVAL_SECONDS = 1.0
+MAX_WAIT_MS = 200  # how long a fetch waits for a batch to fill
 
 RECORDS_WRITTEN = Counter(
     "pricewatch_sink_records_written_total", "Records a sink wrote (then committed).", ["sink"]
@@ -58,29 +58,6 @@ OUTAGE_SECONDS = Counter(
     "Time spent backing off before retrying a failed batch.",
     ["sink"],
 )
-
-
-class BatchSink(Protocol[R]):
-    """Where a batch consumer writes. ``write`` must be idempotent: batches are redelivered."""
-
-    async def write(self, batch: list[R]) -> None:
-        """Write every record or raise; a raise means the same batch comes again."""
-        ...
-
-
-Consumed: TypeAlias = tuple[ConsumerRecord[bytes, bytes], R]
-
-
-@runtime_checkable
-class RecordBatchSink(Protocol[R]):
-    """A sink that needs each record's origin. Used instead of ``write`` when a sink has it."""
-
-    async def write_records(self, batch: list[Consumed[R]]) -> None:
-        """Write every (record, parsed) pair or raise; a raise means the same batch comes again.
-
-        The pairs of one partition are in offset order.
-        """
-        ...
 
 
 def describe_error(exc: BaseException) -> str:
@@ -159,28 +136,25 @@ async def retry_until_done(
 
 
 def _parse_batch(
-    fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
-    parse: Callable[[bytes], R],
-    parse_tombstone: Callable[[bytes | None], R] | None = None,
-) -> tuple[list[Consumed[R]], list[tuple[ConsumerRecord[bytes, bytes], str]]]:
-    good: list[Consumed[R]] = []
+    fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], feed: Feed
+) -> tuple[Batch[Any], list[tuple[ConsumerRecord[bytes, bytes], str]]]:
+    good: list[Consumed[Any]] = []
     rejected: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
     for records in fetched.values():
         for record in records:
-            if record.value is None:
-                if parse_tombstone is None:
+            try:
+                if record.value is not None:
+                    parsed = feed.parse(record.value)
+                elif feed.parse_tombstone is not None:
+                    parsed = feed.parse_tombstone(record.key)
+                else:
                     rejected.append((record, "null value (tombstone) on a topic without deletes"))
                     continue
-                try:
-                    good.append((record, parse_tombstone(record.key)))
-                except ValueError as exc:
-                    rejected.append((record, str(exc)))
-                continue
-            try:
-                good.append((record, parse(record.value)))
             except ValueError as exc:  # pydantic's ValidationError is a ValueError
                 rejected.append((record, str(exc)))
-    return good, rejected
+                continue
+            good.append(Consumed(record.topic, record.partition, record.offset, parsed))
+    return Batch(good), rejected
 
 
 async def _send_dead_letters(
@@ -230,25 +204,23 @@ async def _report_lag(consumer: AIOKafkaConsumer, group: str) -> None:
     report_lag(group, lags)
 
 
-async def run_batch_consumer(
-    settings: Settings,
-    *,
-    role: str,
-    topic_spec: TopicSpec,
-    parse: Callable[[bytes], R],
-    sink: BatchSink[R] | RecordBatchSink[R],
-    stop: asyncio.Event,
-    max_batch: int = 500,
-    max_wait_ms: int = 200,
-    parse_tombstone: Callable[[bytes | None], R] | None = None,
-) -> None:
-    """Consume ``topic_spec`` in group ``settings.group(role)`` into ``sink`` until ``stop``.
+async def run_sink(kind: str, settings: Settings, stop: asyncio.Event) -> None:
+    """Make sink ``kind`` (``sinks.registry``) and feed it every topic it reads until
+    ``stop``: one consumer group per feed, one sink."""
+    declared = sink_kind(kind)
+    async with declared.open(settings) as sink:
+        await asyncio.gather(
+            *(run_batch_consumer(settings, feed, sink, stop) for feed in declared.feeds)
+        )
 
-    A record with a null value (a tombstone on a compacted topic) becomes
-    ``parse_tombstone(key)`` when that is given, else a dead letter. The records of one
-    partition reach the sink in offset order.
-    """
-    topic = settings.topic(topic_spec)
+
+async def run_batch_consumer(
+    settings: Settings, feed: Feed, sink: Sink[Any], stop: asyncio.Event
+) -> None:
+    """Consume ``feed.topic`` in group ``settings.group(feed.role)`` into ``sink`` until
+    ``stop``. The records of one partition reach the sink in offset order."""
+    role = feed.role
+    topic = settings.topic(feed.topic)
     consumer = make_consumer(settings, settings.group(role), settings.group(role), topic)
     producer = make_producer(settings)
     await producer.start()
@@ -258,13 +230,13 @@ async def run_batch_consumer(
             log.info("%s: consuming %s as group %s", role, topic, settings.group(role))
             next_lag_report = 0.0
             while not stop.is_set():
-                fetched = await consumer.getmany(timeout_ms=max_wait_ms, max_records=max_batch)
+                fetched = await consumer.getmany(timeout_ms=MAX_WAIT_MS, max_records=feed.max_batch)
                 if not fetched:
                     if time.monotonic() >= next_lag_report:
                         await _report_lag(consumer, settings.group(role))
                         next_lag_report = time.monotonic() + LAG_REPORT_INTERVAL_SECONDS
                     continue
-                good, rejected = _parse_batch(fetched, parse, parse_tombstone)
+                good, rejected = _parse_batch(fetched, feed)
                 if rejected and not await retry_until_done(
                     partial(_send_dead_letters, producer, settings, role, rejected),
                     role=role,
@@ -285,22 +257,13 @@ async def run_batch_consumer(
         log.info("%s: stopped", role)
 
 
-async def _write(
-    sink: BatchSink[R] | RecordBatchSink[R],
-    batch: list[Consumed[R]],
-    *,
-    role: str,
-    stop: asyncio.Event,
-) -> bool:
+async def _write(sink: Sink[Any], batch: Batch[Any], *, role: str, stop: asyncio.Event) -> bool:
     flush_seconds = 0.0
 
     async def timed_write() -> None:
         nonlocal flush_seconds
         began = time.monotonic()
-        if isinstance(sink, RecordBatchSink):
-            await sink.write_records(batch)
-        else:
-            await sink.write([parsed for _, parsed in batch])
+        await sink.write(batch)
         flush_seconds = time.monotonic() - began
 
     written = await retry_until_done(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from typing import Any
 
 from launcher.cli.common import run_service
 from pricewatch.settings import Settings
-
-SINK_KINDS = ["postgres", "email", "archive", "subscriptions", "events"]
+from sinks.registry import KINDS
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
@@ -24,26 +24,9 @@ def cmd_scraper(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_sink(settings: Settings, args: argparse.Namespace) -> None:
-    if args.kind == "postgres":
-        from sinks.postgres.sink import run_postgres_sink
+    from sinks.base import run_sink
 
-        run_service(settings, run_postgres_sink, args.metrics_port)
-    elif args.kind == "archive":
-        from sinks.archive.sink import run_archive_sink
-
-        run_service(settings, run_archive_sink, args.metrics_port)
-    elif args.kind == "subscriptions":
-        from sinks.postgres.subscriptions import run_subscriptions_sink
-
-        run_service(settings, run_subscriptions_sink, args.metrics_port)
-    elif args.kind == "events":
-        from sinks.postgres.events import run_events_sink
-
-        run_service(settings, run_events_sink, args.metrics_port)
-    else:
-        from sinks.email.sink import run_email_sink
-
-        run_service(settings, run_email_sink, args.metrics_port)
+    run_service(settings, partial(run_sink, args.kind), args.metrics_port)
 
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> None:
@@ -67,7 +50,7 @@ def add_scraper(sub: Any) -> None:
 
 def add_sink(sub: Any) -> None:
     p = sub.add_parser("sink", help="a sink process")
-    p.add_argument("kind", choices=SINK_KINDS)
+    p.add_argument("kind", choices=KINDS)
     p.add_argument("--metrics-port", type=int, default=None)
     p.set_defaults(func=cmd_sink)
 

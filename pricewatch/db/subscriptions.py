@@ -17,13 +17,8 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from pricewatch.contract.records import Subscription
+from pricewatch.db import without_nul
 from pricewatch.db.schema import MAX_URL_CHARS
-
-
-def without_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL; one must not fail the batch on every retry.
-    return value.replace("\x00", "")
-
 
 DELETE_SUBSCRIPTIONS = text(
     "DELETE FROM subscriptions WHERE subscription_id = ANY(:ids)"

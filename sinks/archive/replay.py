@@ -23,7 +23,7 @@ from pricewatch.kafka import make_producer
 from pricewatch.settings import Settings
 from sinks.archive.layout import ObjectKey, day_prefix, decode, parse_key
 from sinks.archive.sink import make_s3_client
-from sinks.postgres.sink import PriceHistorySink
+from sinks.postgres.prices import PriceHistorySink
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,12 @@ async def _into_database(
     await asyncio.to_thread(upgrade, url)
     engine = make_engine(url)
     try:
+        # The price sink's own writes, so a replay is exactly as idempotent as the sink.
         sink = PriceHistorySink(engine)
         for key in keys:
             observations = await asyncio.to_thread(read_object, client, bucket, key)
-            await sink.write(observations)
+            if observations:
+                await asyncio.to_thread(sink.write_blocking, observations)
             bar.advance(len(observations))
     finally:
         engine.dispose()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +25,7 @@ from pricewatch.contract.records import PriceObservation
 from pricewatch.contract.topics import PRICE_OBSERVATIONS
 from pricewatch.settings import Settings
 from sinks.archive.layout import ObjectKey, encode, hour_of, object_key
-from sinks.base import Consumed, run_batch_consumer
+from sinks.contract import Batch, Feed, SinkKind
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +51,11 @@ def make_s3_client(settings: Settings) -> Any:
     )
 
 
-def plan_objects(
-    batch: list[Consumed[PriceObservation]],
-) -> dict[ObjectKey, list[PriceObservation]]:
+def plan_objects(batch: Batch[PriceObservation]) -> dict[ObjectKey, list[PriceObservation]]:
     """Split a batch into objects: one per (partition, UTC hour), records in offset order."""
     groups: dict[tuple[int, datetime], list[tuple[int, PriceObservation]]] = defaultdict(list)
-    for record, observation in batch:
+    for record in batch:
+        observation = record.value
         groups[(record.partition, hour_of(observation))].append((record.offset, observation))
     objects: dict[ObjectKey, list[PriceObservation]] = {}
     for (partition, hour), members in groups.items():
@@ -72,11 +73,11 @@ class ObservationArchiveSink:
         self.bucket = bucket
         self.prefix = prefix
 
-    async def write_records(self, batch: list[Consumed[PriceObservation]]) -> None:
+    async def write(self, batch: Batch[PriceObservation]) -> None:
         if batch:
             await asyncio.to_thread(self.write_blocking, batch)
 
-    def write_blocking(self, batch: list[Consumed[PriceObservation]]) -> list[str]:
+    def write_blocking(self, batch: Batch[PriceObservation]) -> list[str]:
         """Put every object of ``batch``; returns their keys."""
         keys: list[str] = []
         for place, observations in sorted(plan_objects(batch).items()):
@@ -92,16 +93,14 @@ class ObservationArchiveSink:
         return keys
 
 
-async def run_archive_sink(settings: Settings, stop: asyncio.Event) -> None:
-    """Consume price observations into the S3 archive until ``stop``."""
+@asynccontextmanager
+async def open_sink(settings: Settings) -> AsyncIterator[ObservationArchiveSink]:
     if not settings.s3_bucket:
         raise RuntimeError("the archive sink needs PRICEWATCH_S3_BUCKET")
-    sink = ObservationArchiveSink(make_s3_client(settings), settings.s3_bucket, settings.s3_prefix)
-    await run_batch_consumer(
-        settings,
-        role=ROLE,
-        topic_spec=PRICE_OBSERVATIONS,
-        parse=PriceObservation.model_validate_json,
-        sink=sink,
-        stop=stop,
-    )
+    yield ObservationArchiveSink(make_s3_client(settings), settings.s3_bucket, settings.s3_prefix)
+
+
+SINK = SinkKind(
+    feeds=(Feed(ROLE, PRICE_OBSERVATIONS, PriceObservation.model_validate_json),),
+    open=open_sink,
+)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy
@@ -20,7 +22,8 @@ from pricewatch.contract.records import AccountEmail, Notification
 from pricewatch.contract.topics import ACCOUNT_EMAILS, NOTIFICATIONS
 from pricewatch.db.engine import migrated_engine
 from pricewatch.settings import Settings
-from sinks.base import describe_error, run_batch_consumer
+from sinks.base import describe_error
+from sinks.contract import Batch, Feed, SinkKind
 from sinks.email.backends import EmailBackend, PermanentSendError, backend_from_settings
 from sinks.email.render import InvalidRecipientError, render, render_account_email
 
@@ -109,9 +112,9 @@ class EmailSink:
         # finding the row 'sending' and skipping it as unconfirmed.
         self.unrecorded: dict[str, tuple[str, str | None]] = {}
 
-    async def write(self, batch: list[Mail]) -> None:
+    async def write(self, batch: Batch[Mail]) -> None:
         seen: set[str] = set()
-        for notification in batch:
+        for notification in batch.values:
             if notification.idempotency_key in seen:
                 EMAILS_SKIPPED_DUPLICATE.inc()
                 continue
@@ -193,30 +196,20 @@ class EmailSink:
             )
 
 
-async def run_email_sink(settings: Settings, stop: asyncio.Event) -> None:
-    """Migrate the database, then turn notifications and account emails into emails until
-    ``stop``: two consumers (two groups), one ledger, one backend."""
+@asynccontextmanager
+async def open_sink(settings: Settings) -> AsyncIterator[EmailSink]:
+    """Migrate the database, then lend the sink its engine and backend."""
     settings.secret_key_bytes()  # fail at start, not on the first email, when it is missing
     async with migrated_engine(settings) as engine:
-        sink = EmailSink(engine, backend_from_settings(settings), settings)
-        # Each email is a round trip to a mail server: small batches commit progress often.
-        await asyncio.gather(
-            run_batch_consumer(
-                settings,
-                role=ROLE,
-                topic_spec=NOTIFICATIONS,
-                parse=Notification.model_validate_json,
-                sink=sink,
-                stop=stop,
-                max_batch=50,
-            ),
-            run_batch_consumer(
-                settings,
-                role=ACCOUNT_ROLE,
-                topic_spec=ACCOUNT_EMAILS,
-                parse=AccountEmail.model_validate_json,
-                sink=sink,
-                stop=stop,
-                max_batch=50,
-            ),
-        )
+        yield EmailSink(engine, backend_from_settings(settings), settings)
+
+
+# Two consumers (two groups), one ledger, one backend. Each email is a round trip to a mail
+# server: small batches commit progress often.
+SINK = SinkKind(
+    feeds=(
+        Feed(ROLE, NOTIFICATIONS, Notification.model_validate_json, max_batch=50),
+        Feed(ACCOUNT_ROLE, ACCOUNT_EMAILS, AccountEmail.model_validate_json, max_batch=50),
+    ),
+    open=open_sink,
+)

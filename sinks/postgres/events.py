@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy
@@ -18,7 +20,7 @@ from pricewatch.contract.records import PriceEvent
 from pricewatch.contract.topics import PRICE_EVENTS
 from pricewatch.db.engine import migrated_engine
 from pricewatch.settings import Settings
-from sinks.base import run_batch_consumer
+from sinks.contract import Batch, Feed, SinkKind
 
 log = logging.getLogger(__name__)
 
@@ -67,25 +69,22 @@ class PriceEventSink:
     def __init__(self, engine: sqlalchemy.Engine) -> None:
         self.engine = engine
 
-    async def write(self, batch: list[PriceEvent]) -> None:
+    async def write(self, batch: Batch[PriceEvent]) -> None:
         if batch:
-            await asyncio.to_thread(self.write_blocking, batch)
+            await asyncio.to_thread(self.write_blocking, batch.values)
 
-    def write_blocking(self, batch: list[PriceEvent]) -> None:
+    def write_blocking(self, events: list[PriceEvent]) -> None:
         # Sorted: two sinks inserting the same ids (a rebalance) take their locks in one order.
-        rows = sorted((_row(event) for event in batch), key=lambda row: row["event_id"])
+        rows = sorted((_row(event) for event in events), key=lambda row: row["event_id"])
         with self.engine.begin() as connection:
             connection.execute(INSERT_EVENT, rows)
 
 
-async def run_events_sink(settings: Settings, stop: asyncio.Event) -> None:
-    """Migrate the database, then consume price events into it until ``stop``."""
+@asynccontextmanager
+async def open_sink(settings: Settings) -> AsyncIterator[PriceEventSink]:
+    """Migrate the database, then lend the sink its engine."""
     async with migrated_engine(settings) as engine:
-        await run_batch_consumer(
-            settings,
-            role=ROLE,
-            topic_spec=PRICE_EVENTS,
-            parse=PriceEvent.model_validate_json,
-            sink=PriceEventSink(engine),
-            stop=stop,
-        )
+        yield PriceEventSink(engine)
+
+
+SINK = SinkKind(feeds=(Feed(ROLE, PRICE_EVENTS, PriceEvent.model_validate_json),), open=open_sink)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import sqlalchemy
 
@@ -25,68 +25,19 @@ from pricewatch.db.subscriptions import (
     UPSERT_SUBSCRIPTION,
     normalized_email,
     subscription_row,
-    without_nul,
 )
 from pricewatch.settings import Settings
-from sinks.base import run_batch_consumer
+from sinks.contract import Batch, Feed, SinkKind
+from sinks.postgres.subscription_changes import (
+    SubscriptionChange,
+    parse_subscription,
+    parse_tombstone,
+    reduce_batch,
+)
 
 log = logging.getLogger(__name__)
 
 ROLE = "subscriptions-sink"
-
-
-@dataclass(frozen=True)
-class SubscriptionDeleted:
-    """A tombstone on the subscriptions topic."""
-
-    subscription_id: str
-
-
-SubscriptionChange = Subscription | SubscriptionDeleted
-
-
-def parse_subscription(value: bytes) -> SubscriptionChange:
-    return Subscription.model_validate_json(value)
-
-
-def parse_tombstone(key: bytes | None) -> SubscriptionChange:
-    """The deletion a null value stands for. A ValueError dead-letters the record."""
-    if not key:
-        raise ValueError("a tombstone without a key (subscription_id)")
-    return SubscriptionDeleted(without_nul(key.decode()))  # UnicodeDecodeError is a ValueError
-
-
-@dataclass(frozen=True)
-class _Pending:
-    """What a batch does to one subscription, in log order."""
-
-    delete_first: bool  # a tombstone came in the batch: delete, then apply what followed it
-    newest: Subscription | None = None  # the record after it with the newest created_at
-    oldest_created_at: datetime | None = None
-
-
-def reduce_batch(batch: list[SubscriptionChange]) -> dict[str, _Pending]:
-    """Per subscription_id, the batch's net effect.
-
-    Applying it equals applying the records one by one: only the newest of several records
-    can win, and a tombstone discards whatever came before it. The records of one
-    subscription share a partition, so the batch holds them in log order.
-    """
-    pending: dict[str, _Pending] = {}
-    for change in batch:
-        if isinstance(change, SubscriptionDeleted):
-            pending[change.subscription_id] = _Pending(delete_first=True)
-            continue
-        key = without_nul(change.subscription_id)
-        before = pending.get(key, _Pending(delete_first=False))
-        newest = before.newest
-        if newest is None or change.created_at > newest.created_at:
-            newest = change
-        oldest = before.oldest_created_at
-        if oldest is None or change.created_at < oldest:
-            oldest = change.created_at
-        pending[key] = _Pending(before.delete_first, newest, oldest)
-    return pending
 
 
 class SubscriptionSink:
@@ -95,9 +46,9 @@ class SubscriptionSink:
     def __init__(self, engine: sqlalchemy.Engine) -> None:
         self.engine = engine
 
-    async def write(self, batch: list[SubscriptionChange]) -> None:
+    async def write(self, batch: Batch[SubscriptionChange]) -> None:
         if batch:
-            await asyncio.to_thread(self.write_blocking, batch)
+            await asyncio.to_thread(self.write_blocking, batch.values)
 
     def write_blocking(self, batch: list[SubscriptionChange]) -> None:
         pending = reduce_batch(batch)
@@ -119,15 +70,14 @@ class SubscriptionSink:
                 connection.execute(UPSERT_SUBSCRIPTION, rows)
 
 
-async def run_subscriptions_sink(settings: Settings, stop: asyncio.Event) -> None:
-    """Migrate the database, then consume the subscriptions topic into it until ``stop``."""
+@asynccontextmanager
+async def open_sink(settings: Settings) -> AsyncIterator[SubscriptionSink]:
+    """Migrate the database, then lend the sink its engine."""
     async with migrated_engine(settings) as engine:
-        await run_batch_consumer(
-            settings,
-            role=ROLE,
-            topic_spec=SUBSCRIPTIONS,
-            parse=parse_subscription,
-            parse_tombstone=parse_tombstone,
-            sink=SubscriptionSink(engine),
-            stop=stop,
-        )
+        yield SubscriptionSink(engine)
+
+
+SINK = SinkKind(
+    feeds=(Feed(ROLE, SUBSCRIPTIONS, parse_subscription, parse_tombstone=parse_tombstone),),
+    open=open_sink,
+)

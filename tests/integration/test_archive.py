@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer
 from moto.server import ThreadedMotoServer
 from prometheus_client import REGISTRY
 from sqlalchemy import text
@@ -31,7 +31,9 @@ from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
 from sinks.archive.layout import ObjectKey, decode, object_key, parse_key
 from sinks.archive.replay import list_archive, replay_archive
-from sinks.archive.sink import ObservationArchiveSink, make_s3_client, run_archive_sink
+from sinks.archive.sink import ObservationArchiveSink, make_s3_client
+from sinks.base import run_sink
+from sinks.contract import Batch, Consumed
 
 PARTITIONS = 2
 REGION = "us-east-1"
@@ -80,23 +82,8 @@ def observe(n: int, observed_at: datetime, price: str) -> PriceObservation:
 
 def consumed(
     partition: int, offset: int, observation: PriceObservation
-) -> tuple[ConsumerRecord[bytes, bytes], PriceObservation]:
-    value = observation.model_dump_json().encode()
-    key = observation.product_id.encode()
-    record = ConsumerRecord(
-        topic=PRICE_OBSERVATIONS.name,
-        partition=partition,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=key,
-        value=value,
-        checksum=None,
-        serialized_key_size=len(key),
-        serialized_value_size=len(value),
-        headers=(),
-    )
-    return record, observation
+) -> Consumed[PriceObservation]:
+    return Consumed(PRICE_OBSERVATIONS.name, partition, offset, observation)
 
 
 def bucket_objects(settings: Settings) -> dict[str, bytes]:
@@ -115,17 +102,19 @@ def metric(name: str, **labels: str) -> float:
 H12 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def a_batch() -> list[tuple[ConsumerRecord[bytes, bytes], PriceObservation]]:
+def a_batch() -> Batch[PriceObservation]:
     """Partition 0 spans 12:xx and 13:xx (one record out of time order); partition 1 is 12:xx."""
-    return [
-        consumed(0, 10, observe(1, H12 + timedelta(minutes=58), "10")),
-        consumed(0, 11, observe(2, H12 + timedelta(minutes=59), "11")),
-        consumed(0, 12, observe(1, H12 + timedelta(minutes=60), "9")),
-        consumed(0, 13, observe(3, H12 + timedelta(minutes=30), "12")),
-        consumed(0, 14, observe(2, H12 + timedelta(minutes=75), "8")),
-        consumed(1, 3, observe(4, H12 + timedelta(minutes=5), "20")),
-        consumed(1, 4, observe(5, H12 + timedelta(minutes=6), "21")),
-    ]
+    return Batch(
+        [
+            consumed(0, 10, observe(1, H12 + timedelta(minutes=58), "10")),
+            consumed(0, 11, observe(2, H12 + timedelta(minutes=59), "11")),
+            consumed(0, 12, observe(1, H12 + timedelta(minutes=60), "9")),
+            consumed(0, 13, observe(3, H12 + timedelta(minutes=30), "12")),
+            consumed(0, 14, observe(2, H12 + timedelta(minutes=75), "8")),
+            consumed(1, 3, observe(4, H12 + timedelta(minutes=5), "20")),
+            consumed(1, 4, observe(5, H12 + timedelta(minutes=6), "21")),
+        ]
+    )
 
 
 def test_keys_name_the_day_hour_partition_and_offsets() -> None:
@@ -145,10 +134,10 @@ async def test_a_batch_lands_under_its_documented_keys(s3_settings: Settings) ->
     objects_before = metric("pricewatch_archive_objects_total")
     bytes_before = metric("pricewatch_archive_bytes_total")
 
-    await sink.write_records(batch)
+    await sink.write(batch)
 
     stored = bucket_objects(s3_settings)
-    by_offset = {(r.partition, r.offset): o for r, o in batch}
+    by_offset = {(r.partition, r.offset): r.value for r in batch}
     assert sorted(stored) == [
         "obs/date=2025-03-01/hour=12/part-0-10-13.jsonl.gz",
         "obs/date=2025-03-01/hour=12/part-1-3-4.jsonl.gz",
@@ -179,16 +168,16 @@ async def test_the_same_batch_written_again_overwrites_with_identical_bytes(
     sink = ObservationArchiveSink(
         make_s3_client(s3_settings), s3_settings.s3_bucket, s3_settings.s3_prefix
     )
-    await sink.write_records(a_batch())
+    await sink.write(a_batch())
     first = bucket_objects(s3_settings)
     assert len(first) == 3
 
-    await sink.write_records(a_batch())
+    await sink.write(a_batch())
     # A fresh sink and client (a restarted process) writes the same bytes too.
     again = ObservationArchiveSink(
         make_s3_client(s3_settings), s3_settings.s3_bucket, s3_settings.s3_prefix
     )
-    await again.write_records(a_batch())
+    await again.write(a_batch())
     assert bucket_objects(s3_settings) == first
 
 
@@ -241,7 +230,7 @@ async def wait_until_archived(settings: Settings, expected: int, seconds: float 
 @contextlib.asynccontextmanager
 async def running_archive_sink(settings: Settings) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    task = asyncio.create_task(run_archive_sink(settings, stop))
+    task = asyncio.create_task(run_sink("archive", settings, stop))
     try:
         yield
     finally:

@@ -35,9 +35,11 @@ from pricewatch.contract.topics import NOTIFICATIONS
 from pricewatch.db.engine import make_engine, upgrade
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
+from sinks.base import run_sink
+from sinks.contract import Batch
 from sinks.email.backends import OutboxBackend, SesBackend, SmtpBackend
 from sinks.email.render import IDEMPOTENCY_HEADER
-from sinks.email.sink import EmailSink, run_email_sink
+from sinks.email.sink import EmailSink
 from tests.integration.test_email_sink import SETTINGS, ledger, notification
 
 pytestmark = pytest.mark.timeout(180)
@@ -99,7 +101,7 @@ async def run_sink_until(
 ) -> None:
     """Run the email sink (consumer, ledger, backend) until ``done()``; then stop it cleanly."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run_email_sink(settings, stop))
+    task = asyncio.create_task(run_sink("email", settings, stop))
     try:
         deadline = time.monotonic() + seconds
         while not await asyncio.to_thread(done):
@@ -292,7 +294,7 @@ async def test_ses_down_then_up_sends_each_key_once_with_headers_and_links(
     setup.start()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     stop = asyncio.Event()
-    task = asyncio.create_task(run_email_sink(settings, stop))
+    task = asyncio.create_task(run_sink("email", settings, stop))
     try:
         await asyncio.to_thread(verify_sender, f"http://127.0.0.1:{setup_port}", SENDER)
         deadline = time.monotonic() + 60
@@ -368,8 +370,8 @@ async def test_ses_unverified_sender_is_permanent_and_recorded(
         alert = notification("ann@example.com", observation="unverified-sender")
         rejected_before = failed_sends("ses", "message_rejected")
         try:
-            await sink.write([alert])  # no raise: retrying cannot help
-            await sink.write([alert])  # redelivered: not tried again
+            await sink.write(Batch.of([alert]))  # no raise: retrying cannot help
+            await sink.write(Batch.of([alert]))  # redelivered: not tried again
             (row,) = ledger(engine)
         finally:
             engine.dispose()
@@ -423,10 +425,10 @@ async def test_a_sent_email_whose_recording_failed_is_recorded_on_retry_not_rese
     alert = notification(observation="ledger-lost-after-send")
 
     with pytest.raises(sqlalchemy.exc.ProgrammingError):
-        await sink.write([alert])  # sent, then recording it fails: the batch is retried
+        await sink.write(Batch.of([alert]))  # sent, then recording it fails: the batch is retried
     backend.restore()
-    await sink.write([alert])  # the retried batch
-    await sink.write([alert])  # and a redelivery
+    await sink.write(Batch.of([alert]))  # the retried batch
+    await sink.write(Batch.of([alert]))  # and a redelivery
 
     assert backend.sends == {alert.idempotency_key: 1}
     (row,) = ledger(engine)
@@ -445,13 +447,13 @@ async def test_a_temporary_failure_whose_recording_failed_is_still_sent_on_retry
     alert = notification(observation="ledger-lost-after-temporary-failure")
 
     with pytest.raises(sqlalchemy.exc.ProgrammingError):
-        await sink.write([alert])
+        await sink.write(Batch.of([alert]))
     backend.restore()
     outbox = tmp_path / "outbox"
     backend.inner = OutboxBackend(outbox)  # the mail service is back too
     sink.backend = OutboxBackend(outbox)
-    await sink.write([alert])
-    await sink.write([alert])
+    await sink.write(Batch.of([alert]))
+    await sink.write(Batch.of([alert]))
 
     assert [f.name for f in outbox.iterdir()] == [f"{alert.idempotency_key}.eml"]
     (row,) = ledger(engine)

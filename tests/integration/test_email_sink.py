@@ -29,9 +29,11 @@ from pricewatch.ids import event_id_for, notification_key_for, subscription_id_f
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
 from pricewatch.tokens import TokenPurpose, read_token
+from sinks.base import run_sink
+from sinks.contract import Batch
 from sinks.email.backends import OutboxBackend, SmtpBackend
 from sinks.email.render import IDEMPOTENCY_HEADER
-from sinks.email.sink import EmailSink, run_email_sink
+from sinks.email.sink import EmailSink
 
 PRODUCT_ID = "a" * 32
 SETTINGS = Settings(
@@ -123,9 +125,9 @@ async def test_a_notification_delivered_three_times_writes_one_outbox_file(
     alert = notification()
 
     with caplog.at_level(logging.INFO, logger="sinks.email.backends"):
-        await sink.write([alert])
-        await sink.write([alert, alert])  # redelivered, and duplicated within one batch
-        await sink.write([alert])
+        await sink.write(Batch.of([alert]))
+        await sink.write(Batch.of([alert, alert]))  # redelivered, and duplicated within one batch
+        await sink.write(Batch.of([alert]))
 
     files = sorted(outbox.iterdir())
     assert [f.name for f in files] == [f"{alert.idempotency_key}.eml"]
@@ -151,9 +153,9 @@ async def test_smtp_receives_one_message_for_three_deliveries(
     alert = notification()
     other = notification("bob@example.com")
 
-    await sink.write([alert])
-    await sink.write([alert, other])
-    await sink.write([other, alert])
+    await sink.write(Batch.of([alert]))
+    await sink.write(Batch.of([alert, other]))
+    await sink.write(Batch.of([other, alert]))
 
     assert sorted(str(m["To"]) for m in smtp_server.messages) == [
         "ann@example.com",
@@ -182,8 +184,8 @@ async def test_a_refused_recipient_is_recorded_as_failed_and_not_retried(
     doomed = notification("gone@example.com")
     fine = notification("ann@example.com")
 
-    await sink.write([doomed, fine])  # does not raise: retrying would not help
-    await sink.write([doomed])
+    await sink.write(Batch.of([doomed, fine]))  # does not raise: retrying would not help
+    await sink.write(Batch.of([doomed]))
 
     assert smtp_server.rcpt_attempts.count("gone@example.com") == 1
     assert [str(m["To"]) for m in smtp_server.messages] == ["ann@example.com"]
@@ -201,7 +203,7 @@ async def test_an_unreachable_server_fails_the_batch_and_the_retry_sends_it(
     alert = notification()
 
     with pytest.raises(OSError):
-        await sink.write([alert])
+        await sink.write(Batch.of([alert]))
     (row,) = ledger(engine)
     assert row["status"] == "retrying"
     assert row["last_error"].startswith("ConnectionRefusedError")
@@ -210,8 +212,8 @@ async def test_an_unreachable_server_fails_the_batch_and_the_retry_sends_it(
     controller = Controller(collector, hostname="127.0.0.1", port=smtp_port)
     controller.start()
     try:
-        await sink.write([alert])
-        await sink.write([alert])
+        await sink.write(Batch.of([alert]))
+        await sink.write(Batch.of([alert]))
     finally:
         controller.stop()
 
@@ -245,7 +247,7 @@ async def test_a_send_interrupted_by_a_crash_is_not_repeated(
     sink = EmailSink(engine, OutboxBackend(outbox), SETTINGS)
 
     with caplog.at_level(logging.WARNING, logger="sinks.email.sink"):
-        await sink.write([alert])
+        await sink.write(Batch.of([alert]))
 
     assert not outbox.exists() or not any(outbox.iterdir())
     assert any(alert.idempotency_key in r.getMessage() for r in caplog.records)
@@ -283,7 +285,7 @@ async def test_run_email_sink_sends_one_email_for_a_redelivered_notification(
 
     handled_before = handled()
     stop = asyncio.Event()
-    task = asyncio.create_task(run_email_sink(settings, stop))
+    task = asyncio.create_task(run_sink("email", settings, stop))
     try:
         deadline = time.monotonic() + 60
         while handled() < handled_before + 3 and not task.done():
@@ -357,7 +359,7 @@ async def test_run_email_sink_sends_account_emails_once_with_the_same_ledger(
 
     before = account_handled()
     stop = asyncio.Event()
-    task = asyncio.create_task(run_email_sink(settings, stop))
+    task = asyncio.create_task(run_sink("email", settings, stop))
     try:
         deadline = time.monotonic() + 60
         while account_handled() < before + 3 and not task.done():

@@ -27,7 +27,7 @@ from launcher.processes import free_port
 from pricewatch.contract.topics import DEAD_LETTERS, NOTIFICATIONS, PRICE_EVENTS
 from pricewatch.db.engine import make_engine, upgrade
 from pricewatch.settings import Settings
-from sinks.postgres.sink import PriceHistorySink
+from sinks.postgres.prices import PriceHistorySink
 from tests.conftest import Broker
 from tests.helpers import wait_for
 from tests.integration.test_email_faults import UnreliableMailServer

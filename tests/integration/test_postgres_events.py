@@ -19,7 +19,9 @@ from pricewatch.db.engine import make_engine, upgrade
 from pricewatch.ids import observation_id_for, product_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
-from sinks.postgres.events import ROLE, PriceEventSink, run_events_sink
+from sinks.base import run_sink
+from sinks.contract import Batch
+from sinks.postgres.events import ROLE, PriceEventSink
 from tests import helpers
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -77,7 +79,7 @@ async def test_a_batch_writes_one_row_per_event_and_a_replay_none(
     )
     removed = event(3, 7, EventType.REMOVED, "5.00", None)
     batch = [event(1), event(1, 5, EventType.PRICE_INCREASE, "9.00", "11.50"), sold_out, removed]
-    await sink.write(batch + batch[:1])  # a duplicate within the batch too
+    await sink.write(Batch.of(batch + batch[:1]))  # a duplicate within the batch too
 
     first = rows(engine)
     assert len(first) == 4
@@ -91,15 +93,15 @@ async def test_a_batch_writes_one_row_per_event_and_a_replay_none(
     assert by_type["sold_out"]["new_availability"] == "out_of_stock"
     assert (by_type["removed"]["new_price"], by_type["removed"]["new_currency"]) == (None, None)
 
-    await sink.write(batch)
-    await sink.write(batch[::-1])
+    await sink.write(Batch.of(batch))
+    await sink.write(Batch.of(batch[::-1]))
     assert rows(engine) == first
 
 
 @contextlib.asynccontextmanager
 async def running_sink(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
     stop = asyncio.Event()
-    task = asyncio.create_task(run_events_sink(settings, stop))
+    task = asyncio.create_task(run_sink("events", settings, stop))
     try:
         yield task
     finally:

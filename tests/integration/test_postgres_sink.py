@@ -19,7 +19,8 @@ from pricewatch.contract.records import Availability, Outcome, PriceObservation
 from pricewatch.db.engine import alembic_config, make_engine, sqlalchemy_url, upgrade
 from pricewatch.db.schema import metadata
 from pricewatch.ids import observation_id_for, product_id_for
-from sinks.postgres.sink import PriceHistorySink
+from sinks.contract import Batch
+from sinks.postgres.prices import PriceHistorySink
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SHOE = "https://shop.example/p/shoe"
@@ -127,10 +128,12 @@ async def test_a_batch_writes_products_and_price_history(
     sink: PriceHistorySink, engine: sqlalchemy.Engine
 ) -> None:
     await sink.write(
-        [
-            observe(SHOE, 0, "79.990000", title="Running shoe"),
-            observe(HAT, 0, "15.00", availability=Availability.OUT_OF_STOCK, title="Hat"),
-        ]
+        Batch.of(
+            [
+                observe(SHOE, 0, "79.990000", title="Running shoe"),
+                observe(HAT, 0, "15.00", availability=Availability.OUT_OF_STOCK, title="Hat"),
+            ]
+        )
     )
 
     shoe = product(engine, SHOE)
@@ -158,28 +161,28 @@ async def test_writing_the_same_batch_again_changes_no_row(
         observe(HAT, 0, "20"),
         observe(HAT, 5, outcome=Outcome.GONE),
     ]
-    await sink.write(batch)
+    await sink.write(Batch.of(batch))
     first = snapshot(engine)
     assert len(first[0]) == 2
     assert len(first[1]) == 3
 
-    await sink.write(batch)
-    await sink.write(list(reversed(batch)))
-    await sink.write(batch[2:3] + batch[:1])
+    await sink.write(Batch.of(batch))
+    await sink.write(Batch.of(list(reversed(batch))))
+    await sink.write(Batch.of(batch[2:3] + batch[:1]))
     assert snapshot(engine) == first
 
 
 async def test_unchanged_observations_add_no_history_row(
     sink: PriceHistorySink, engine: sqlalchemy.Engine
 ) -> None:
-    await sink.write([observe(SHOE, 0, "10")])
-    await sink.write([observe(SHOE, 5, "10.000000"), observe(SHOE, 10, "10")])
-    await sink.write([observe(SHOE, 15, "10", availability=Availability.OUT_OF_STOCK)])
+    await sink.write(Batch.of([observe(SHOE, 0, "10")]))
+    await sink.write(Batch.of([observe(SHOE, 5, "10.000000"), observe(SHOE, 10, "10")]))
+    await sink.write(Batch.of([observe(SHOE, 15, "10", availability=Availability.OUT_OF_STOCK)]))
     await sink.write(
-        [observe(SHOE, 20, "10", currency="USD", availability=Availability.OUT_OF_STOCK)]
+        Batch.of([observe(SHOE, 20, "10", currency="USD", availability=Availability.OUT_OF_STOCK)])
     )
     await sink.write(
-        [observe(SHOE, 25, "12", currency="USD", availability=Availability.OUT_OF_STOCK)]
+        Batch.of([observe(SHOE, 25, "12", currency="USD", availability=Availability.OUT_OF_STOCK)])
     )
 
     assert history(engine, SHOE) == [
@@ -196,10 +199,10 @@ async def test_unchanged_observations_add_no_history_row(
 async def test_an_older_observation_arriving_late_does_not_overwrite_the_product(
     sink: PriceHistorySink, engine: sqlalchemy.Engine
 ) -> None:
-    await sink.write([observe(SHOE, 10, "8", title="New title")])
-    await sink.write([observe(SHOE, 5, "9", title="Old title")])
-    await sink.write([observe(SHOE, 7, outcome=Outcome.GONE)])
-    await sink.write([observe(SHOE, 8, outcome=Outcome.ERROR, error="late error")])
+    await sink.write(Batch.of([observe(SHOE, 10, "8", title="New title")]))
+    await sink.write(Batch.of([observe(SHOE, 5, "9", title="Old title")]))
+    await sink.write(Batch.of([observe(SHOE, 7, outcome=Outcome.GONE)]))
+    await sink.write(Batch.of([observe(SHOE, 8, outcome=Outcome.ERROR, error="late error")]))
 
     shoe = product(engine, SHOE)
     assert shoe["current_price"] == Decimal("8")
@@ -215,12 +218,14 @@ async def test_observations_in_one_batch_apply_in_observed_order(
     sink: PriceHistorySink, engine: sqlalchemy.Engine
 ) -> None:
     await sink.write(
-        [
-            observe(SHOE, 20, "7"),
-            observe(SHOE, 10, "8"),
-            observe(SHOE, 15, "8"),
-            observe(SHOE, 0, "9"),
-        ]
+        Batch.of(
+            [
+                observe(SHOE, 20, "7"),
+                observe(SHOE, 10, "8"),
+                observe(SHOE, 15, "8"),
+                observe(SHOE, 0, "9"),
+            ]
+        )
     )
     assert product(engine, SHOE)["current_price"] == Decimal("7")
     assert history(engine, SHOE) == [
@@ -233,7 +238,7 @@ async def test_observations_in_one_batch_apply_in_observed_order(
 async def test_errors_and_gone_update_status_and_keep_the_last_good_price(
     sink: PriceHistorySink, engine: sqlalchemy.Engine
 ) -> None:
-    await sink.write([observe(HAT, 0, outcome=Outcome.ERROR, error="connect timeout")])
+    await sink.write(Batch.of([observe(HAT, 0, outcome=Outcome.ERROR, error="connect timeout")]))
     hat = product(engine, HAT)
     assert (hat["status"], hat["last_error"], hat["last_ok_at"]) == (
         "error",
@@ -242,8 +247,8 @@ async def test_errors_and_gone_update_status_and_keep_the_last_good_price(
     )
     assert history(engine, HAT) == []
 
-    await sink.write([observe(HAT, 5, "30", title="Hat")])
-    await sink.write([observe(HAT, 10, outcome=Outcome.ERROR, error="HTTP 503")])
+    await sink.write(Batch.of([observe(HAT, 5, "30", title="Hat")]))
+    await sink.write(Batch.of([observe(HAT, 10, outcome=Outcome.ERROR, error="HTTP 503")]))
     hat = product(engine, HAT)
     assert hat["status"] == "active"  # an error says nothing about a known product
     assert hat["last_error"] == "HTTP 503"
@@ -251,11 +256,11 @@ async def test_errors_and_gone_update_status_and_keep_the_last_good_price(
     assert hat["last_ok_at"] == T0 + timedelta(minutes=5)
     assert hat["last_checked_at"] == T0 + timedelta(minutes=10)
 
-    await sink.write([observe(HAT, 15, outcome=Outcome.GONE, error="HTTP 404")])
+    await sink.write(Batch.of([observe(HAT, 15, outcome=Outcome.GONE, error="HTTP 404")]))
     hat = product(engine, HAT)
     assert (hat["status"], hat["current_price"], hat["title"]) == ("gone", Decimal("30"), "Hat")
 
-    await sink.write([observe(HAT, 20, "31", title=None)])
+    await sink.write(Batch.of([observe(HAT, 20, "31", title=None)]))
     hat = product(engine, HAT)
     assert (hat["status"], hat["current_price"], hat["title"]) == ("active", Decimal("31"), "Hat")
     assert history(engine, HAT) == [(Decimal("30"), "in_stock", 5), (Decimal("31"), "in_stock", 20)]
@@ -264,7 +269,7 @@ async def test_errors_and_gone_update_status_and_keep_the_last_good_price(
 async def test_hostile_scraped_text_cannot_wedge_the_sink(
     sink: PriceHistorySink, engine: sqlalchemy.Engine
 ) -> None:
-    await sink.write([observe(SHOE, 0, "1", title="Nul\x00 title " + "x" * 5000)])
+    await sink.write(Batch.of([observe(SHOE, 0, "1", title="Nul\x00 title " + "x" * 5000)]))
     title = product(engine, SHOE)["title"]
     assert "\x00" not in title
     assert title.startswith("Nul title")
@@ -274,9 +279,9 @@ async def test_hostile_scraped_text_cannot_wedge_the_sink(
 async def test_a_url_owned_by_another_product_id_is_skipped_not_retried_forever(
     sink: PriceHistorySink, engine: sqlalchemy.Engine
 ) -> None:
-    await sink.write([observe(SHOE, 0, "10")])
+    await sink.write(Batch.of([observe(SHOE, 0, "10")]))
     impostor = observe(SHOE, 5, "1").model_copy(update={"product_id": "f" * 32})
-    await sink.write([impostor, observe(HAT, 5, "2")])
+    await sink.write(Batch.of([impostor, observe(HAT, 5, "2")]))
 
     product_ids = {row["product_id"] for row in rows(engine, "SELECT product_id FROM products")}
     assert product_ids == {product_id_for(SHOE), product_id_for(HAT)}
@@ -289,7 +294,7 @@ async def test_a_url_owned_by_another_product_id_is_skipped_not_retried_forever(
 async def test_a_product_is_linked_to_the_website_of_its_host(
     sink: PriceHistorySink, engine: sqlalchemy.Engine
 ) -> None:
-    await sink.write([observe(SHOE, 0, "10")])
+    await sink.write(Batch.of([observe(SHOE, 0, "10")]))
     assert product(engine, SHOE)["website_id"] is None  # no such website yet
 
     with engine.begin() as connection:
@@ -299,16 +304,18 @@ async def test_a_product_is_linked_to_the_website_of_its_host(
                 "VALUES ('Shop', 'shop.example', 'https://shop.example/') RETURNING id"
             )
         ).scalar_one()
-    await sink.write([observe(HAT, 0, "20"), observe("https://Shop.Example:443/p/cap", 0)])
-    await sink.write([observe(SHOE, 5, "10")])
-    await sink.write([observe("https://elsewhere.example/p/1", 0)])
+    await sink.write(
+        Batch.of([observe(HAT, 0, "20"), observe("https://Shop.Example:443/p/cap", 0)])
+    )
+    await sink.write(Batch.of([observe(SHOE, 5, "10")]))
+    await sink.write(Batch.of([observe("https://elsewhere.example/p/1", 0)]))
 
     assert product(engine, SHOE)["website_id"] == website_id  # linked at its next observation
     assert product(engine, HAT)["website_id"] == website_id
     assert product(engine, "https://Shop.Example:443/p/cap")["website_id"] == website_id
     assert product(engine, "https://elsewhere.example/p/1")["website_id"] is None
     # An older observation arriving late does not unlink it.
-    await sink.write([observe(SHOE, 1, "10")])
+    await sink.write(Batch.of([observe(SHOE, 1, "10")]))
     assert product(engine, SHOE)["website_id"] == website_id
 
 
@@ -363,12 +370,12 @@ async def test_a_batch_writes_what_its_observations_written_one_at_a_time_write(
         reset()
         for batch in batches:
             for observation in sorted(batch, key=lambda o: o.observed_at):
-                await PriceHistorySink(engine).write([observation])
+                await PriceHistorySink(engine).write(Batch.of([observation]))
         expected = _stable(engine)
         assert len(expected[1]) > 20
         reset()
         for batch in batches:
-            await PriceHistorySink(engine).write(rng.sample(batch, len(batch)))
+            await PriceHistorySink(engine).write(Batch.of(rng.sample(batch, len(batch))))
         assert _stable(engine) == expected, size
 
 
@@ -379,8 +386,10 @@ async def test_a_url_claimed_by_two_product_ids_keeps_the_first_and_fails_nothin
     impostor = first.model_copy(
         update={"product_id": "f" * 32, "observed_at": T0 + timedelta(minutes=1)}
     )
-    await sink.write([impostor, first, observe(HAT, 0, "5")])  # one batch, one round
-    await sink.write([impostor.model_copy(update={"observed_at": T0 + timedelta(minutes=2)})])
+    await sink.write(Batch.of([impostor, first, observe(HAT, 0, "5")]))  # one batch, one round
+    await sink.write(
+        Batch.of([impostor.model_copy(update={"observed_at": T0 + timedelta(minutes=2)})])
+    )
 
     assert [r["product_id"] for r in rows(engine, "SELECT * FROM products ORDER BY 1")] == sorted(
         [product_id_for(SHOE), product_id_for(HAT)]

@@ -22,15 +22,15 @@ from pricewatch.db.engine import make_engine, upgrade
 from pricewatch.ids import partition_for, product_id_for, subscription_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
-from sinks.postgres.subscriptions import (
-    ROLE,
+from sinks.base import run_sink
+from sinks.contract import Batch
+from sinks.postgres.subscription_changes import (
     SubscriptionChange,
     SubscriptionDeleted,
-    SubscriptionSink,
     parse_tombstone,
     reduce_batch,
-    run_subscriptions_sink,
 )
+from sinks.postgres.subscriptions import ROLE, SubscriptionSink
 from tests import helpers
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -110,7 +110,7 @@ async def test_a_batch_writes_users_and_subscriptions(
     )
     hat = subscription(url=HAT, target_price=None, notify_back_in_stock=True)
     bob = subscription("bob@example.com", minutes=1)
-    await sink.write([shoe, hat, bob])
+    await sink.write(Batch.of([shoe, hat, bob]))
 
     users = rows(engine, "SELECT * FROM users ORDER BY email")
     assert [u["email"] for u in users] == ["ann@example.com", "bob@example.com"]
@@ -145,14 +145,14 @@ async def test_the_same_batch_again_changes_no_row(
         subscription("bob@example.com"),
         subscription(minutes=5, target_price="40"),
     ]
-    await sink.write(batch)
+    await sink.write(Batch.of(batch))
     first = snapshot(engine)
     assert (len(first[0]), len(first[1])) == (2, 3)
     xmin_before = rows(engine, "SELECT subscription_id, xmin::text FROM subscriptions ORDER BY 1")
 
-    await sink.write(batch)
-    await sink.write(batch[::-1])
-    await sink.write(batch[:1])
+    await sink.write(Batch.of(batch))
+    await sink.write(Batch.of(batch[::-1]))
+    await sink.write(Batch.of(batch[:1]))
 
     assert snapshot(engine) == first
     # Not even a new row version: a replay is a no-op for PostgreSQL too.
@@ -168,8 +168,8 @@ async def test_an_older_record_arriving_late_does_not_overwrite_a_newer_one(
 ) -> None:
     newer = subscription(minutes=10, target_price="30", active=False)
     older = subscription(minutes=5, target_price="45", notify_removed=True)
-    await sink.write([newer])
-    await sink.write([older])
+    await sink.write(Batch.of([newer]))
+    await sink.write(Batch.of([older]))
 
     row = stored(engine, newer)
     assert row is not None
@@ -182,8 +182,10 @@ async def test_an_older_record_arriving_late_does_not_overwrite_a_newer_one(
     assert row["created_at"] == T0 + timedelta(minutes=5)  # the oldest record seen
 
     # Within one batch too, in either order.
-    await sink.write([subscription(url=HAT, minutes=10), subscription(url=HAT, minutes=5)])
-    await sink.write([subscription(url=HAT, minutes=1, target_price="1")])
+    await sink.write(
+        Batch.of([subscription(url=HAT, minutes=10), subscription(url=HAT, minutes=5)])
+    )
+    await sink.write(Batch.of([subscription(url=HAT, minutes=1, target_price="1")]))
     hat = stored(engine, subscription(url=HAT))
     assert hat is not None
     assert (hat["target_price"], hat["updated_at"], hat["created_at"]) == (
@@ -192,7 +194,7 @@ async def test_an_older_record_arriving_late_does_not_overwrite_a_newer_one(
         T0 + timedelta(minutes=1),
     )
 
-    await sink.write([subscription(minutes=20, target_price="25")])
+    await sink.write(Batch.of([subscription(minutes=20, target_price="25")]))
     row = stored(engine, newer)
     assert row is not None
     assert (row["target_price"], row["active"]) == (Decimal("25"), True)
@@ -202,28 +204,30 @@ async def test_a_tombstone_deletes_the_subscription_and_not_the_user(
     sink: SubscriptionSink, engine: sqlalchemy.Engine
 ) -> None:
     shoe, hat = subscription(), subscription(url=HAT)
-    await sink.write([shoe, hat])
-    await sink.write([deleted(shoe)])
+    await sink.write(Batch.of([shoe, hat]))
+    await sink.write(Batch.of([deleted(shoe)]))
     assert stored(engine, shoe) is None
     assert stored(engine, hat) is not None
     assert len(rows(engine, "SELECT * FROM users")) == 1
 
     # Again, and for one that never existed: nothing happens.
-    await sink.write([deleted(shoe), SubscriptionDeleted("never-seen")])
+    await sink.write(Batch.of([deleted(shoe), SubscriptionDeleted("never-seen")]))
     assert [r["subscription_id"] for r in snapshot(engine)[1]] == [hat.subscription_id]
 
 
 async def test_a_batch_applies_in_log_order_around_a_tombstone(
     sink: SubscriptionSink, engine: sqlalchemy.Engine
 ) -> None:
-    await sink.write([subscription(minutes=30)])
+    await sink.write(Batch.of([subscription(minutes=30)]))
     # Deleted, then subscribed again (an older created_at: a clock behind): it is back.
-    await sink.write([subscription(minutes=31), deleted(subscription()), subscription(minutes=2)])
+    await sink.write(
+        Batch.of([subscription(minutes=31), deleted(subscription()), subscription(minutes=2)])
+    )
     row = stored(engine, subscription())
     assert row is not None
     assert row["created_at"] == row["updated_at"] == T0 + timedelta(minutes=2)
 
-    await sink.write([subscription(url=HAT), deleted(subscription(url=HAT))])
+    await sink.write(Batch.of([subscription(url=HAT), deleted(subscription(url=HAT))]))
     assert stored(engine, subscription(url=HAT)) is None
 
 
@@ -232,8 +236,8 @@ async def test_addresses_python_and_postgresql_lower_case_differently_do_not_fai
 ) -> None:
     # Python: "İ".lower() is "i" + a combining dot; PostgreSQL may say otherwise.
     odd = [subscription(email) for email in ("İNCİ@example.com", " ÉMILE@Exämple.com ")]
-    await sink.write(odd)
-    await sink.write(odd)
+    await sink.write(Batch.of(odd))
+    await sink.write(Batch.of(odd))
     assert all(stored(engine, s) is not None for s in odd)
     assert len(rows(engine, "SELECT * FROM users WHERE email = lower(email)")) == 2
 
@@ -327,7 +331,7 @@ async def eventually(check: Callable[[], bool], seconds: float = 60.0, what: str
 @contextlib.asynccontextmanager
 async def running_sink(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
     stop = asyncio.Event()
-    task = asyncio.create_task(run_subscriptions_sink(settings, stop))
+    task = asyncio.create_task(run_sink("subscriptions", settings, stop))
     try:
         yield task
     finally:

@@ -23,7 +23,8 @@ from pricewatch.db.engine import make_engine, upgrade
 from pricewatch.ids import observation_id_for, product_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
-from sinks.postgres.sink import ROLE, run_postgres_sink
+from sinks.base import run_sink
+from sinks.postgres.prices import ROLE
 from tests import helpers
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -92,7 +93,7 @@ def count(engine: sqlalchemy.Engine, table: str) -> int:
 @contextlib.asynccontextmanager
 async def running_sink(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
     stop = asyncio.Event()
-    task = asyncio.create_task(run_postgres_sink(settings, stop))
+    task = asyncio.create_task(run_sink("postgres", settings, stop))
     try:
         yield task
     finally:

@@ -138,7 +138,7 @@ def test_builder_stage_builds_a_working_pricewatch(tmp_path: Path) -> None:
     probe = (
         "import importlib, importlib.resources as r\n"
         "for m in ('streams.app', 'api.app', 'producers.scraper', "
-        "'sinks.postgres.sink', 'sinks.postgres.subscriptions', 'sinks.postgres.events', "
+        "'sinks.postgres.prices', 'sinks.postgres.subscriptions', 'sinks.postgres.events', "
         "'sinks.email.sink', 'sinks.archive.sink', 'launcher.demo.shop'):\n"
         "    importlib.import_module(m)\n"
         "print(len(list(r.files('pricewatch.contract').joinpath('schemas').iterdir())))\n"

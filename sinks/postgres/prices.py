@@ -12,6 +12,8 @@ import asyncio
 import functools
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import sqlalchemy
@@ -22,7 +24,7 @@ from pricewatch.contract.topics import PRICE_OBSERVATIONS
 from pricewatch.db.engine import migrated_engine
 from pricewatch.db.schema import MAX_URL_CHARS
 from pricewatch.settings import Settings
-from sinks.base import run_batch_consumer
+from sinks.contract import Batch, Feed, SinkKind
 
 log = logging.getLogger(__name__)
 
@@ -211,14 +213,14 @@ class PriceHistorySink:
     def __init__(self, engine: sqlalchemy.Engine) -> None:
         self.engine = engine
 
-    async def write(self, batch: list[PriceObservation]) -> None:
+    async def write(self, batch: Batch[PriceObservation]) -> None:
         if batch:
-            await asyncio.to_thread(self.write_blocking, batch)
+            await asyncio.to_thread(self.write_blocking, batch.values)
 
-    def write_blocking(self, batch: list[PriceObservation]) -> None:
+    def write_blocking(self, observations: list[PriceObservation]) -> None:
         # In observed_at order, so several observations of one product in a batch apply as
         # they happened (the batch spans partitions and arrives in no particular order).
-        rows = [_row(o) for o in sorted(batch, key=lambda o: o.observed_at)]
+        rows = [_row(o) for o in sorted(observations, key=lambda o: o.observed_at)]
         price_rows = [row for row in rows if row["last_ok_at"] is not None]
         with self.engine.begin() as connection:
             for round_ in _rounds(rows):
@@ -227,14 +229,14 @@ class PriceHistorySink:
                 connection.execute(INSERT_PRICES, _params(round_))
 
 
-async def run_postgres_sink(settings: Settings, stop: asyncio.Event) -> None:
-    """Migrate the database, then consume price observations into it until ``stop``."""
+@asynccontextmanager
+async def open_sink(settings: Settings) -> AsyncIterator[PriceHistorySink]:
+    """Migrate the database, then lend the sink its engine."""
     async with migrated_engine(settings) as engine:
-        await run_batch_consumer(
-            settings,
-            role=ROLE,
-            topic_spec=PRICE_OBSERVATIONS,
-            parse=PriceObservation.model_validate_json,
-            sink=PriceHistorySink(engine),
-            stop=stop,
-        )
+        yield PriceHistorySink(engine)
+
+
+SINK = SinkKind(
+    feeds=(Feed(ROLE, PRICE_OBSERVATIONS, PriceObservation.model_validate_json),),
+    open=open_sink,
+)
