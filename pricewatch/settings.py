@@ -88,7 +88,7 @@ class Settings(BaseSettings):
         "API URL and paths), tried before the generic extractors. Unset: none.",
     )
 
-    # --- Scraper politeness, retries and check scheduling (issue 5) -----------------
+    # --- Scraper politeness, retries and check scheduling -----------------------------
     scraper_queue_limit: int = Field(
         default=128,
         ge=1,

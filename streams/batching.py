@@ -10,27 +10,21 @@ state write but before delivery loses them for good (the replay looks like a dup
 from __future__ import annotations
 
 import asyncio
-import weakref
-from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Coroutine
+from contextlib import AbstractContextManager
 from typing import Any
 
-# Faust routes a table write to the changelog partition and local store partition of the
-# event being processed. Inside a batch that is our choice, not Faust's, so we say it.
-from faust.streams import _current_event
+from streams.faust_compat import current_event
 
 BATCH_MAX = 1000
 BATCH_WITHIN_SECONDS = 0.01  # at most 10 ms added latency when the stream is quiet
 
 
-@contextmanager
-def processing(event: Any) -> Iterator[None]:
-    """Make ``event`` the current event, so table writes land in its partition."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+def processing(event: Any) -> AbstractContextManager[None]:
+    """Make ``event`` the current event, so table writes land in its partition: Faust routes
+    a table write to the partitions of the event being processed, and inside a batch which
+    event that is is our choice, not Faust's."""
+    return current_event(event)
 
 
 class InFlightBatches:

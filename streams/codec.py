@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pricewatch.contract.records import Availability, Subscription
@@ -148,3 +148,14 @@ def _money(value: Decimal | None) -> str | None:
 
 def _enum(value: Availability | None) -> str | None:
     return None if value is None else value.value
+
+
+def last_price(raw_state: bytes | None) -> Decimal | None:
+    """The price in a stored detector state, without decoding the rest of it."""
+    if not raw_state:
+        return None
+    try:
+        price = json.loads(raw_state).get("price")
+        return None if price is None else Decimal(price)
+    except (ValueError, TypeError, AttributeError, InvalidOperation):
+        return None

@@ -25,8 +25,8 @@ from pricewatch.deadletters import Source, send_dead_letter
 from pricewatch.settings import Settings
 from streams.batching import InFlightBatches
 from streams.codec import alert_states_version, product_state_version
-from streams.store import store_url
-from streams.transport import broker_urls
+from streams.faust_compat import RevocationAwareApp, broker_urls
+from streams.rocksdb_table_store import store_url
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 IN_FLIGHT_DEADLINE_SECONDS = 30.0
 
 
-class PricewatchApp(faust.App):
+class PricewatchApp(RevocationAwareApp):
     """A Faust app that lets in-flight batches finish before it stops or gives partitions
     away (see ``streams.batching.InFlightBatches``)."""
 
@@ -50,9 +50,8 @@ class PricewatchApp(faust.App):
         await self._wait_for_batches("stopping")
         await super().on_stop()
 
-    async def _on_partitions_revoked(self, revoked: Any) -> None:
+    async def before_partitions_revoked(self, revoked: Any) -> None:
         await self._wait_for_batches("partitions revoked")
-        await super()._on_partitions_revoked(revoked)
 
 
 @dataclass
@@ -62,7 +61,6 @@ class Topology:
     scrape_requests_topic: Any
     price_observations_topic: Any
     price_events_topic: Any
-    subscriptions_topic: Any
     notifications_topic: Any
     dead_letters_topic: Any
     # Matcher input: subscriptions and price events share partitions (see Subscription).
@@ -140,7 +138,6 @@ def build_topology(settings: Settings, worker_id: str = "w0") -> Topology:
         scrape_requests_topic=_raw_topic(app, settings, SCRAPE_REQUESTS),
         price_observations_topic=_raw_topic(app, settings, PRICE_OBSERVATIONS),
         price_events_topic=_raw_topic(app, settings, PRICE_EVENTS),
-        subscriptions_topic=_raw_topic(app, settings, SUBSCRIPTIONS),
         notifications_topic=_raw_topic(app, settings, NOTIFICATIONS),
         dead_letters_topic=_raw_topic(app, settings, DEAD_LETTERS),
         matcher_input_topic=_raw_topic(app, settings, SUBSCRIPTIONS, PRICE_EVENTS),
@@ -154,7 +151,8 @@ def build_topology(settings: Settings, worker_id: str = "w0") -> Topology:
 def _versioned_table(
     app: faust.App, settings: Settings, name: str, version_of: Callable[[bytes], Any]
 ) -> Any:
-    # Recovery keeps the newer of the local value and a changelog record (streams.store).
+    # Recovery keeps the newer of the local value and a changelog record
+    # (streams.rocksdb_table_store).
     table: Any = app.Table(
         name,
         default=None,

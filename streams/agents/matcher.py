@@ -110,7 +110,8 @@ class MatchBatch:
             topology_changed.add(key)  # the scheduler re-reads this product
             with processing(event):
                 if states:
-                    # The counter lets changelog recovery keep the newest value (streams.store).
+                    # The counter lets changelog recovery keep the newest value
+                    # (streams.rocksdb_table_store).
                     rev = alert_states_version(self.table.get(key)) + 1
                     self.table[key] = encode_alert_states(states, rev)
                 elif key in self.table:

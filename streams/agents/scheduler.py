@@ -14,126 +14,23 @@ then (its ``product_state_table``, same partitions), so it follows the price one
 
 from __future__ import annotations
 
-import heapq
-import json
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 from pricewatch.contract.records import ScrapeRequest
 from streams import metrics
-from streams.codec import decode_alert_states
+from streams.codec import decode_alert_states, last_price
+from streams.domain.schedule import CheckPlan, near_target
 from streams.topology import Topology
 
 log = logging.getLogger(__name__)
-
-
-def near_target(price: Decimal | None, lowest_target: Decimal | None, fraction: float) -> bool:
-    """True when ``price`` is above ``lowest_target`` by at most ``fraction`` of it.
-
-    At or below the target the subscriber has been told already; far above it, a crossing
-    is unlikely before the next ordinary check.
-    """
-    if price is None or lowest_target is None:
-        return False
-    ceiling = lowest_target * (1 + Decimal(str(fraction)))
-    return lowest_target < price <= ceiling
-
-
-class CheckPlan:
-    """Next-due times per product; pure bookkeeping, unit-testable with a fake clock.
-
-    A heap of due times makes a tick cost the products due now, not every tracked product
-    (at 100k tracked products a full walk took longer than the one-second tick).
-    ``near_target_factor`` scales the interval of the products ``pop_due`` is told are near
-    their target (1.0: no difference).
-    """
-
-    def __init__(
-        self,
-        interval: float,
-        jitter_fraction: float,
-        rng: random.Random,
-        near_target_factor: float = 1.0,
-    ) -> None:
-        self.interval = interval
-        self.jitter_fraction = jitter_fraction
-        self.rng = rng
-        self.near_target_factor = near_target_factor
-        self.next_due: dict[str, float] = {}
-        # (due time, product); an entry whose time is not next_due[product] is stale.
-        self._heap: list[tuple[float, str]] = []
-
-    def _delay(self, near: bool) -> float:
-        interval = self.interval * (self.near_target_factor if near else 1.0)
-        spread = interval * self.jitter_fraction
-        return interval + self.rng.uniform(-spread, spread)
-
-    def track(self, product_id: str) -> None:
-        """Start checking a product: due at once. Already tracked: nothing changes."""
-        if product_id not in self.next_due:
-            self.next_due[product_id] = -math.inf
-            heapq.heappush(self._heap, (-math.inf, product_id))
-
-    def untrack(self, product_id: str) -> None:
-        if (
-            self.next_due.pop(product_id, None) is not None
-            and len(self._heap) > 2 * len(self.next_due) + 1024
-        ):
-            # Drop stale entries now and then, so untracked products do not pile up.
-            self._heap = [(t, p) for t, p in self._heap if self.next_due.get(p) == t]
-            heapq.heapify(self._heap)
-
-    def pop_due(self, now: float, is_near_target: Callable[[str], bool] | None = None) -> list[str]:
-        """Products to check now, each scheduled for its next check.
-
-        ``is_near_target`` is asked only about the products due now, to pick their next
-        interval (it may read a store: keep the calls few).
-        """
-        due: list[str] = []
-        while self._heap and self._heap[0][0] <= now:
-            at, product_id = heapq.heappop(self._heap)
-            if self.next_due.get(product_id) == at:
-                self.next_due[product_id] = math.nan  # popped: a second entry is stale
-                due.append(product_id)
-        for product_id in due:
-            near = is_near_target is not None and is_near_target(product_id)
-            at = now + self._delay(near)
-            self.next_due[product_id] = at
-            heapq.heappush(self._heap, (at, product_id))
-        return sorted(due)
-
-    def due(
-        self,
-        tracked: Collection[str],
-        now: float,
-        is_near_target: Callable[[str], bool] | None = None,
-    ) -> list[str]:
-        """``pop_due`` after making ``tracked`` the tracked set (forgets the others)."""
-        wanted = set(tracked)
-        for gone in self.next_due.keys() - wanted:
-            self.untrack(gone)
-        for product_id in wanted:
-            self.track(product_id)
-        return self.pop_due(now, is_near_target)
-
-
-def last_price(raw_state: bytes | None) -> Decimal | None:
-    """The price in a stored detector state, without decoding the rest of it."""
-    if not raw_state:
-        return None
-    try:
-        price = json.loads(raw_state).get("price")
-        return None if price is None else Decimal(price)
-    except (ValueError, TypeError, AttributeError, InvalidOperation):
-        return None
 
 
 FULL_RESCAN_SECONDS = 60.0

@@ -91,7 +91,7 @@ def persistent_broker() -> Iterator[PersistentBroker]:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     ).create_bucket(Bucket=bucket)
-    env = {  # what tansu's object store reads (see the shared notes)
+    env = {  # what tansu's s3:// storage reads to reach the moto server
         "AWS_ENDPOINT": endpoint,
         "AWS_ALLOW_HTTP": "true",
         "AWS_ACCESS_KEY_ID": "testing",

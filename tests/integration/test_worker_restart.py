@@ -3,8 +3,9 @@ and compare everything it published, and the tables it keeps, with what one unin
 worker publishes (computed by the pure ``detect`` and ``evaluate``).
 
 The observations are produced in bursts, so the broker holds multi-record batches: the case
-for which the embedded broker's ListOffsets end offsets are wrong (see the shared notes), so
-a worker that trusted them to recover its tables could come back with stale state.
+for which the embedded broker's ListOffsets end offsets are too low (the last batch's base
+offset plus one), so a worker that trusted them to recover its tables could come back with
+stale state.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
         # (c) The tables equal one uninterrupted run's final state: the restarted worker's
         # own rocksdb store, and the changelogs that a new worker would recover from.
         # (Recovery used to put an older changelog value over a newer local one about one
-        # run in five on tansu, whose end offsets are too low: streams.store prevents it.)
+        # run in five on tansu, whose end offsets are too low: streams.rocksdb_table_store
+        # prevents it.)
         check_tables(settings, reference)
     finally:
         keep_logs(logs, "worker-restart")

@@ -7,7 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from streams.agents.scheduler import CheckPlan, last_price, near_target
+from streams.codec import last_price
+from streams.domain.schedule import CheckPlan, near_target
+from tests.unit.check_plans import TrackedSetPlan
 
 
 @pytest.mark.parametrize(
@@ -37,7 +39,7 @@ def test_near_target_is_just_above_the_lowest_target(
 
 
 def test_near_products_are_checked_at_the_shorter_interval() -> None:
-    plan = CheckPlan(
+    plan = TrackedSetPlan(
         interval=100, jitter_fraction=0.0, rng=random.Random(1), near_target_factor=0.25
     )
     near = {"close"}
@@ -53,7 +55,7 @@ def test_near_products_are_checked_at_the_shorter_interval() -> None:
 
 
 def test_a_product_that_moves_away_from_its_target_goes_back_to_the_usual_interval() -> None:
-    plan = CheckPlan(
+    plan = TrackedSetPlan(
         interval=100, jitter_fraction=0.0, rng=random.Random(1), near_target_factor=0.5
     )
     near = {"p"}
@@ -71,7 +73,9 @@ def test_only_due_products_are_asked_whether_they_are_near() -> None:
         asked.append(product_id)
         return False
 
-    plan = CheckPlan(interval=10, jitter_fraction=0.0, rng=random.Random(1), near_target_factor=0.5)
+    plan = TrackedSetPlan(
+        interval=10, jitter_fraction=0.0, rng=random.Random(1), near_target_factor=0.5
+    )
     plan.due({"a", "b"}, now=0, is_near_target=is_near)
     plan.due({"a", "b"}, now=5, is_near_target=is_near)
 
@@ -79,7 +83,7 @@ def test_only_due_products_are_asked_whether_they_are_near() -> None:
 
 
 def test_near_interval_keeps_its_jitter() -> None:
-    plan = CheckPlan(
+    plan = TrackedSetPlan(
         interval=100, jitter_fraction=0.2, rng=random.Random(3), near_target_factor=0.25
     )
     plan.due({str(i) for i in range(200)}, now=0, is_near_target=lambda _: True)

@@ -5,7 +5,6 @@ from dataclasses import replace
 from decimal import Decimal
 
 from pricewatch.contract.records import Availability
-from streams.agents.scheduler import CheckPlan
 from streams.codec import (
     alert_states_version,
     decode_alert_states,
@@ -15,6 +14,7 @@ from streams.codec import (
 )
 from streams.domain.detector import ProductState
 from tests.factories import at
+from tests.unit.check_plans import TrackedSetPlan
 from tests.unit.test_alerts import entry
 
 
@@ -51,14 +51,14 @@ def test_alert_states_round_trip() -> None:
 
 
 def test_check_plan_checks_new_products_now_and_then_every_interval() -> None:
-    plan = CheckPlan(interval=10, jitter_fraction=0.1, rng=random.Random(1))
+    plan = TrackedSetPlan(interval=10, jitter_fraction=0.1, rng=random.Random(1))
     assert plan.due({"a", "b"}, now=0) == ["a", "b"]
     assert plan.due({"a", "b"}, now=5) == []
     assert plan.due({"a", "b"}, now=11.5) == ["a", "b"]
 
 
 def test_check_plan_spreads_with_jitter_and_forgets_untracked() -> None:
-    plan = CheckPlan(interval=10, jitter_fraction=0.5, rng=random.Random(7))
+    plan = TrackedSetPlan(interval=10, jitter_fraction=0.5, rng=random.Random(7))
     plan.due({str(i) for i in range(100)}, now=0)
     delays = sorted(plan.next_due.values())
     assert 5 <= delays[0] < delays[-1] <= 15

@@ -1,4 +1,5 @@
-"""Changelog recovery keeps the newest value of every key (streams.store.newest_records)."""
+"""Changelog recovery keeps the newest value of every key
+(streams.rocksdb_table_store.newest_records)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from pricewatch.settings import Settings
 from streams.codec import encode_alert_states, encode_product_state, product_state_version
 from streams.domain.detector import ProductState
-from streams.store import VersionedRocksDBStore, newest_records
+from streams.rocksdb_table_store import VersionedRocksDBStore, newest_records
 from streams.topology import build_topology
 from tests.factories import at
 

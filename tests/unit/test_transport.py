@@ -1,4 +1,4 @@
-"""Stream workers' consumers wait as long as the settings say (streams.transport)."""
+"""Stream workers' consumers wait as long as the settings say (streams.faust_compat)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from pricewatch.settings import Settings
 from streams.app import create_worker_topology
-from streams.transport import Transport
+from streams.faust_compat import Transport
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,15 @@
-"""A RocksDB table store whose changelog recovery never replaces a newer value with an older one.
+"""The workers' table store: RocksDB, whose changelog recovery never replaces a newer value
+with an older one.
 
 Why: a worker writes its local store first and the changelog record after, and records the
 changelog offset it has persisted only when the broker acknowledges the record. After a
 SIGKILL the store can therefore hold values newer than its persisted offset says, and
 recovery replays (persisted offset, end offset] over them. That is harmless when recovery
 reads to the true end (the newest record of every key comes last). But it stops early when
-the broker under-reports the end offset (the embedded tansu broker does, after multi-record
-batches: see the shared notes), and then an older value of a key lands on top of the newer
-one the worker had already written, and nothing repairs it.
+the broker under-reports the end offset (the embedded tansu broker answers ListOffsets with
+the last batch's base offset plus one, too low after multi-record batches), and then an
+older value of a key lands on top of the newer one the worker had already written, and
+nothing repairs it.
 
 Every table value Pricewatch writes carries a version that only grows per key (product state:
 the time of the newest observation applied; alert states: a write counter). Recovery applies
@@ -21,10 +23,10 @@ import logging
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from faust.stores import STORES
 from faust.stores.rocksdb import Store as RocksDBStore
 
 from streams import metrics
+from streams.faust_compat import register_store, stored_value
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ class VersionedRocksDBStore(RocksDBStore):
         def stored_version(key: Hashable) -> Version | None:
             partition: int = key[0]  # type: ignore[index]
             raw_key: bytes = key[1]  # type: ignore[index]
-            raw = self._db_for_partition(partition).get(raw_key)
+            raw = stored_value(self, partition, raw_key)
             return None if raw is None else version_of(raw)
 
         keep = newest_records(
@@ -115,4 +117,4 @@ class VersionedRocksDBStore(RocksDBStore):
             self.set_persisted_offset(tp, offset)
 
 
-STORES.data[STORE_SCHEME] = f"{__name__}:VersionedRocksDBStore"
+register_store(STORE_SCHEME, f"{__name__}:VersionedRocksDBStore")
