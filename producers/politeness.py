@@ -1,5 +1,4 @@
-"""Being a good guest on other people's servers: per-host limits, backoff, Retry-After, and
-the memory that makes conditional GETs possible.
+"""Being a good guest on other people's servers: per-host limits, backoff and Retry-After.
 
 No HTTP here: the fetcher (``producers.fetch``) asks these when it may send a request and
 how long to wait before a retry. Clocks and random generators are injectable for tests.
@@ -10,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -131,49 +129,3 @@ class HostLimiter:
     def in_flight(self, host: str) -> int:
         state = self._hosts.get(host)
         return 0 if state is None else state.active
-
-
-@dataclass(frozen=True, slots=True)
-class Remembered:
-    """What a 200 response said last time, so that a 304 can say it again."""
-
-    etag: str | None
-    last_modified: str | None
-    final_url: str
-    fields: Mapping[str, object]  # the observation fields of the extraction
-
-    def validators(self) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        if self.etag:
-            headers["If-None-Match"] = self.etag
-        if self.last_modified:
-            headers["If-Modified-Since"] = self.last_modified
-        return headers
-
-
-class ConditionalCache:
-    """Validators and last extraction per requested URL, least recently used dropped first."""
-
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, Remembered] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, url: str) -> Remembered | None:
-        entry = self._entries.get(url)
-        if entry is not None:
-            self._entries.move_to_end(url)
-        return entry
-
-    def put(self, url: str, entry: Remembered) -> None:
-        if self.max_entries <= 0:
-            return
-        self._entries[url] = entry
-        self._entries.move_to_end(url)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-    def forget(self, url: str) -> None:
-        self._entries.pop(url, None)

@@ -250,12 +250,12 @@ async def test_a_json_body_is_a_page_without_a_price(
 async def test_an_extractor_bug_is_an_error_observation(
     shop: TestServer, fetcher: PageFetcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import producers.fetch
+    import producers.fetch.client
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("an extractor bug")
 
-    monkeypatch.setattr(producers.fetch, "extract", broken)
+    monkeypatch.setattr(producers.fetch.client, "extract", broken)
     observation = await fetch(fetcher, url_of(shop, "/products/espresso-machine"))
     assert (observation.outcome, observation.error) == (
         Outcome.ERROR,

@@ -8,14 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from producers.politeness import (
-    ConditionalCache,
-    HostLimiter,
-    HostPolicy,
-    Remembered,
-    backoff_seconds,
-    parse_retry_after,
-)
+from producers.fetch.conditional import ConditionalCache, Remembered
+from producers.politeness import HostLimiter, HostPolicy, backoff_seconds, parse_retry_after
 from producers.robots import RobotsAnswer, RobotsCache, Verdict, robots_url
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)

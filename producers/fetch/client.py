@@ -1,10 +1,9 @@
-"""Fetching one product page and turning it into a ``PriceObservation``.
+"""Fetching one product page and turning it into a ``PriceObservation``: the fetcher that
+composes the concerns of its sibling modules (``redirects``: one guarded GET and its size
+cap; ``retries``; ``conditional``: conditional GETs) with robots.txt and per-host limits.
 
 Every fetch becomes an observation, whatever happened: a broken page is data (``error``),
 a removed product is data (``gone``). Nothing here raises for a bad page.
-
-Redirects are followed by hand, not by aiohttp, so every hop passes the URL guard: a
-redirect to ``http://169.254.169.254/`` is refused like a subscription to it would be.
 
 Site adapters (``Settings.site_adapters_file``) pick the extraction rules per host. A JSON-API
 adapter makes the fetcher request the product's API URL instead of its page; the observation
@@ -30,10 +29,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from urllib.parse import urlsplit
 
@@ -53,25 +52,21 @@ from producers.extract import (
     extract_with_adapter,
     load_site_adapters,
 )
-from producers.politeness import (
-    ConditionalCache,
-    HostLimiter,
-    HostPolicy,
-    Remembered,
-    backoff_seconds,
-    parse_retry_after,
+from producers.fetch.conditional import ConditionalCache, Remembered
+from producers.fetch.redirects import (
+    Response,
+    ResponseTooLarge,
+    TooManyRedirects,
+    get_following_redirects,
+    redirected_away,
 )
+from producers.fetch.retries import Attempts, RateLimited, RetryPolicy, get_with_retries
+from producers.politeness import HostLimiter, HostPolicy
 from producers.robots import MAX_ROBOTS_BYTES, RobotsAnswer, RobotsCache, Verdict
 
 log = logging.getLogger(__name__)
 
-MAX_REDIRECTS = 5
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 GONE_STATUSES = frozenset({404, 410})
-READ_CHUNK_BYTES = 64 * 1024
-RETRY_AFTER_STATUSES = frozenset({429, 503})
-# Failures worth another attempt (5xx and 429 responses are judged apart).
-TRANSIENT_ERRORS = (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
 ROBOTS_TIMEOUT_SECONDS = 10.0
 
 
@@ -87,43 +82,10 @@ class FetchResult:
     not_modified: bool = False
 
 
-class ResponseTooLarge(Exception):
-    pass
-
-
-class TooManyRedirects(Exception):
-    pass
-
-
-class RateLimited(Exception):
-    """A Retry-After longer than we are willing to wait."""
-
-
 class RobotsRefused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class _Response:
-    status: int
-    final_url: URL
-    body: bytes
-    charset: str | None
-    etag: str | None = None
-    last_modified: str | None = None
-    retry_after: str | None = None
-
-
-@dataclass
-class _Attempts:
-    """What the attempts of one fetch cost, gathered as they go."""
-
-    count: int = 0
-    http_seconds: float = 0.0
-    response_bytes: int = 0
-    last_started_at: datetime | None = None
 
 
 def website_of(url: str) -> str:
@@ -154,11 +116,15 @@ class PageFetcher:
         self._timeout_seconds = settings.fetch_timeout_seconds
         self._max_bytes = settings.max_response_bytes
         self._allowed = settings.allowed_private_host_set
-        self._max_attempts = settings.fetch_max_attempts
-        self._backoff_base = settings.retry_backoff_base_seconds
-        self._backoff_max = settings.retry_backoff_max_seconds
         self._retry_after_max = settings.retry_after_max_seconds
-        self._rng = rng or random.Random()
+        self._retries = RetryPolicy(
+            max_attempts=settings.fetch_max_attempts,
+            backoff_base=settings.retry_backoff_base_seconds,
+            backoff_max=settings.retry_backoff_max_seconds,
+            retry_after_max=settings.retry_after_max_seconds,
+            timeout_seconds=settings.fetch_timeout_seconds,
+            rng=rng or random.Random(),
+        )
         self._default_policy = HostPolicy(
             settings.host_max_concurrent_requests, settings.host_min_request_interval_seconds
         )
@@ -218,8 +184,8 @@ class PageFetcher:
 
     async def fetch_page(self, product_id: str, url: str) -> FetchResult:
         """``fetch``, plus the bytes read and the time taken; records the fetch's metrics."""
-        attempts = _Attempts()
-        response: _Response | None = None
+        attempts = Attempts()
+        response: Response | None = None
         not_modified = False
         fields: dict[str, object]
         adapter = adapter_for(self._adapters, url)
@@ -237,8 +203,14 @@ class PageFetcher:
             check_host(target, self._allowed)
             if self._robots is not None:
                 await self._obey_robots(target, request_host)
-            response = await self._get_with_retries(
-                target, request_host, isinstance(adapter, JsonApiAdapter), remembered, attempts
+            json_api = isinstance(adapter, JsonApiAdapter)
+            conditional = None if remembered is None else remembered.request_headers()
+            response = await get_with_retries(
+                partial(self._get, target, json_api=json_api, conditional=conditional),
+                website=request_host,
+                limiter=self.limiter,
+                policy=self._retries,
+                attempts=attempts,
             )
         except UrlRefused as exc:
             fields = _failed(f"url_refused: {exc}")
@@ -306,7 +278,7 @@ class PageFetcher:
         )
 
     def _read_and_remember(
-        self, response: _Response, target: str, adapter: HtmlAdapter | JsonApiAdapter | None
+        self, response: Response, target: str, adapter: HtmlAdapter | JsonApiAdapter | None
     ) -> dict[str, object]:
         fields = _read_page(response, target, adapter)
         if "extractor" in fields:  # the extraction chain ran
@@ -344,7 +316,7 @@ class PageFetcher:
             check_host(robots_url, self._allowed)
             async with self.limiter.slot(website_of(robots_url)):
                 async with asyncio.timeout(min(self._timeout_seconds, ROBOTS_TIMEOUT_SECONDS)):
-                    response = await self._get(robots_url, max_bytes=MAX_ROBOTS_BYTES)
+                    response = await self._get(robots_url, truncate_at=MAX_ROBOTS_BYTES)
         except UrlRefused:
             raise
         except (TimeoutError, aiohttp.ClientError, TooManyRedirects, ResponseTooLarge) as exc:
@@ -352,121 +324,23 @@ class PageFetcher:
             return RobotsAnswer(status=None)
         return RobotsAnswer(status=response.status, body=response.body)
 
-    async def _get_with_retries(
-        self,
-        url: str,
-        website: str,
-        json_api: bool,
-        remembered: Remembered | None,
-        attempts: _Attempts,
-    ) -> _Response:
-        """The response of the last attempt; raises what the last attempt raised."""
-        while True:
-            attempts.count += 1
-            response: _Response | None = None
-            failure: Exception | None = None
-            async with self.limiter.slot(website):
-                attempts.last_started_at = datetime.now(UTC)
-                started = time.perf_counter()
-                try:
-                    async with asyncio.timeout(self._timeout_seconds):
-                        response = await self._get(url, json_api=json_api, remembered=remembered)
-                except TRANSIENT_ERRORS as exc:
-                    failure = exc
-                finally:
-                    attempts.http_seconds += time.perf_counter() - started
-            if response is not None:
-                attempts.response_bytes += len(response.body)
-                reason = _retry_reason(response.status)
-                if reason is None:
-                    return response
-            else:
-                assert failure is not None
-                reason = "timeout" if isinstance(failure, TimeoutError) else "connection_error"
-            wait: float | None = None
-            if response is not None and response.status in RETRY_AFTER_STATUSES:
-                wait = parse_retry_after(response.retry_after, datetime.now(UTC))
-                if wait is not None and wait > self._retry_after_max:
-                    raise RateLimited(f"Retry-After {wait:.0f}s")
-            if attempts.count >= self._max_attempts:
-                if response is not None:
-                    return response
-                assert failure is not None
-                raise failure
-            metrics.RETRIES.labels(reason=reason).inc()
-            if response is not None and response.status in RETRY_AFTER_STATUSES:
-                # The host told us (or we assume) it is overloaded: every request to it waits.
-                if wait is None:
-                    wait = self._backoff(attempts.count)
-                self.limiter.defer(website, wait)
-            else:
-                await asyncio.sleep(self._backoff(attempts.count))
-
-    def _backoff(self, attempt: int) -> float:
-        return backoff_seconds(attempt, self._backoff_base, self._backoff_max, self._rng)
-
     async def _get(
         self,
         url: str,
+        *,
         json_api: bool = False,
-        remembered: Remembered | None = None,
-        max_bytes: int | None = None,
-    ) -> _Response:
-        current = url
-        for _ in range(MAX_REDIRECTS + 1):
-            check_host(current, self._allowed)
-            headers: dict[str, str] = {}
-            if json_api:
-                headers["Accept"] = "application/json"
-            if remembered is not None and current == remembered.final_url:
-                # Validators belong to the URL that answered 200, after any redirects.
-                headers |= remembered.validators()
-            async with self._session.get(
-                current, allow_redirects=False, headers=headers or None
-            ) as response:
-                location = response.headers.get("Location")
-                if response.status in REDIRECT_STATUSES and location:
-                    current = str(response.url.join(URL(location)))
-                    continue
-                body = await self._read_capped(response, max_bytes)
-                return _Response(
-                    status=response.status,
-                    final_url=response.url,
-                    body=body,
-                    charset=_charset(response),
-                    etag=response.headers.get("ETag"),
-                    last_modified=response.headers.get("Last-Modified"),
-                    retry_after=response.headers.get("Retry-After"),
-                )
-        raise TooManyRedirects(url)
-
-    async def _read_capped(
-        self, response: aiohttp.ClientResponse, truncate_at: int | None = None
-    ) -> bytes:
-        """The body; too large raises ``ResponseTooLarge``, or with ``truncate_at`` is cut."""
-        limit = truncate_at or self._max_bytes
-        declared = response.content_length
-        if truncate_at is None and declared is not None and declared > limit:
-            raise ResponseTooLarge(declared)
-        chunks: list[bytes] = []
-        size = 0
-        # Counted after decompression, so a small gzip bomb is caught as well.
-        async for chunk in response.content.iter_chunked(READ_CHUNK_BYTES):
-            size += len(chunk)
-            if size > limit:
-                if truncate_at is None:
-                    raise ResponseTooLarge(size)
-                chunks.append(chunk[: len(chunk) - (size - limit)])
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-
-def _retry_reason(status: int) -> str | None:
-    """Why a response is worth another attempt (None: it is final)."""
-    if status == 429 or 500 <= status < 600:
-        return f"http_{status}"
-    return None
+        conditional: Mapping[str, Mapping[str, str]] | None = None,
+        truncate_at: int | None = None,
+    ) -> Response:
+        return await get_following_redirects(
+            self._session,
+            url,
+            allowed=self._allowed,
+            max_bytes=self._max_bytes,
+            truncate_at=truncate_at,
+            json_api=json_api,
+            conditional=conditional,
+        )
 
 
 def _failed(error: str) -> dict[str, object]:
@@ -474,7 +348,7 @@ def _failed(error: str) -> dict[str, object]:
 
 
 def _read_page(
-    response: _Response, url: str, adapter: HtmlAdapter | JsonApiAdapter | None = None
+    response: Response, url: str, adapter: HtmlAdapter | JsonApiAdapter | None = None
 ) -> dict[str, object]:
     """The observation fields a received response gives (``url``: the URL requested)."""
     status = response.status
@@ -482,7 +356,7 @@ def _read_page(
         return {"outcome": Outcome.GONE, "error": f"http_{status}"}
     if status != 200:
         return _failed(f"http_{status}")
-    if _redirected_away(URL(url), response.final_url):
+    if redirected_away(URL(url), response.final_url):
         return {"outcome": Outcome.GONE, "error": "redirected_away"}
     text = response.body.decode(response.charset or "utf-8", errors="replace")
     if isinstance(adapter, JsonApiAdapter):
@@ -498,27 +372,3 @@ def _read_page(
         "extractor": extraction.extractor,
         "error": extraction.error,
     }
-
-
-def _charset(response: aiohttp.ClientResponse) -> str | None:
-    charset = response.charset
-    if charset is None:
-        return None
-    try:
-        "".encode(charset)
-    except LookupError:
-        return None  # a bogus charset label: fall back to UTF-8
-    return charset
-
-
-def _redirected_away(requested: URL, final: URL) -> bool:
-    """True when a redirect left the product page, typically for the home or a category page.
-
-    Only the path counts: http -> https, another host name or a changed query are the same
-    product. A trailing slash is not a different page.
-    """
-    if requested.path == final.path:
-        return False
-    if final.path in ("", "/"):
-        return True
-    return requested.path.rstrip("/") != final.path.rstrip("/")
