@@ -4,7 +4,7 @@
 # Two stages: the builder makes the pricewatch wheel and installs it with the pinned
 # dependencies of constraints.txt (the versions the tests run with) into a virtualenv; the
 # runtime stage copies only that virtualenv. Without the test extras: none is imported at
-# run time. tests/unit/test_deploy_dockerfile.py checks this file and runs the builder's
+# run time. tests/deploy/test_dockerfile.py checks this file and runs the builder's
 # RUN step on the machine (no Docker engine needed).
 
 # An exact patch release, not a moving tag. For byte-for-byte rebuilds pin the digest too:

@@ -25,7 +25,7 @@ lint: $(STAMP)
 test: lint browser-deps compose-deps
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
-# The real-browser test (tests/integration/test_browser_journey.py) drives Debian's chromium through its chromedriver.
+# The real-browser test (tests/system/test_browser_journey.py) drives Debian's chromium through its chromedriver.
 # Installed here when missing, so a fresh CI machine gets them from the project's files.
 browser-deps:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
@@ -34,7 +34,7 @@ browser-deps:
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install \
 	  -y -qq --no-install-recommends chromium chromium-driver
 
-# Compose itself validates docker-compose.yml (tests/unit/test_deploy_compose.py; `config`
+# Compose itself validates docker-compose.yml (tests/deploy/test_compose.py; `config`
 # needs no engine). Debian's docker-compose when neither `docker compose` nor it is there.
 compose-deps:
 	@if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null; then exit 0; fi; \
@@ -43,11 +43,13 @@ compose-deps:
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install \
 	  -y -qq --no-install-recommends docker-compose
 
+# Without services: the unit tests and the deployment files' checks.
 unit: $(STAMP)
-	$(BIN)/python -m pytest -ra tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra tests/unit tests/deploy $(PYTEST_ARGS)
 
+# With a real broker and PostgreSQL: one role at a time, then the whole pipeline.
 integration: $(STAMP)
-	$(BIN)/python -m pytest -ra tests/integration $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra tests/integration tests/system $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

