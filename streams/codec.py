@@ -33,6 +33,8 @@ def encode_product_state(state: ProductState) -> bytes:
             "last_seen_at": _iso(state.last_seen_at),
             "last_ok_at": _iso(state.last_ok_at),
             "daily_lows": [[day, _money(low)] for day, low in state.daily_lows],
+            "stock_changed_at": _iso(state.stock_changed_at),
+            "stock_settle_due": _iso(state.stock_settle_due),
         },
         separators=(",", ":"),
     ).encode()
@@ -54,6 +56,9 @@ def decode_product_state(raw: bytes) -> ProductState:
         last_seen_at=_time(d.get("last_seen_at")),
         last_ok_at=_time(d.get("last_ok_at")),
         daily_lows=tuple((day, Decimal(low)) for day, low in d.get("daily_lows", ())),
+        # Absent from values stored before they were kept: None (see ProductState).
+        stock_changed_at=_time(d.get("stock_changed_at")),
+        stock_settle_due=_time(d.get("stock_settle_due")),
     )
 
 

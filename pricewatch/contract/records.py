@@ -52,6 +52,10 @@ class EventType(StrEnum):
     REMOVED = "removed"
     RESTORED = "restored"
     CURRENCY_CHANGED = "currency_changed"
+    # Availability has not changed for the stock flap window since it last changed, and
+    # that change came within the window of the one before (the page flapped). Stock
+    # alerts held back while it flapped are told from it (streams/domain/alerts.py).
+    STOCK_SETTLED = "stock_settled"
 
 
 class NotificationKind(StrEnum):

@@ -33,8 +33,24 @@ def test_product_state_round_trips_exactly() -> None:
         last_seen_at=at(40),
         last_ok_at=at(30),
         daily_lows=((739000, Decimal("1.5")), (739001, Decimal("1226.00"))),
+        stock_changed_at=at(20),
+        stock_settle_due=at(3620),
     )
     assert decode_product_state(encode_product_state(state)) == state
+
+
+def test_product_state_stored_before_the_stock_times_still_decodes() -> None:
+    # Written by the previous release (no stock_changed_at / stock_settle_due).
+    raw = (
+        b'{"v":1,"url":"https://x.example/p","title":null,"price":"10.00","currency":"EUR",'
+        b'"availability":"in_stock","lowest_price":"10.00","removed":false,"gone_count":0,'
+        b'"error_count":0,"applied_at":"2026-11-25T12:00:00+00:00",'
+        b'"last_seen_at":"2026-11-25T12:00:00+00:00","last_ok_at":"2026-11-25T12:00:00+00:00",'
+        b'"daily_lows":[[739580,"10.00"]]}'
+    )
+    state = decode_product_state(raw)
+    assert state.price == Decimal("10.00") and state.availability is Availability.IN_STOCK
+    assert state.stock_changed_at is None and state.stock_settle_due is None
 
 
 def test_alert_states_round_trip() -> None:
