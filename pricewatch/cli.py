@@ -151,7 +151,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
-    from producers.inspect_page import run_extract
+    from producers.extract_command import run_extract
 
     sys.exit(run_extract(settings, args.target, allow_private=args.allow_private, url=args.url))
 

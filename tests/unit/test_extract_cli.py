@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from pricewatch.demo.shop import create_shop_app
 from pricewatch.settings import Settings
-from producers.inspect_page import extract_file
+from producers.extract_command import extract_file
 
 PAGES = Path(__file__).parents[1] / "fixtures" / "pages"
 COMMAND = [sys.executable, "-m", "pricewatch.cli", "extract"]

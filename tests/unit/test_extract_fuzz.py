@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pricewatch.contract.records import Availability
-from producers.extract import (
+from producers.extractors.chain import (
     MAX_TITLE_CHARS,
     Extraction,
     HtmlAdapter,

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from pricewatch.contract.records import Availability
-from producers.extract import (
+from producers.extractors.chain import (
     availability_from_text,
     currency_in_text,
     parse_availability,

@@ -15,14 +15,14 @@ from urllib.parse import urlsplit
 from pricewatch.contract.records import Availability, PriceObservation
 from pricewatch.ids import product_id_for
 from pricewatch.settings import Settings
-from producers.extract import (
+from producers.extractors.adapters import JsonApiAdapter
+from producers.extractors.chain import (
     Extraction,
     adapter_for,
     extract,
     extract_with_adapter,
     load_site_adapters,
 )
-from producers.extractors.adapters import JsonApiAdapter
 
 
 def is_url(target: str) -> bool:

@@ -13,7 +13,8 @@ When the winner states no availability, an earlier extractor's (one that found t
 but no price) is taken; failing that, the page's main visible text is searched for an
 out-of-stock phrase ("sold out", "ausverkauft", "rupture de stock", ...).
 
-Nothing here does I/O: fetching lives in ``producers.fetch``.
+Nothing here does I/O: fetching lives in ``producers.fetch``; the ``pricewatch extract``
+command in ``producers.extract_command``.
 """
 
 from __future__ import annotations
