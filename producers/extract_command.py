@@ -50,20 +50,23 @@ def report(
     return shown
 
 
-def extract_file(settings: Settings, path: Path, url: str | None) -> dict[str, str | None]:
-    """A saved page; ``url`` (the product URL it came from) picks the site adapter, if one
-    is configured. For a JSON-API adapter the file is the saved API response."""
-    html = path.read_bytes().decode("utf-8", errors="replace")
-    page_url = url or path.resolve().as_uri()
+def extract_text(settings: Settings, text: str, page_url: str) -> Extraction:
+    """What Pricewatch reads from a saved page (or, for a JSON-API adapter's host, a saved API
+    response); ``page_url`` picks the site adapter."""
     adapters = (
         load_site_adapters(settings.site_adapters_file) if settings.site_adapters_file else {}
     )
     adapter = adapter_for(adapters, page_url)
-    found: Extraction
     if isinstance(adapter, JsonApiAdapter):
-        found = extract_with_adapter(adapter, html, page_url)  # a saved API response
-    else:
-        found = extract(html, page_url, adapter=adapter)
+        return extract_with_adapter(adapter, text, page_url)  # a saved API response
+    return extract(text, page_url, adapter=adapter)
+
+
+def extract_file(settings: Settings, path: Path, url: str | None) -> dict[str, str | None]:
+    """A saved page; ``url`` (the product URL it came from) picks the site adapter, if one
+    is configured. For a JSON-API adapter the file is the saved API response."""
+    html = path.read_bytes().decode("utf-8", errors="replace")
+    found = extract_text(settings, html, url or path.resolve().as_uri())
     return report(
         found.price, found.currency, found.availability, found.title, found.extractor, found.error
     )
