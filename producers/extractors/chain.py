@@ -129,7 +129,8 @@ def decide(page: Page, site: Extractor | None, extractors: list[Extractor]) -> E
     sources = ([site_found] if site_found is not None else []) + structured
     title = next((s.title for s in sources if s.title), None)
     declared = next((s.currency for s in sources if s.currency), None)
-    box = read_buy_box(page.tree, title, declared)
+    has_price = any(s.price is not None for s in sources)
+    box = read_buy_box(page.tree, title, declared, whole_page=not has_price)
 
     result, decision = _price(page, site_found, structured, box, title, declared)
     candidates = [c for s in sources for c in _candidates_of(s)] + box.candidates

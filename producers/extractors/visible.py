@@ -36,16 +36,11 @@ PRICE_CSS = ", ".join(
         *(f'[class*="{w}" i], [id*="{w}" i]' for w in _PRICE_WORDS),
     ]
 )
-_REGION_SKIP_CSS = ", ".join(
-    [
-        *sorted(SKIPPED_TAGS - {"head", "select", "option", "datalist", "svg", "iframe"}),
-        "[hidden]",
-        '[aria-hidden="true"]',
-        *(f'[class*="{w}" i], [id*="{w}" i]' for w in SKIPPED_MARKER_WORDS if w != "variant"),
-    ]
-)
 MAX_PRICE_TEXT = 80
 MAX_CANDIDATES = 400
+# The product's own price comes before the grids of other products on real pages; a page
+# whose first 80 prices are all far from its title has no price a rule could trust anyway.
+MAX_WHOLE_PAGE_CANDIDATES = 80
 MAX_WALK = 60
 # An add-to-cart button this close (tree steps) to the buy box's price or title is its own.
 BUTTON_REACH = 12
@@ -73,9 +68,7 @@ _INSTALMENT_TOKENS = vocabulary(
 )
 _SHIPPING_TOKENS = vocabulary("shipping ship delivery postage freight versand")
 _SAVING_TOKENS = vocabulary("save saving savings discount percent badge off bonus")
-_OTHER_PRODUCT_TOKENS = vocabulary(
-    "card tile tiles grid plp productlist listing teaser thumbnail thumb"
-)
+_OTHER_PRODUCT_TOKENS = vocabulary("card tile tiles plp productlist listing teaser thumbnail thumb")
 
 # Words in or right next to a price that say what it is.
 _LIST_WORDS = (
@@ -245,25 +238,33 @@ def _distance(node: LexborNode, chain: dict[int, int]) -> int | None:
     return None
 
 
-def _skipped_ids(tree: LexborHTMLParser) -> set[int]:
-    return {node.mem_id for node in tree.css(_REGION_SKIP_CSS)}
+_REGION_SKIP_TAGS = SKIPPED_TAGS - {"select", "option", "datalist", "svg", "iframe"}
+_REGION_SKIP_MARKERS = re.compile(
+    "|".join(re.escape(w) for w in SKIPPED_MARKER_WORDS if w != "variant"), re.IGNORECASE
+)
 
 
-def _in(node: LexborNode, ids: set[int]) -> bool:
+def _not_this_product(node: LexborNode) -> bool:
+    """True when ``node`` sits in site chrome, a carousel, reviews or a hidden part."""
     current: LexborNode | None = node
     steps = 0
-    while current is not None and steps < MAX_WALK:
-        if current.mem_id in ids:
+    while current is not None and steps < MAX_WALK and current.tag not in ("body", "html"):
+        attributes = current.attributes
+        if current.tag in _REGION_SKIP_TAGS or "hidden" in attributes:
+            return True
+        if attributes.get("aria-hidden") == "true":
+            return True
+        if _REGION_SKIP_MARKERS.search(markers(current)):
             return True
         current = current.parent
         steps += 1
     return False
 
 
-def main_title(tree: LexborHTMLParser, hint: str | None, skipped: set[int]) -> LexborNode | None:
+def main_title(tree: LexborHTMLParser, hint: str | None) -> LexborNode | None:
     """The page's product title: the ``h1`` whose words best match ``hint`` (the structured
     title or og:title), else the first visible ``h1``."""
-    headings = [h for h in tree.css("h1") if not _in(h, skipped)]
+    headings = [h for h in tree.css("h1") if not _not_this_product(h)]
     if not headings:
         return None
     if hint and len(headings) > 1:
@@ -278,7 +279,7 @@ def main_title(tree: LexborHTMLParser, hint: str | None, skipped: set[int]) -> L
     return headings[0]
 
 
-def add_to_cart_buttons(tree: LexborHTMLParser, skipped: set[int]) -> list[LexborNode]:
+def add_to_cart_buttons(tree: LexborHTMLParser) -> list[LexborNode]:
     found = []
     for node in tree.css(_CART_CSS):
         label = " ".join(
@@ -291,7 +292,7 @@ def add_to_cart_buttons(tree: LexborHTMLParser, skipped: set[int]) -> list[Lexbo
                 markers(node),
             )
         )
-        if _CART_WORDS.search(label) and not _in(node, skipped):
+        if _CART_WORDS.search(label) and not _not_this_product(node):
             found.append(node)
             if len(found) >= 8:
                 break
@@ -309,64 +310,111 @@ def _text(node: LexborNode) -> str:
     return collapse(node.text(deep=True))
 
 
-def read_buy_box(
-    tree: LexborHTMLParser, title_hint: str | None, declared_currency: str | None
-) -> BuyBox:
-    """Every visible price candidate of the page, scored, and the buy box around the best."""
-    skipped = _skipped_ids(tree)
-    title = main_title(tree, title_hint, skipped)
-    buttons = add_to_cart_buttons(tree, skipped)
-    title_chain = _distances(title)
-    button_chain = _distances(buttons[0]) if buttons else {}
-    found: list[_Found] = []
-    box = BuyBox(add_to_cart=buttons, title=title)
-    seen: set[int] = set()
-    for order, node in enumerate(tree.css(PRICE_CSS)[:MAX_CANDIDATES]):
-        if node.mem_id in seen or node.tag in SKIPPED_TAGS or node.tag in ("meta", "input"):
-            continue
-        seen.add(node.mem_id)
-        text = _text(node)
-        if not text or len(text) > MAX_PRICE_TEXT or not any(c.isdigit() for c in text):
-            continue
-        amount, currency = parse_price_text(text, declared_currency)
-        if amount is None:
-            continue
-        if _in(node, skipped):
-            continue
+def _candidate(
+    node: LexborNode,
+    seen: set[int],
+    declared_currency: str | None,
+    title_chain: dict[int, int],
+    button_chain: dict[int, int],
+) -> PriceCandidate | None:
+    """``node`` as a scored price candidate; None when it shows no single price."""
+    if node.mem_id in seen or node.tag in SKIPPED_TAGS or node.tag in ("meta", "input"):
+        return None
+    seen.add(node.mem_id)
+    text = _text(node)
+    if not text or len(text) > MAX_PRICE_TEXT or not any(c.isdigit() for c in text):
+        return None
+    amount, currency = parse_price_text(text, declared_currency)
+    if amount is None:
+        return None
+    role, why = "other product", _other_product(node)
+    if not why:
+        if _not_this_product(node):
+            return None
         parent = node.parent
         context = _text(parent) if parent is not None else text
         context = context if len(context) <= 2 * MAX_PRICE_TEXT else text
         role, why = _role(node, text, context)
-        other = _other_product(node)
-        if other:
-            role, why = "other product", other
-        score = 1.0
-        notes = []
-        if "price" in attr(node, "itemprop").lower():
-            score += 2
-            notes.append("itemprop=price")
-        if (currency is not None and currency != declared_currency) or currency_in_text(
-            text
-        ) is not None:
-            score += 1
-            notes.append("currency shown")
-        if tokens(markers(node)) & _CURRENT_TOKENS:
-            score += 1
-            notes.append("marked current/sale")
-        distances = [
-            d
-            for d in (_distance(node, title_chain), _distance(node, button_chain))
-            if d is not None
-        ]
-        if distances:
-            nearest = min(distances)
-            score += max(0.0, 4.0 * (1 - nearest / 14))
-            notes.append(f"{nearest} steps from the title/button")
-        note = ", ".join(notes) + (f"; {role}: {why}" if role != "current" else "")
-        candidate = PriceCandidate(amount, currency, "visible", round(score, 2), role, note)
-        found.append(_Found(node, candidate, order))
-        if role == "list":
-            box.list_prices.add(amount)
+    score = 1.0
+    notes = []
+    if "price" in attr(node, "itemprop").lower():
+        score += 2
+        notes.append("itemprop=price")
+    if currency_in_text(text) is not None:
+        score += 1
+        notes.append("currency shown")
+    if tokens(markers(node)) & _CURRENT_TOKENS:
+        score += 1
+        notes.append("marked current/sale")
+    distances = [
+        d for d in (_distance(node, title_chain), _distance(node, button_chain)) if d is not None
+    ]
+    if distances:
+        nearest = min(distances)
+        score += max(0.0, 4.0 * (1 - nearest / 14))
+        notes.append(f"{nearest} steps from the title/button")
+    note = ", ".join(notes) + (f"; {role}: {why}" if role != "current" else "")
+    return PriceCandidate(amount, currency, "visible", round(score, 2), role, note)
+
+
+def _scopes(
+    tree: LexborHTMLParser, anchors: list[LexborNode], whole_page: bool
+) -> list[LexborNode]:
+    """Where to look for the product's price, nearest first: the anchors' ancestors a few
+    levels up, widening; then the whole page. A price CSS query inside a small subtree is
+    cheap; scoring every price of a 200 KB page (its product grid) is not."""
+    scopes: list[LexborNode] = []
+    for levels in _SCOPE_LEVELS:
+        for anchor in anchors:
+            node: LexborNode | None = anchor
+            for _ in range(levels):
+                parent = node.parent if node is not None else None
+                if parent is None or parent.tag in ("body", "html"):
+                    break
+                node = parent
+            if node is not None and all(node.mem_id != s.mem_id for s in scopes):
+                scopes.append(node)
+    body = tree.body
+    if body is not None and (whole_page or not anchors):
+        scopes.append(body)
+    return scopes
+
+
+_SCOPE_LEVELS = (3, 6, 10, 14)
+
+
+def read_buy_box(
+    tree: LexborHTMLParser,
+    title_hint: str | None,
+    declared_currency: str | None,
+    whole_page: bool = True,
+) -> BuyBox:
+    """The visible price candidates near the product's title and add-to-cart button, scored
+    (the whole page's when nothing is near and ``whole_page``), and the buy box around the
+    best. Without ``whole_page`` (structured data already gave a price: the buy box is only
+    asked to confirm it) a page with a title or a button is searched near them only."""
+    title = main_title(tree, title_hint)
+    buttons = add_to_cart_buttons(tree)
+    title_chain = _distances(title)
+    button_chain = _distances(buttons[0]) if buttons else {}
+    anchors = [a for a in (title, buttons[0] if buttons else None) if a is not None]
+    if not anchors and not whole_page:
+        return BuyBox()  # nothing to anchor a confirmation to
+    found: list[_Found] = []
+    box = BuyBox(add_to_cart=buttons, title=title)
+    seen: set[int] = set()
+    order = 0
+    for scope in _scopes(tree, anchors, whole_page):
+        if any(f.candidate.role == "current" for f in found):
+            break
+        whole = scope.tag == "body"
+        for node in scope.css(PRICE_CSS)[: MAX_WHOLE_PAGE_CANDIDATES if whole else MAX_CANDIDATES]:
+            order += 1
+            candidate = _candidate(node, seen, declared_currency, title_chain, button_chain)
+            if candidate is not None:
+                found.append(_Found(node, candidate, order))
+                if candidate.role == "list":
+                    box.list_prices.add(candidate.amount)
     current = [f for f in found if f.candidate.role == "current"]
     box.candidates = [f.candidate for f in found]
     if not current:
