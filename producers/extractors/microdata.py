@@ -29,7 +29,7 @@ from producers.extractors.values import (
     parse_availability,
     parse_currency,
     parse_price,
-    parse_price_text,
+    single_price_text,
 )
 from producers.extractors.visible import current_price_in
 
@@ -54,7 +54,7 @@ def _price_of(element: LexborNode, declared: str | None) -> tuple[Decimal | None
         if price is not None:
             return price, declared
     text = property_value(element) if content is None else " ".join(content.split())
-    price, currency = parse_price_text(text, declared)
+    price, currency = single_price_text(text, declared)
     if price is None:
         # Several prices in one property (a current and a struck-through one): the current
         # one as the element shows it.

@@ -26,7 +26,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from producers.extractors.base import PriceCandidate
 from producers.extractors.dom import SKIPPED_MARKER_WORDS, SKIPPED_TAGS, attr, collapse, markers
-from producers.extractors.values import currency_in_text, parse_price_text
+from producers.extractors.values import currency_in_text, single_price_text
 
 _PRICE_WORDS = ("price", "prc", "preis", "prix", "precio", "preco", "prezzo", "cena", "pris")
 PRICE_CSS = ", ".join(
@@ -324,7 +324,7 @@ def _candidate(
     text = _text(node)
     if not text or len(text) > MAX_PRICE_TEXT or not any(c.isdigit() for c in text):
         return None
-    amount, currency = parse_price_text(text, declared_currency)
+    amount, currency = single_price_text(text, declared_currency)
     if amount is None:
         return None
     role, why = "other product", _other_product(node)
@@ -473,7 +473,7 @@ def current_price_in(element: LexborNode, declared: str | None) -> PriceCandidat
         text = _text(node)
         if not text or len(text) > MAX_PRICE_TEXT:
             continue
-        amount, currency = parse_price_text(text, declared)
+        amount, currency = single_price_text(text, declared)
         if amount is None:
             continue
         role, _ = _role(node, text, text)
