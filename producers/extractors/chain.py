@@ -134,7 +134,7 @@ def decide(page: Page, site: Extractor | None, extractors: list[Extractor]) -> E
 
     result, decision = _price(page, site_found, structured, box, title, declared)
     candidates = [c for s in sources for c in _candidates_of(s)] + box.candidates
-    availability, signals = _availability(page, result, sources, box)
+    availability, signals = _availability(page, result, site_found, sources, box)
     return replace(
         result,
         title=result.title or title,
@@ -162,7 +162,7 @@ def _price(
     declared: str | None,
 ) -> tuple[Extraction, str]:
     if site is not None and site.price is not None:
-        return site, "site adapter"
+        return replace(site, currency=site.currency or declared), "site adapter"
     priced = [s for s in structured if s.price is not None]
     seen = box.best if box.strong else None
     if priced:
@@ -215,9 +215,17 @@ def _from_candidate(
 
 
 def _availability(
-    page: Page, result: Extraction, sources: list[Extraction], box: BuyBox
+    page: Page,
+    result: Extraction,
+    site: Extraction | None,
+    sources: list[Extraction],
+    box: BuyBox,
 ) -> tuple[Availability | None, list[StockSignal]]:
     signals: list[StockSignal] = []
+    if site is not None and site.availability is not None:
+        # The shop's own adapter knows where that shop states stock.
+        signals.append(StockSignal(site.availability, site.extractor or "?", "site adapter"))
+        return site.availability, signals
     stated = result.availability
     if stated is not None:
         signals.append(StockSignal(stated, result.extractor or "?", "the chosen offer"))

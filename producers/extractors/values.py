@@ -229,6 +229,9 @@ def single_price_text(
 def _single_amount(text: str, currency: str | None) -> Decimal | None:
     normalized = _ZERO_MINOR_UNITS.sub(r"\1", text.replace("\u2019", "'"))
     numbers = list(_TEXT_NUMBER.finditer(normalized))
+    if len(numbers) == 2 and len({_read_number(n.group(0), currency) for n in numbers}) == 1:
+        # One price printed twice: a screen reader's copy beside the visible one.
+        numbers = numbers[:1]
     if len(numbers) != 1 or _MINUS_BEFORE.search(normalized[: numbers[0].start()]):
         return None
     if normalized[numbers[0].end() :].lstrip().startswith("%"):

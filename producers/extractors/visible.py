@@ -195,11 +195,14 @@ def _role(node: LexborNode, text: str, context: str) -> tuple[str, str]:
     return "current", ""
 
 
-def _other_product(node: LexborNode) -> str:
-    """Why ``node`` belongs to another product's card, or ""."""
+def _other_product(node: LexborNode, title_chain: dict[int, int]) -> str:
+    """Why ``node`` belongs to another product's card, or "". A card that holds the page's
+    title is the page's own product."""
     parent: LexborNode | None = node
     steps = 0
     while parent is not None and steps < MAX_WALK and parent.tag not in ("body", "html"):
+        if parent.mem_id in title_chain:
+            return ""
         if parent.tag == "a" and "href" in parent.attributes:
             return "inside a link (a product card)"
         if steps > 0 and tokens(markers(parent)) & _OTHER_PRODUCT_TOKENS:
@@ -327,7 +330,7 @@ def _candidate(
     amount, currency = single_price_text(text, declared_currency)
     if amount is None:
         return None
-    role, why = "other product", _other_product(node)
+    role, why = "other product", _other_product(node, title_chain)
     if not why:
         if _not_this_product(node):
             return None
