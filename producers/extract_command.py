@@ -3,6 +3,9 @@
 A saved page is read from disk and run through the extractor chain; a URL is fetched with
 the scraper's own ``PageFetcher`` (URL guard, size cap and timeout included), so the answer
 is what a scraper would publish.
+
+``--explain`` (saved pages) adds every candidate price and stock signal the chain weighed,
+with its source, score and role, and the rule that decided: why a page read the way it did.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pricewatch.contract.records import Availability, PriceObservation
@@ -62,14 +66,42 @@ def extract_text(settings: Settings, text: str, page_url: str) -> Extraction:
     return extract(text, page_url, adapter=adapter)
 
 
-def extract_file(settings: Settings, path: Path, url: str | None) -> dict[str, str | None]:
+def extract_file(
+    settings: Settings, path: Path, url: str | None, explain: bool = False
+) -> dict[str, Any]:
     """A saved page; ``url`` (the product URL it came from) picks the site adapter, if one
     is configured. For a JSON-API adapter the file is the saved API response."""
     html = path.read_bytes().decode("utf-8", errors="replace")
     found = extract_text(settings, html, url or path.resolve().as_uri())
-    return report(
+    shown: dict[str, Any] = report(
         found.price, found.currency, found.availability, found.title, found.extractor, found.error
     )
+    if explain:
+        shown["explain"] = explanation(found)
+    return shown
+
+
+def explanation(found: Extraction) -> dict[str, Any]:
+    """The evidence behind ``found``: every candidate price and stock signal, and the rule
+    that decided."""
+    return {
+        "decision": found.decision,
+        "price_candidates": [
+            {
+                "amount": format(c.amount, "f"),
+                "currency": c.currency,
+                "source": c.source,
+                "score": c.score,
+                "role": c.role,
+                "note": c.note,
+            }
+            for c in found.candidates
+        ],
+        "stock_signals": [
+            {"availability": s.availability.value, "source": s.source, "note": s.note}
+            for s in found.signals
+        ],
+    }
 
 
 def with_host_allowed(settings: Settings, url: str) -> Settings:
@@ -98,14 +130,25 @@ async def fetch_url(settings: Settings, url: str) -> dict[str, str | None]:
 
 
 def run_extract(
-    settings: Settings, target: str, *, allow_private: bool = False, url: str | None = None
+    settings: Settings,
+    target: str,
+    *,
+    allow_private: bool = False,
+    url: str | None = None,
+    explain: bool = False,
 ) -> int:
     """Print what Pricewatch sees at ``target`` (a file or an http(s) URL); 0 on a price."""
+    shown: dict[str, Any]
     if is_url(target):
         if allow_private:
             settings = with_host_allowed(settings, target)
-        shown = asyncio.run(fetch_url(settings, target))
+        shown = dict(asyncio.run(fetch_url(settings, target)))
+        if explain:
+            shown["explain"] = (
+                "--explain reads saved pages: save this page and run "
+                "'pricewatch extract FILE --url URL --explain'"
+            )
     else:
-        shown = extract_file(settings, Path(target), url)
+        shown = extract_file(settings, Path(target), url, explain)
     print(json.dumps(shown, ensure_ascii=False, indent=2))
     return 0 if shown["price"] is not None else 1

@@ -48,7 +48,7 @@ from producers.extractors.base import (
     StockSignal,
     make_page,
 )
-from producers.extractors.dom import main_text, visible_text
+from producers.extractors.dom import collapse, main_text, visible_text
 from producers.extractors.embedded import extract_embedded
 from producers.extractors.jsonld import extract_jsonld
 from producers.extractors.microdata import extract_microdata
@@ -59,6 +59,7 @@ from producers.extractors.values import (
     MAX_INTEGER_DIGITS,
     MAX_TITLE_CHARS,
     availability_from_text,
+    clean_title,
     currency_in_text,
     parse_availability,
     parse_currency,
@@ -135,9 +136,10 @@ def decide(page: Page, site: Extractor | None, extractors: list[Extractor]) -> E
     result, decision = _price(page, site_found, structured, box, title, declared)
     candidates = [c for s in sources for c in _candidates_of(s)] + box.candidates
     availability, signals = _availability(page, result, site_found, sources, box)
+    heading = clean_title(collapse(box.title.text(deep=True))) if box.title is not None else None
     return replace(
         result,
-        title=result.title or title,
+        title=result.title or title or heading,
         availability=availability,
         candidates=tuple(candidates),
         signals=tuple(signals),

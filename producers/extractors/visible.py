@@ -73,7 +73,8 @@ _OTHER_PRODUCT_TOKENS = vocabulary("card tile tiles plp productlist listing teas
 # Words in or right next to a price that say what it is.
 _LIST_WORDS = (
     r"was|rrp|msrp|uvp|statt|anstatt|avant|antes|before|regular|normal|list price|retail|"
-    r"originally|instead of|prix conseillé|precio normal|vorher|ehemals|prezzo consigliato"
+    r"originally|instead of|prix conseillé|precio normal|vorher|ehemals|prezzo consigliato|"
+    r"unverb\. preisempf\.|preisempfehlung|list|typical price"
 )
 _LIST_BEFORE = re.compile(rf"(?<!\w)({_LIST_WORDS})\s*:?\s*$", re.IGNORECASE)
 _LIST_AT_START = re.compile(rf"^\s*({_LIST_WORDS})(?!\w)", re.IGNORECASE)
@@ -160,6 +161,8 @@ def _role(node: LexborNode, text: str, context: str) -> tuple[str, str]:
         tag = element.tag or ""
         if tag in ("s", "del", "strike") or "line-through" in attr(element, "style"):
             return "list", f"struck through (<{tag}>)"
+        if any("strike" in name and value != "false" for name, value in element.attributes.items()):
+            return "list", "marked struck through (attribute)"
         names = markers(element)
         words = tokens(names)
         joined = names.lower()
