@@ -121,6 +121,7 @@ _CART_WORDS = re.compile(
 )
 _DISABLED = re.compile(r"(?<![a-z])disabled(?![a-z])|unavailable|sold.?out", re.IGNORECASE)
 
+_LAST_NUMBER = re.compile(r"\d(?!.*\d)", re.DOTALL)
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _TOKEN_SPLIT = re.compile(r"[^a-z0-9]+")
 
@@ -185,6 +186,12 @@ def _role(node: LexborNode, text: str, context: str) -> tuple[str, str]:
     at = context.find(text)
     before = context[:at][-30:] if at >= 0 else ""
     after = context[at + len(text) :][:20] if at >= 0 else ""
+    # Words between an earlier number and this price label the earlier one ("£4.95 shipping
+    # £34.99"), unless they end with a colon ("£49.99 Now: £34.99").
+    earlier = _LAST_NUMBER.search(before)
+    if earlier is not None:
+        label = before[earlier.end() :]
+        before = label if label.rstrip().endswith(":") else ""
     if _LIST_AT_START.search(text) or _LIST_BEFORE.search(before):
         return "list", "labelled as a former price"
     if _INSTALMENT_LABEL.search(f"{before[-8:]} {text} {after}"):
