@@ -58,7 +58,7 @@ def extract_baseline(page: BenchPage) -> Extraction | None:
     """Every extractor on its own fresh parse, no early exit, then the text fallback."""
     html = page.body.decode("utf-8")
     found = [extractor(make_page(html, page.url)) for extractor in EXTRACTORS]
-    main_text(make_page(html, page.url).selector)
+    main_text(make_page(html, page.url).tree)
     return next((f for f in found if f is not None and f.price is not None), None)
 
 
