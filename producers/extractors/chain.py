@@ -239,9 +239,11 @@ def _availability(
     if sells:
         signals.append(StockSignal(Availability.IN_STOCK, "visible", "enabled add-to-cart button"))
     if box.region is not None:
-        said = availability_from_text(visible_text(box.region))
+        said = availability_from_text(visible_text(box.region, without_links=True))
         where = "the buy box"
     else:
+        # No title, price or button to anchor a buy box: the page's main text, the only
+        # place left, and only when nothing structured states availability.
         said = availability_from_text(main_text(page.tree)) if stated is None else None
         where = "the page's main text"
     if said is not None:

@@ -120,12 +120,13 @@ def collapse(text: str) -> str:
     return " ".join(text.split())
 
 
-def visible_text(node: LexborNode) -> str:
-    """The text of ``node`` without its skipped parts (scripts, pickers, carousels, hidden)."""
+def visible_text(node: LexborNode, without_links: bool = False) -> str:
+    """The text of ``node`` without its skipped parts (scripts, pickers, carousels, hidden);
+    ``without_links`` also drops links' text (a link names another page or product)."""
     copy = node.clone()
     if copy is None:
         return ""
-    for skipped in copy.css(_SKIPPED_CSS):
+    for skipped in copy.css(_SKIPPED_CSS + (", a[href]" if without_links else "")):
         skipped.decompose()
     return collapse(copy.text(deep=True, separator=" "))
 

@@ -430,22 +430,26 @@ def read_buy_box(
                     box.list_prices.add(candidate.amount)
     current = [f for f in found if f.candidate.role == "current"]
     box.candidates = [f.candidate for f in found]
-    if not current:
+    anchor = title or (buttons[0] if buttons else None)
+    if current:
+        best = max(current, key=lambda f: (f.candidate.score, -f.order))
+        box.best = best.candidate
+        distinct = {f.candidate.amount for f in current}
+        box.strong = best.candidate.score >= 4.0 or (
+            len(distinct) == 1 and "currency shown" in best.candidate.note
+        )
+        anchor = best.node
+    if anchor is None:
         return box
-    best = max(current, key=lambda f: (f.candidate.score, -f.order))
-    box.best = best.candidate
-    distinct = {f.candidate.amount for f in current}
-    box.strong = best.candidate.score >= 4.0 or (
-        len(distinct) == 1 and "currency shown" in best.candidate.note
-    )
-    box.region = _region(best.node, title)
-    price_chain = _distances(best.node)
+    # Without a price, the buy box is the title's (or the button's) close surroundings.
+    box.region = _region(anchor, title)
+    anchor_chain = _distances(anchor)
     box.sells = any(
         is_enabled(button)
         and min(
             (
                 d
-                for d in (_distance(button, price_chain), _distance(button, title_chain))
+                for d in (_distance(button, anchor_chain), _distance(button, title_chain))
                 if d is not None
             ),
             default=BUTTON_REACH + 1,
@@ -458,8 +462,8 @@ def read_buy_box(
 
 def _region(price: LexborNode, title: LexborNode | None) -> LexborNode:
     """The buy box: the smallest element holding the price and the title, when that is not
-    the whole page; else the price's close surroundings."""
-    if title is not None:
+    the whole page; else the price's (or, without a price, the title's) close surroundings."""
+    if title is not None and title.mem_id != price.mem_id:
         chain = _distances(title)
         current: LexborNode | None = price
         steps = 0

@@ -340,3 +340,26 @@ def test_sold_out_beside_a_disabled_button_stays_sold_out() -> None:
     )
 
     assert extract(page, URL).availability is Availability.OUT_OF_STOCK
+
+
+def test_without_a_price_the_buy_box_is_the_titles_surroundings() -> None:
+    far = "".join(
+        f"<div><div><div><div><p>Item {n}: sold out</p></div></div></div></div>" for n in range(3)
+    )
+    page = html(
+        jsonld(product({"price": "34.99"})),
+        f'<div class="pdp"><h1>Kettle 1.7 l</h1><p>Ships tomorrow</p></div>{far}',
+    )
+
+    assert extract(page, URL).availability is None
+
+
+def test_a_sold_out_phrase_in_a_link_names_another_page() -> None:
+    page = html(
+        body=buy_box(
+            '<span class="price">£34.99</span><a href="/outlet">Browse sold out bargains</a>',
+            button="",
+        )
+    )
+
+    assert extract(page, URL).availability is None
