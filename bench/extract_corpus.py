@@ -104,7 +104,7 @@ class Score:
     recall: float
 
     def __str__(self) -> str:
-        return f"{self.f1:.3f} ({self.precision:.2f}/{self.recall:.2f})"
+        return f"{self.f1:.3f} ({self.precision:.3f}/{self.recall:.3f})"
 
 
 def score(truth: dict[str, dict], predicted: dict[str, dict[str, str]], attribute: str) -> Score:
@@ -151,9 +151,9 @@ def table(
 ) -> list[str]:
     attributes = ("price", "availability", "OutOfStock")
     lines = [f"{title}: {len(truth)} pages; F1 (precision/recall)"]
-    lines.append("  " + "system".ljust(16) + "".join(a.ljust(22) for a in attributes))
+    lines.append("  " + "system".ljust(16) + "".join(a.ljust(26) for a in attributes))
     for name, predicted in systems.items():
-        cells = "".join(str(score(truth, predicted, a)).ljust(22) for a in attributes)
+        cells = "".join(str(score(truth, predicted, a)).ljust(26) for a in attributes)
         lines.append("  " + name.ljust(16) + cells)
     return lines
 
