@@ -42,6 +42,7 @@ MAX_CANDIDATES = 400
 # whose first 80 prices are all far from its title has no price a rule could trust anyway.
 MAX_WHOLE_PAGE_CANDIDATES = 80
 MAX_WALK = 60
+MAX_BUTTONS_EXAMINED = 60
 # An add-to-cart button this close (tree steps) to the buy box's price or title is its own.
 BUTTON_REACH = 12
 
@@ -292,9 +293,13 @@ def main_title(tree: LexborHTMLParser, hint: str | None) -> LexborNode | None:
     return headings[0]
 
 
-def add_to_cart_buttons(tree: LexborHTMLParser) -> list[LexborNode]:
+def add_to_cart_buttons(
+    tree: LexborHTMLParser, title_chain: dict[int, int] | None = None
+) -> list[LexborNode]:
+    """The page's add-to-cart buttons, not those of other products' cards."""
     found = []
-    for node in tree.css(_CART_CSS):
+    # The page's own button comes before the grids of other products' cards.
+    for node in tree.css(_CART_CSS)[:MAX_BUTTONS_EXAMINED]:
         label = " ".join(
             (
                 collapse(node.text(deep=True))[:60],
@@ -305,7 +310,11 @@ def add_to_cart_buttons(tree: LexborHTMLParser) -> list[LexborNode]:
                 markers(node),
             )
         )
-        if _CART_WORDS.search(label) and not _not_this_product(node):
+        if (
+            _CART_WORDS.search(label)
+            and not _not_this_product(node)
+            and not _other_product(node, title_chain or {})
+        ):
             found.append(node)
             if len(found) >= 8:
                 break
@@ -407,8 +416,8 @@ def read_buy_box(
     best. Without ``whole_page`` (structured data already gave a price: the buy box is only
     asked to confirm it) a page with a title or a button is searched near them only."""
     title = main_title(tree, title_hint)
-    buttons = add_to_cart_buttons(tree)
     title_chain = _distances(title)
+    buttons = add_to_cart_buttons(tree, title_chain)
     button_chain = _distances(buttons[0]) if buttons else {}
     anchors = [a for a in (title, buttons[0] if buttons else None) if a is not None]
     if not anchors and not whole_page:

@@ -363,3 +363,17 @@ def test_a_sold_out_phrase_in_a_link_names_another_page() -> None:
     )
 
     assert extract(page, URL).availability is None
+
+
+def test_other_products_add_to_cart_buttons_do_not_anchor_the_buy_box() -> None:
+    cards = "".join(
+        f'<div class="product-card"><span class="card-price">{n},00 €</span>'
+        "<button>Add to cart</button></div>"
+        for n in (5, 6, 7)
+    )
+    page = html(
+        jsonld(product({"price": "9.99", "priceCurrency": "EUR"})),
+        f'<div class="ficha"><h2>Pan 28 cm</h2><p>Agotado</p></div><section>{cards}</section>',
+    )
+
+    assert extract(page, URL).availability is Availability.OUT_OF_STOCK
