@@ -151,9 +151,17 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
-    from producers.inspect_page import run_extract
+    from producers.extract_command import run_extract
 
-    sys.exit(run_extract(settings, args.target, allow_private=args.allow_private, url=args.url))
+    sys.exit(
+        run_extract(
+            settings,
+            args.target,
+            allow_private=args.allow_private,
+            url=args.url,
+            explain=args.explain,
+        )
+    )
 
 
 def cmd_grafana_export(settings: Settings, args: argparse.Namespace) -> None:
@@ -274,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow this URL's host:port although it is loopback/private (local testing)",
     )
     p.add_argument("--url", default=None, help="for a file: the URL it was saved from")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="also print every candidate price and stock signal, its source and score",
+    )
     p.set_defaults(func=cmd_extract)
     return parser
 

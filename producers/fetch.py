@@ -44,7 +44,7 @@ from pricewatch.contract.records import Outcome, PriceObservation
 from pricewatch.ids import observation_id_for
 from pricewatch.settings import Settings
 from producers import metrics
-from producers.extract import (
+from producers.extractors.chain import (
     HtmlAdapter,
     JsonApiAdapter,
     adapter_for,
