@@ -6,7 +6,7 @@ next starts at once) does, for every product, one at a time:
 
 1. reads every product from PostgreSQL (``baseline_products``);
 2. fetches the page (blocking ``urllib``, the same local shop) and extracts the price with
-   Pricewatch's own extractor (``producers.extract.extract``);
+   Pricewatch's own extractor (``producers.extractors.chain.extract``);
 3. reads the last stored price of that product (``baseline_prices``, indexed);
 4. inserts the new price (autocommit: a commit per row);
 5. on a lower price, renders the alert (Pricewatch's own template) and hands it to the same
@@ -42,7 +42,7 @@ from pricewatch.ids import (
     subscription_id_for,
 )
 from pricewatch.settings import Settings
-from producers.extract import extract
+from producers.extractors.chain import extract
 from sinks.email.backends import OutboxBackend
 from sinks.email.render import render
 

@@ -1,6 +1,6 @@
 """Scraper benchmarks: extraction on one core, and fetch + extract + publish end to end.
 
-``scraper_extract``: ``producers.extract.extract`` (one parse shared by the chain, first
+``scraper_extract``: ``producers.extractors.chain.extract`` (one parse shared by the chain, first
 price wins) over realistic 100-300 KB pages (``bench.pages``), bytes decoded as the fetcher
 does. Baseline in the same run: the naive way, every extractor and the visible-text
 fallback each on a fresh parse of the page. Figure: pages per CPU-second of this process
@@ -35,8 +35,8 @@ from pricewatch.contract.topics import PRICE_OBSERVATIONS, SCRAPE_REQUESTS
 from pricewatch.ids import product_id_for
 from pricewatch.kafka import create_topics, make_producer
 from pricewatch.settings import Settings
-from producers.extract import EXTRACTORS, Extraction, extract
 from producers.extractors.base import make_page
+from producers.extractors.chain import EXTRACTORS, Extraction, extract
 from producers.extractors.dom import main_text
 
 from .pages import BenchPage, build_pages, fixture_pages
@@ -58,7 +58,7 @@ def extract_baseline(page: BenchPage) -> Extraction | None:
     """Every extractor on its own fresh parse, no early exit, then the text fallback."""
     html = page.body.decode("utf-8")
     found = [extractor(make_page(html, page.url)) for extractor in EXTRACTORS]
-    main_text(make_page(html, page.url).selector)
+    main_text(make_page(html, page.url).tree)
     return next((f for f in found if f is not None and f.price is not None), None)
 
 
@@ -97,7 +97,7 @@ def run_extract(
     result = BenchResult(
         name=EXTRACT_NAME,
         description="extraction chain on realistic 100-300 KB product pages, one core",
-        candidate="producers.extract.extract: one parse, chain stops at the first price",
+        candidate="producers.extractors.chain.extract: one parse, chain stops at the first price",
         baseline="every extractor and the text fallback, each on a fresh parse",
         params={"pages": pages, "repeats": repeats, "baseline_repeats": baseline_repeats},
         rows=[

@@ -7,8 +7,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from pricewatch.contract.records import Availability, Subscription
-from streams.domain.alerts import AlertState
+from pricewatch.contract.records import Availability, NotificationKind, Subscription
+from streams.domain.alerts import AlertState, HeldStockChange
 from streams.domain.detector import DetectedEvent, ProductState
 
 
@@ -33,6 +33,8 @@ def encode_product_state(state: ProductState) -> bytes:
             "last_seen_at": _iso(state.last_seen_at),
             "last_ok_at": _iso(state.last_ok_at),
             "daily_lows": [[day, _money(low)] for day, low in state.daily_lows],
+            "stock_changed_at": _iso(state.stock_changed_at),
+            "stock_settle_due": _iso(state.stock_settle_due),
         },
         separators=(",", ":"),
     ).encode()
@@ -54,6 +56,9 @@ def decode_product_state(raw: bytes) -> ProductState:
         last_seen_at=_time(d.get("last_seen_at")),
         last_ok_at=_time(d.get("last_ok_at")),
         daily_lows=tuple((day, Decimal(low)) for day, low in d.get("daily_lows", ())),
+        # Absent from values stored before they were kept: None (see ProductState).
+        stock_changed_at=_time(d.get("stock_changed_at")),
+        stock_settle_due=_time(d.get("stock_settle_due")),
     )
 
 
@@ -67,24 +72,40 @@ def product_state_version(raw: bytes) -> datetime:
 
 
 def encode_alert_states(states: dict[str, AlertState], rev: int) -> bytes:
-    """``rev`` counts the writes of one product's alert states (see ``alert_states_version``)."""
+    """``rev`` counts the writes of one product's alert states (see ``alert_states_version``).
+
+    v2 adds fields to v1 and keeps v1's: a v1 reader (a worker rolled back) still decodes it.
+    """
     return json.dumps(
         {
-            "v": 1,
+            "v": 2,
             "rev": rev,
             "subscriptions": {
-                sub_id: {
-                    "subscription": state.subscription.model_dump(mode="json"),
-                    "reference_price": _money(state.reference_price),
-                    "price_alert_at": _iso(state.price_alert_at),
-                    "price_alert_price": _money(state.price_alert_price),
-                    "stock_alert_at": _iso(state.stock_alert_at),
-                }
-                for sub_id, state in states.items()
+                sub_id: _encode_alert_state(state) for sub_id, state in states.items()
             },
         },
         separators=(",", ":"),
     ).encode()
+
+
+def _encode_alert_state(state: AlertState) -> dict[str, Any]:
+    told = [t for t in (state.sold_out_told_at, state.back_in_stock_told_at) if t is not None]
+    held = state.held
+    return {
+        "subscription": state.subscription.model_dump(mode="json"),
+        "reference_price": _money(state.reference_price),
+        "price_alert_at": _iso(state.price_alert_at),
+        "price_alert_price": _money(state.price_alert_price),
+        # v1's one stock time, for v1 readers only (v2 reads the two below).
+        "stock_alert_at": _iso(max(told, default=None)),
+        "currency": state.currency,
+        "buyable_price": _money(state.buyable_price),
+        "drop_from": _money(state.drop_from),
+        "rise_from": _money(state.rise_from),
+        "sold_out_told_at": _iso(state.sold_out_told_at),
+        "back_in_stock_told_at": _iso(state.back_in_stock_told_at),
+        "held": None if held is None else [held.kind.value, held.observed_at.isoformat()],
+    }
 
 
 def alert_states_version(raw: bytes | None) -> int:
@@ -100,16 +121,30 @@ def decode_alert_states(raw: bytes | None) -> dict[str, AlertState]:
     if not raw:
         return {}
     d: dict[str, Any] = json.loads(raw)
-    return {
-        sub_id: AlertState(
-            subscription=Subscription.model_validate(item["subscription"]),
-            reference_price=_dec(item["reference_price"]),
-            price_alert_at=_time(item["price_alert_at"]),
-            price_alert_price=_dec(item["price_alert_price"]),
-            stock_alert_at=_time(item["stock_alert_at"]),
-        )
-        for sub_id, item in d["subscriptions"].items()
-    }
+    return {sub_id: _decode_alert_state(item) for sub_id, item in d["subscriptions"].items()}
+
+
+def _decode_alert_state(item: dict[str, Any]) -> AlertState:
+    held = item.get("held")
+    # A v1 value has none of the fields read with .get: the prices are learned again from
+    # the next event, and its one stock_alert_at (which kind it was is unknown) is
+    # dropped: holding back the wrong kind could keep a restock untold, while dropping it
+    # at worst lets one more stock alert of a kind through in the window after an upgrade.
+    return AlertState(
+        subscription=Subscription.model_validate(item["subscription"]),
+        reference_price=_dec(item["reference_price"]),
+        price_alert_at=_time(item["price_alert_at"]),
+        price_alert_price=_dec(item["price_alert_price"]),
+        currency=item.get("currency"),
+        buyable_price=_dec(item.get("buyable_price")),
+        drop_from=_dec(item.get("drop_from")),
+        rise_from=_dec(item.get("rise_from")),
+        sold_out_told_at=_time(item.get("sold_out_told_at")),
+        back_in_stock_told_at=_time(item.get("back_in_stock_told_at")),
+        held=None
+        if held is None
+        else HeldStockChange(NotificationKind(held[0]), datetime.fromisoformat(held[1])),
+    )
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -538,7 +538,10 @@ class Scenario:
 
         Subscriptions are applied before any observation (the tests wait for that), so
         each starts with no known price."""
-        config = DetectorConfig(removed_confirmations=settings.removed_confirmations)
+        config = DetectorConfig(
+            removed_confirmations=settings.removed_confirmations,
+            stock_flap_window=timedelta(seconds=settings.stock_flap_window_seconds),
+        )
         rules = AlertRules(
             cooldown=timedelta(seconds=settings.alert_cooldown_seconds),
             stock_flap_window=timedelta(seconds=settings.stock_flap_window_seconds),

@@ -1,4 +1,4 @@
-"""``extract PATH_OR_URL``: what Pricewatch sees on one page (``producers.inspect_page``)."""
+"""``extract PATH_OR_URL``: what Pricewatch sees on one page (``producers.extract_command``)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ from pricewatch.settings import Settings
 
 
 def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
-    from producers.inspect_page import run_extract
+    from producers.extract_command import run_extract
 
-    sys.exit(run_extract(settings, args.target, allow_private=args.allow_private, url=args.url))
+    sys.exit(
+        run_extract(
+            settings,
+            args.target,
+            allow_private=args.allow_private,
+            url=args.url,
+            explain=args.explain,
+        )
+    )
 
 
 def add_extract(sub: Any) -> None:
@@ -24,4 +32,9 @@ def add_extract(sub: Any) -> None:
         help="allow this URL's host:port although it is loopback/private (local testing)",
     )
     p.add_argument("--url", default=None, help="for a file: the URL it was saved from")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="also print every candidate price and stock signal, its source and score",
+    )
     p.set_defaults(func=cmd_extract)

@@ -7,7 +7,14 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 
 from pricewatch.ids import ID_PATTERN
 
@@ -17,6 +24,12 @@ SCHEMA_VERSION: Final = 1
 Money = Annotated[
     Decimal,
     Field(ge=0, max_digits=18, decimal_places=6),
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+]
+# An amount that must be more than nothing (a minimum change of 0 would be no minimum).
+PositiveMoney = Annotated[
+    Decimal,
+    Field(gt=0, max_digits=18, decimal_places=6),
     PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
 ]
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
@@ -52,15 +65,22 @@ class EventType(StrEnum):
     REMOVED = "removed"
     RESTORED = "restored"
     CURRENCY_CHANGED = "currency_changed"
+    # Availability has not changed for the stock flap window since it last changed, and
+    # that change came within the window of the one before (the page flapped). Stock
+    # alerts held back while it flapped are told from it (streams/domain/alerts.py).
+    STOCK_SETTLED = "stock_settled"
 
 
 class NotificationKind(StrEnum):
-    TARGET_PRICE_REACHED = "target_price_reached"
-    DROP_PERCENT_REACHED = "drop_percent_reached"
-    PRICE_DROPPED = "price_dropped"
-    BACK_IN_STOCK = "back_in_stock"
-    SOLD_OUT = "sold_out"
-    REMOVED = "removed"
+    """The rule a notification answers: one value per subscription option."""
+
+    TARGET_PRICE_REACHED = "target_price_reached"  # target_price
+    DROP_PERCENT_REACHED = "drop_percent_reached"  # drop_percent
+    PRICE_DROPPED = "price_dropped"  # notify_any_drop
+    PRICE_INCREASED = "price_increased"  # notify_price_increase
+    BACK_IN_STOCK = "back_in_stock"  # notify_back_in_stock
+    SOLD_OUT = "sold_out"  # notify_sold_out
+    REMOVED = "removed"  # notify_removed
 
 
 class WireRecord(BaseModel):
@@ -145,6 +165,20 @@ class Subscription(WireRecord):
         "stream worker knows when the subscription arrives (or at the next change).",
     )
     notify_any_drop: bool = False
+    notify_price_increase: bool = Field(
+        default=False, description="Alert when the price one can buy at goes up."
+    )
+    min_change_amount: PositiveMoney | None = Field(
+        default=None,
+        description="Smallest price move worth an alert (in currency, else the page's): "
+        "notify_any_drop and notify_price_increase stay quiet for smaller moves (small "
+        "moves add up), and so does a repeated target or drop_percent alert.",
+    )
+    min_change_percent: Percent | None = Field(
+        default=None,
+        description="The same, in percent of the price the move starts from. With "
+        "min_change_amount too, a move must reach both.",
+    )
     notify_back_in_stock: bool = False
     notify_sold_out: bool = False
     notify_removed: bool = False
@@ -158,13 +192,47 @@ class Subscription(WireRecord):
         description="When this version of the subscription was published; the newest wins."
     )
 
+    @model_validator(mode="after")
+    def _min_change_needs_a_price_alert(self) -> Subscription:
+        if (
+            self.min_change_amount is not None or self.min_change_percent is not None
+        ) and not self.wants_price_alerts():
+            raise ValueError(
+                "min_change_amount and min_change_percent only apply to price alerts: ask "
+                "for target_price, drop_percent, notify_any_drop or notify_price_increase too"
+            )
+        return self
+
+    def wants_price_alerts(self) -> bool:
+        return (
+            self.target_price is not None
+            or self.drop_percent is not None
+            or self.notify_any_drop
+            or self.notify_price_increase
+        )
+
+    def wants_alerts(self) -> bool:
+        """Asks to be told something (an active subscription must)."""
+        return (
+            self.wants_price_alerts()
+            or self.notify_back_in_stock
+            or self.notify_sold_out
+            or self.notify_removed
+        )
+
 
 class Notification(WireRecord):
     """Topic ``notifications``, key: ``idempotency_key``. One email to send, exactly once."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
     idempotency_key: str = Field(description="Deterministic: subscription and event.")
-    kind: NotificationKind
+    kind: NotificationKind = Field(description="The main rule this notification answers.")
+    kinds: list[NotificationKind] = Field(
+        default_factory=list,
+        description="Every rule it answers, kind first: one event can meet several (a "
+        "drop to the target is a drop for notify_any_drop too; a restock at or below the "
+        "target is back in stock too). Records written before this field: [kind].",
+    )
     subscription_id: str
     email: str
     product_id: ProductId
@@ -179,7 +247,33 @@ class Notification(WireRecord):
     target_price: Money | None = None
     drop_percent: Percent | None = None
     reference_price: Money | None = None
+    threshold_price: Money | None = Field(
+        default=None,
+        description="target_price_reached, drop_percent_reached: the price at or below which "
+        "the rule fires (the target, or reference_price less drop_percent).",
+    )
+    baseline_price: Money | None = Field(
+        default=None,
+        description="price_dropped, price_increased: the price the move is measured from, "
+        "the highest (lowest) price one could buy at since the last such alert.",
+    )
+    availability: Availability | None = Field(
+        default=None, description="The product's availability now (null: the page does not say)."
+    )
+    stock_changed_at: AwareDatetime | None = Field(
+        default=None,
+        description="sold_out, back_in_stock: when the page was first seen in the state told. "
+        "Before observed_at when the change was held back by the stock flap window and is "
+        "told after it.",
+    )
     created_at: AwareDatetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kinds_of_older_records(cls, data: object) -> object:
+        if isinstance(data, dict) and not data.get("kinds") and "kind" in data:
+            return {**data, "kinds": [data["kind"]]}
+        return data
 
 
 class AccountEmailKind(StrEnum):

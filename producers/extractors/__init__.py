@@ -1,1 +1,2 @@
-"""The extractors of ``producers.extract``'s chain, one module per kind, plus value parsing."""
+"""Reading a product page: the extractor chain (``chain``), one module per kind of extractor,
+and value parsing (``values``)."""

@@ -1,21 +1,21 @@
-"""Reading the parsed HTML tree: microdata item properties and the page's main visible text.
+"""Reading the parsed HTML tree (lexbor, through selectolax): which parts talk about the page's
+own product, their visible text, and microdata / RDFa item properties.
 
-parsel hands out lxml elements, which carry no type information: they are ``Any`` here and
-nowhere else.
+Queries run as CSS inside lexbor (C) wherever they can: a Python walk over every element of a
+200 KB page costs more than parsing it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
 
-from parsel import Selector
+from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 MAX_DEPTH = 200
 
 # Subtrees whose text is not about the page's own product.
-_SKIPPED_TAGS = frozenset(
+SKIPPED_TAGS = frozenset(
     {
         "script",
         "style",
@@ -33,113 +33,186 @@ _SKIPPED_TAGS = frozenset(
         "head",
     }
 )
-_SKIPPED_MARKERS = re.compile(
-    r"related|recommend|carousel|similar|upsell|up-sell|cross-?sell|also-?(bought|viewed)|"
-    r"recently-?viewed|you-may|newsletter|cookie|menu|breadcrumb|site-(?:header|footer)|sidebar|"
-    r"variant|swatch|review",
-    re.IGNORECASE,
+# Class / id words of regions that hold other products, site chrome or per-variant state.
+SKIPPED_MARKER_WORDS = (
+    "related",
+    "recommend",
+    "carousel",
+    "similar",
+    "upsell",
+    "up-sell",
+    "crosssell",
+    "cross-sell",
+    "also-bought",
+    "alsobought",
+    "also-viewed",
+    "alsoviewed",
+    "recently-viewed",
+    "recentlyviewed",
+    "you-may",
+    "newsletter",
+    "cookie",
+    "menu",
+    "breadcrumb",
+    "site-header",
+    "site-footer",
+    "sidebar",
+    "variant",
+    "swatch",
+    "review",
 )
+_SKIPPED_MARKERS = re.compile("|".join(re.escape(w) for w in SKIPPED_MARKER_WORDS), re.IGNORECASE)
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 
+_SKIPPED_CSS = ", ".join(
+    [
+        *sorted(SKIPPED_TAGS - {"head"}),
+        "[hidden]",
+        '[aria-hidden="true"]',
+        '[style*="display:none" i]',
+        '[style*="display: none" i]',
+        '[style*="visibility:hidden" i]',
+        '[style*="visibility: hidden" i]',
+        *(f'[class*="{w}" i], [id*="{w}" i]' for w in SKIPPED_MARKER_WORDS),
+    ]
+)
 
-def root_of(selector: Selector) -> Any:
-    return selector.root
+
+def attr(node: LexborNode, name: str) -> str:
+    value = node.attributes.get(name)
+    return value if isinstance(value, str) else ""
 
 
-def is_element(node: Any) -> bool:
-    return isinstance(getattr(node, "tag", None), str)
+def markers(node: LexborNode) -> str:
+    """The words a page's author named an element by: its class and id."""
+    return f"{attr(node, 'class')} {attr(node, 'id')}"
 
 
-def text_of(node: Any) -> str:
-    """All text inside ``node``, whitespace collapsed."""
-    return " ".join("".join(node.itertext()).split()) if is_element(node) else ""
+def is_skipped(node: LexborNode) -> bool:
+    """True for an element whose subtree is not about the page's own product."""
+    tag = node.tag or ""
+    if tag in SKIPPED_TAGS:
+        return True
+    attributes = node.attributes
+    if "hidden" in attributes or attributes.get("aria-hidden") == "true":
+        return True
+    if _HIDDEN_STYLE.search(attr(node, "style")):
+        return True
+    return bool(_SKIPPED_MARKERS.search(markers(node)))
 
 
-def main_text(selector: Selector) -> str:
+def ancestors(node: LexborNode) -> Iterator[LexborNode]:
+    parent = node.parent
+    depth = 0
+    while parent is not None and depth < MAX_DEPTH:
+        if parent.tag in ("html", "-undef", None) or parent.is_document_node:
+            return
+        yield parent
+        parent = parent.parent
+        depth += 1
+
+
+def in_skipped_region(node: LexborNode) -> bool:
+    return is_skipped(node) or any(is_skipped(a) for a in ancestors(node))
+
+
+def collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+def visible_text(node: LexborNode, without_links: bool = False) -> str:
+    """The text of ``node`` without its skipped parts (scripts, pickers, carousels, hidden);
+    ``without_links`` also drops links' text (a link names another page or product)."""
+    copy = node.clone()
+    if copy is None:
+        return ""
+    for skipped in copy.css(_SKIPPED_CSS + (", a[href]" if without_links else "")):
+        skipped.decompose()
+    return collapse(copy.text(deep=True, separator=" "))
+
+
+def main_text(tree: LexborHTMLParser) -> str:
     """The visible text of the page's body, without navigation, footers, hidden parts, variant
     pickers and product carousels: the text that talks about this page's product."""
-    root = root_of(selector)
-    if not is_element(root):
+    body = tree.body
+    if body is None:
         return ""
-    bodies = root.xpath("//body")
-    parts: list[str] = []
-    for body in bodies or [root]:
-        _collect(body, parts, 0)
-    return " ".join(" ".join(parts).split())
+    return visible_text(body)
 
 
-def _skipped(element: Any) -> bool:
-    if element.tag.lower() in _SKIPPED_TAGS:
-        return True
-    if element.get("hidden") is not None or element.get("aria-hidden") == "true":
-        return True
-    if _HIDDEN_STYLE.search(element.get("style") or ""):
-        return True
-    markers = f"{element.get('class') or ''} {element.get('id') or ''}"
-    return bool(_SKIPPED_MARKERS.search(markers))
+# --- Microdata and RDFa ----------------------------------------------------------------------
 
 
-def _collect(element: Any, parts: list[str], depth: int) -> None:
-    if depth > MAX_DEPTH:
-        return
-    if element.text:
-        parts.append(element.text)
-    for child in element:
-        if is_element(child) and not _skipped(child):
-            _collect(child, parts, depth + 1)
-        if child.tail:
-            parts.append(child.tail)
+def _type_names(value: str) -> set[str]:
+    """ "https://schema.org/Product" or "schema:Product" -> {"Product"}."""
+    return {t.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] for t in value.split()}
 
 
-# --- Microdata -------------------------------------------------------------------------------
+def item_types(node: LexborNode) -> set[str]:
+    return _type_names(attr(node, "itemtype") or attr(node, "typeof"))
 
 
-def item_scopes(selector: Selector, type_names: frozenset[str]) -> Iterator[Any]:
-    """Elements with ``itemscope`` whose ``itemtype`` names one of ``type_names`` and which are
-    not a property of another item (a related product is ``itemprop="isRelatedTo"``)."""
-    root = root_of(selector)
-    if not is_element(root):
-        return
-    for element in root.xpath("//*[@itemscope]"):
-        if element.get("itemprop") is not None or not item_types(element) & type_names:
+def is_item(node: LexborNode) -> bool:
+    attributes = node.attributes
+    return "itemscope" in attributes or "typeof" in attributes
+
+
+_NOT_RDFA_PREFIXES = ("og:", "product:", "fb:", "twitter:", "article:", "al:")
+
+
+def property_names(node: LexborNode) -> list[str]:
+    """Microdata ``itemprop`` names, or RDFa ``property`` names without their vocabulary
+    ("schema:price", "http://schema.org/price" -> "price")."""
+    names = attr(node, "itemprop")
+    if not names:
+        rdfa = attr(node, "property")
+        # OpenGraph's meta tags use the same attribute; they are not item properties.
+        if rdfa and not rdfa.startswith(_NOT_RDFA_PREFIXES):
+            names = rdfa
+    return [n.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] for n in names.split()]
+
+
+def item_scopes(tree: LexborHTMLParser, type_names: frozenset[str]) -> Iterator[LexborNode]:
+    """Items typed one of ``type_names`` that are not a property of another item (a related
+    product is ``itemprop="isRelatedTo"``) nor inside a carousel or a sidebar."""
+    for node in tree.css("[itemscope], [typeof]"):
+        if attr(node, "itemprop") or attr(node, "property"):
             continue
-        # A product card in a carousel or a sidebar is another product.
-        if any(is_element(a) and _skipped(a) for a in element.iterancestors()):
+        if not item_types(node) & type_names:
             continue
-        yield element
+        if in_skipped_region(node):
+            continue
+        yield node
 
 
-def item_types(element: Any) -> set[str]:
-    return {t.rstrip("/").rsplit("/", 1)[-1] for t in (element.get("itemtype") or "").split()}
-
-
-def item_properties(scope: Any) -> Iterator[tuple[str, Any]]:
+def item_properties(scope: LexborNode) -> Iterator[tuple[str, LexborNode]]:
     """(name, element) for each property that belongs to ``scope`` itself, in document order:
     nested items' own properties are theirs, not ``scope``'s."""
-    stack: list[tuple[Any, int]] = [(child, 1) for child in reversed(list(scope))]
+    stack: list[tuple[LexborNode, int]] = [(c, 1) for c in reversed(list(scope.iter()))]
     while stack:
-        element, depth = stack.pop()
-        if not is_element(element) or depth > MAX_DEPTH:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
             continue
-        for name in (element.get("itemprop") or "").split():
-            yield name, element
-        if element.get("itemscope") is None:
-            stack.extend((child, depth + 1) for child in reversed(list(element)))
+        for name in property_names(node):
+            yield name, node
+        if not is_item(node):
+            stack.extend((c, depth + 1) for c in reversed(list(node.iter())))
 
 
 _URL_VALUED = {"a": "href", "link": "href", "area": "href", "img": "src", "source": "src"}
 
 
-def property_value(element: Any) -> str:
-    """A microdata property's value: ``content`` first, then what the element type holds."""
-    content = element.get("content")
-    if content is not None:
-        return str(content).strip()
-    tag = element.tag.lower()
+def property_value(node: LexborNode) -> str:
+    """A property's value: ``content`` first, then what the element type holds."""
+    attributes = node.attributes
+    content = attributes.get("content")
+    if isinstance(content, str):
+        return content.strip()
+    tag = node.tag or ""
     if tag in _URL_VALUED:
-        return str(element.get(_URL_VALUED[tag]) or "").strip()
-    if tag in ("data", "meter") and element.get("value") is not None:
-        return str(element.get("value")).strip()
-    if tag == "time" and element.get("datetime") is not None:
-        return str(element.get("datetime")).strip()
-    return text_of(element)
+        return attr(node, _URL_VALUED[tag]).strip() or attr(node, "resource").strip()
+    if tag in ("data", "meter") and isinstance(attributes.get("value"), str):
+        return attr(node, "value").strip()
+    if tag == "time" and isinstance(attributes.get("datetime"), str):
+        return attr(node, "datetime").strip()
+    return collapse(node.text(deep=True, separator=" "))

@@ -4,14 +4,19 @@ Two kinds of price strings:
 
 * machine-readable values (JSON-LD ``price``, microdata ``content``, ``og:price:amount``):
   ``parse_price``, where a single dot is always a decimal point (schema.org's own rule);
-* text a shopper sees ("1.226 €", "1 234,56 zł", "CHF 1'299.-"): ``parse_price_text``,
-  which reads separators the way the price's locale writes them and finds the currency.
+* text a shopper sees ("1.226 €", "1 234,56 zł", "CHF 1'299.-"): ``single_price_text`` when
+  the text must hold exactly one price (an element of the buy box), ``parse_price_text``
+  for a field that states a price among other words ("From 26 to 50 €", "3,49 zł 1,75 zł":
+  the first), which falls back to ``price-parser`` under our currency rules (zero- and
+  three-decimal currencies, a declared currency wins).
 """
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+
+from price_parser import Price
 
 from pricewatch.contract.records import Availability
 
@@ -109,9 +114,9 @@ _UNAMBIGUOUS_SYMBOLS = {"€": "EUR", "£": "GBP", "₹": "INR", "₩": "KRW", "
 # ISO 4217 codes recognised inside visible text ("CHF 1'299.-", "1 234,56 PLN"). A fixed set,
 # so that "USB 3.0" or "SSD 512" are not read as currencies.
 _ISO_TABLE = (
-    "AED ARS AUD BGN BHD BRL CAD CHF CLP CNY COP CZK DKK EGP EUR GBP HKD HUF IDR ILS INR IQD "
-    "ISK JOD JPY KRW KWD LYD MAD MXN MYR NGN NOK NZD OMR PEN PHP PKR PLN QAR RON RSD RUB SAR "
-    "SEK SGD THB TND TRY TWD UAH USD VND ZAR"
+    "AED ARS AUD BGN BHD BRL BYN CAD CHF CLP CNY COP CZK DKK EGP EUR GBP HKD HUF IDR ILS INR "
+    "IQD ISK JOD JPY KRW KWD KZT LYD MAD MXN MYR NGN NOK NZD OMR PEN PHP PKR PLN QAR RON RSD "
+    "RUB SAR SEK SGD THB TND TRY TWD UAH USD VND ZAR"
 )
 ISO_CODES = frozenset(_ISO_TABLE.split())
 # Longest first: "US$" before "$". "$" alone is read as USD in visible text, a guess that a
@@ -131,6 +136,17 @@ _TEXT_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("Kč", "CZK"),
     ("Ft", "HUF"),
     ("lei", "RON"),
+    ("руб", "RUB"),  # noqa: RUF001
+    ("тг", "KZT"),
+    ("TL", "TRY"),
+    ("KD", "KWD"),
+    ("원", "KRW"),
+    ("円", "JPY"),
+    ("₸", "KZT"),
+    ("₫", "VND"),
+    ("₱", "PHP"),
+    ("฿", "THB"),
+    ("₦", "NGN"),
     ("€", "EUR"),
     ("£", "GBP"),
     ("¥", "JPY"),
@@ -192,23 +208,70 @@ _SPACE_GROUPED = re.compile(r"^\d{1,3}(?:['\u00a0\u202f\u2009 ]\d{3})+(?:[.,]\d+
 _MINUS_BEFORE = re.compile(r"[-\u2212]\s*$")
 
 
-def parse_price_text(
+def single_price_text(
     text: str, declared_currency: str | None = None
 ) -> tuple[Decimal | None, str | None]:
-    """(amount, currency) from a price as a shopper reads it.
+    """(amount, currency) from text that holds exactly one price, as a shopper reads it.
 
     "1.226 €" -> 1226 EUR, "1 234,56 zł" -> 1234.56 PLN, "$1,299.00" -> 1299.00 USD,
     ",89" -> 0.89, "CHF 1'299.-" (any dash) -> 1299 CHF, "¥1,200" -> 1200 JPY. A single separator
     followed by exactly three digits groups thousands (except for three-decimal currencies);
     in zero-decimal currencies (JPY, KRW, ...) every separator does. ``declared_currency``,
-    what the page states in a machine-readable field, wins over a symbol in the text.
+    what the page states in a machine-readable field, wins over a symbol in the text. Text
+    with two numbers ("10 - 20 €", "2 for 5.00"), a negative number or a percentage is not
+    one price: None.
     """
     currency = parse_currency(declared_currency) or currency_in_text(text)
+    amount = _single_amount(text, currency)
+    return (checked_amount(amount) if amount is not None else None), currency
+
+
+def _single_amount(text: str, currency: str | None) -> Decimal | None:
     normalized = _ZERO_MINOR_UNITS.sub(r"\1", text.replace("\u2019", "'"))
     numbers = list(_TEXT_NUMBER.finditer(normalized))
+    if len(numbers) == 2 and len({_read_number(n.group(0), currency) for n in numbers}) == 1:
+        # One price printed twice: a screen reader's copy beside the visible one.
+        numbers = numbers[:1]
     if len(numbers) != 1 or _MINUS_BEFORE.search(normalized[: numbers[0].start()]):
+        return None
+    if normalized[numbers[0].end() :].lstrip().startswith("%"):
+        return None  # "40% off" is a saving, not a price
+    return _read_number(numbers[0].group(0), currency)
+
+
+def read_price_text(
+    text: str, declared_currency: str | None = None
+) -> tuple[Decimal | None, str | None]:
+    """(amount, currency) a reader takes from a price field, zero included ("Free!" -> 0):
+    the single price when there is one, else ``price-parser``'s reading (the first price of
+    "3,49 zł 1,75 zł", the low end of a range), checked against the currency's decimals."""
+    currency = parse_currency(declared_currency) or currency_in_text(text)
+    amount = _single_amount(text, currency)
+    if amount is not None:
+        return amount, currency
+    first = _TEXT_NUMBER.search(text)
+    if first is not None and _MINUS_BEFORE.search(text[: first.start()]):
+        return None, currency  # a negative amount is a refund or a saving
+    parsed = Price.fromstring(
+        text,
+        currency_hint=declared_currency,
+        decimal_separator="." if currency in THREE_DECIMAL_CURRENCIES else None,
+    )
+    amount = parsed.amount
+    if amount is None or not amount.is_finite() or amount < 0:
         return None, currency
-    return _read_number(numbers[0].group(0), currency), currency
+    if currency in ZERO_DECIMAL_CURRENCIES and amount != amount.to_integral_value():
+        return None, currency
+    currency = currency or currency_in_text(parsed.currency or "")
+    return amount, currency
+
+
+def parse_price_text(
+    text: str, declared_currency: str | None = None
+) -> tuple[Decimal | None, str | None]:
+    """``read_price_text``, for publishing: a positive amount that fits the wire, or None."""
+    amount, currency = read_price_text(text, declared_currency)
+    return (checked_amount(amount) if amount is not None else None), currency
 
 
 def _read_number(raw: str, currency: str | None) -> Decimal | None:

@@ -44,7 +44,7 @@ from pricewatch.ids import observation_id_for
 from pricewatch.settings import Settings
 from pricewatch.urlguard import GuardedResolver, UrlRefused, check_host
 from producers import metrics
-from producers.extract import (
+from producers.extractors.chain import (
     HtmlAdapter,
     JsonApiAdapter,
     adapter_for,

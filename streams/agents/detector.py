@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -59,7 +59,10 @@ class StateCache:
 
 def register(topology: Topology) -> Any:
     settings = topology.settings
-    config = DetectorConfig(removed_confirmations=settings.removed_confirmations)
+    config = DetectorConfig(
+        removed_confirmations=settings.removed_confirmations,
+        stock_flap_window=timedelta(seconds=settings.stock_flap_window_seconds),
+    )
     table = topology.product_state_table
     events_topic = topology.price_events_topic
     cache = StateCache(table, settings.detector_cache_entries)

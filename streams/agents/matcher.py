@@ -1,7 +1,8 @@
 """The matcher agent: keeps each product's subscriptions with their alert state and turns
 price events into notifications. It is the only writer of ``product_subscriptions_table``.
 Subscriptions and price events of a product arrive on the same partition number, and so
-does the product's detector state, which this agent reads for the reference price.
+does the product's detector state, which this agent reads when a subscription starts
+(its price, currency and availability are where the alert rules start from).
 
 Batched like the detector (see ``streams.batching``): notifications are delivered before
 the alert states that record them are written.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,7 +27,13 @@ from streams.codec import (
     decode_product_state,
     encode_alert_states,
 )
-from streams.domain.alerts import AlertRules, AlertState, evaluate, new_alert_state
+from streams.domain.alerts import (
+    AlertRules,
+    AlertState,
+    evaluate,
+    new_alert_state,
+    with_subscription,
+)
 from streams.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -59,10 +65,10 @@ class MatchBatch:
         old = states.get(subscription.subscription_id)
         if old is None:
             raw = self.topology.product_state_table.get(key)
-            known = None if raw is None else decode_product_state(raw).price
+            known = None if raw is None else decode_product_state(raw)
             states[subscription.subscription_id] = new_alert_state(subscription, known)
         elif old.subscription != subscription:
-            states[subscription.subscription_id] = replace(old, subscription=subscription)
+            states[subscription.subscription_id] = with_subscription(old, subscription)
         # Written even when unchanged (a replay): a crash may have lost the changelog
         # record of the local store's write. Subscription records are rare.
         self.changed[key] = (event, states)

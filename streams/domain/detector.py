@@ -5,6 +5,14 @@ object, so the agent around it pays no table (changelog) write for it; most obse
 change nothing. To keep it so, the "seen" timestamps in the state (last observation, last
 OK observation) advance only when they are ``config.seen_resolution`` old, and the recent
 low is kept in per-day buckets: an unchanged page costs at most one write per resolution.
+
+Stock: a page that says sold out (or discontinued) after saying it could be bought, or
+after not saying, has sold out; one that says it can be bought after saying it could not
+is back in stock. When availability changes within ``config.stock_flap_window`` of its
+previous change (the page flaps), the detector owes a ``stock_settled`` event: it is
+emitted with the first OK observation after availability has held for the window since
+its last change. The alert rules hold back stock alerts while a page flaps, and that
+event is what lets them tell the state it settled in although nothing changes any more.
 """
 
 from __future__ import annotations
@@ -67,6 +75,12 @@ class ProductState:
     last_ok_at: datetime | None = None  # last OK observation, to seen_resolution
     # (day ordinal, lowest price that day) for the recent window, oldest first.
     daily_lows: tuple[tuple[int, Decimal], ...] = ()
+    # observed_at of the last availability change (sold out / back in stock), or of the
+    # first sight. None (a state stored before this was kept): unknown, taken as recent.
+    stock_changed_at: datetime | None = None
+    # Set after a change within the flap window of the previous one: from then on, the
+    # first OK observation emits STOCK_SETTLED (and clears it).
+    stock_settle_due: datetime | None = None
 
     @property
     def recent_lowest_price(self) -> Decimal | None:
@@ -78,6 +92,8 @@ class DetectorConfig:
     removed_confirmations: int = 2
     recent_window_days: int = 30
     seen_resolution: timedelta = timedelta(hours=1)
+    # The alert rules' stock flap window (PRICEWATCH_STOCK_FLAP_WINDOW_SECONDS).
+    stock_flap_window: timedelta = timedelta(hours=1)
 
 
 def _event(
@@ -176,6 +192,8 @@ def _gone(
         removed=confirmed,
         applied_at=obs.observed_at,
         last_seen_at=last_seen_at,
+        # A removal is the next thing subscribers hear: nothing is owed after it.
+        stock_settle_due=None if confirmed else state.stock_settle_due,
     )
     if not confirmed:
         return new, []
@@ -209,6 +227,7 @@ def _ok(
                 last_seen_at=at,
                 last_ok_at=at,
                 daily_lows=() if obs.price is None else ((at.toordinal(), obs.price),),
+                stock_changed_at=at,
             ),
             [],
         )
@@ -229,6 +248,19 @@ def _ok(
         lowest = price if lowest is None else min(lowest, price)
         daily_lows = _daily_lows(state.daily_lows, price, at, config)
 
+    stock_event: EventType | None = None
+    if state.availability not in NOT_PURCHASABLE and new_availability in NOT_PURCHASABLE:
+        stock_event = EventType.SOLD_OUT  # from buyable, or from not saying
+    elif state.availability in NOT_PURCHASABLE and new_availability in PURCHASABLE:
+        stock_event = EventType.BACK_IN_STOCK
+    settled = False
+    stock_changed_at, settle_due = state.stock_changed_at, state.stock_settle_due
+    if stock_event is not None:
+        flapping = stock_changed_at is None or at - stock_changed_at < config.stock_flap_window
+        stock_changed_at, settle_due = at, (at + config.stock_flap_window if flapping else None)
+    elif settle_due is not None and at >= settle_due:
+        settled, settle_due = True, None
+
     new = ProductState(
         url=obs.url,
         title=obs.title or state.title,
@@ -243,6 +275,8 @@ def _ok(
         last_seen_at=_seen(state.last_seen_at, at, config),
         last_ok_at=_seen(state.last_ok_at, at, config),
         daily_lows=daily_lows,
+        stock_changed_at=stock_changed_at,
+        stock_settle_due=settle_due,
     )
     if _same(new, state):
         return state, []
@@ -259,10 +293,10 @@ def _ok(
                 kinds.append(EventType.NEW_LOWEST_PRICE)
         else:
             kinds.append(EventType.PRICE_INCREASE)
-    if state.availability in PURCHASABLE and new_availability in NOT_PURCHASABLE:
-        kinds.append(EventType.SOLD_OUT)
-    elif state.availability in NOT_PURCHASABLE and new_availability in PURCHASABLE:
-        kinds.append(EventType.BACK_IN_STOCK)
+    if stock_event is not None:
+        kinds.append(stock_event)
+    if settled:
+        kinds.append(EventType.STOCK_SETTLED)
     return new, [_event(kind, obs, detected_at, state, new) for kind in kinds]
 
 
@@ -287,6 +321,7 @@ def _unchanged(
         and at - state.last_ok_at < config.seen_resolution
         and state.last_seen_at is not None
         and at - state.last_seen_at < config.seen_resolution
+        and (state.stock_settle_due is None or at < state.stock_settle_due)
         and (
             obs.price is None
             or (
@@ -314,4 +349,6 @@ def _same(a: ProductState, b: ProductState) -> bool:
         and a.last_seen_at == b.last_seen_at
         and a.last_ok_at == b.last_ok_at
         and a.daily_lows == b.daily_lows
+        and a.stock_changed_at == b.stock_changed_at
+        and a.stock_settle_due == b.stock_settle_due
     )

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from launcher.demo.shop import DEFAULT_PRODUCTS, create_shop_app
 from pricewatch.contract.records import Availability
-from producers.extract import (
+from producers.extractors.chain import (
     NO_PRICE_FOUND,
     Extraction,
     Page,

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from pricewatch.contract.records import Availability, Outcome
 from pricewatch.ids import product_id_for
 from pricewatch.settings import Settings
-from producers.extract import (
+from producers.extractors.adapters import json_path
+from producers.extractors.chain import (
     NO_PRICE_FOUND,
     Extraction,
     HtmlAdapter,
@@ -26,7 +27,6 @@ from producers.extract import (
     load_site_adapters,
     parse_site_adapters,
 )
-from producers.extractors.adapters import json_path
 from producers.fetch import PageFetcher
 
 PAGE = """<!DOCTYPE html><html><head>

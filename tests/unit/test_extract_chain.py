@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pricewatch.contract.records import Availability
-from producers.extract import NO_PRICE_FOUND, Extraction, extract
+from producers.extractors.chain import NO_PRICE_FOUND, Extraction, extract
 
 URL = "https://shop.example/products/widget"
 

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from launcher.demo.shop import create_shop_app
 from pricewatch.settings import Settings
-from producers.inspect_page import extract_file
+from producers.extract_command import extract_file
 
 PAGES = Path(__file__).parents[1] / "fixtures" / "pages"
 COMMAND = [sys.executable, "-m", "launcher.cli", "extract"]
@@ -121,3 +121,29 @@ def test_saved_json_api_response_with_a_json_api_adapter(tmp_path: Path) -> None
     shown = extract_file(settings, response, "https://shop.example/p/abc")
 
     assert (shown["price"], shown["currency"], shown["extractor"]) == ("19.99", "USD", "adapter")
+
+
+def test_explain_lists_every_candidate_price_and_stock_signal_with_its_source() -> None:
+    page = str(
+        Path(__file__).parents[1] / "fixtures" / "sites" / "amazon_deal_with_list_price.html"
+    )
+
+    code, shown = run(page, "--explain")
+
+    assert code == 0
+    explained = shown["explain"]
+    assert isinstance(explained, dict)
+    assert explained["decision"] == "the visible buy box's price"
+    seen = {(c["amount"], c["source"], c["role"]) for c in explained["price_candidates"]}
+    assert ("34.99", "visible", "current") in seen
+    assert ("49.99", "visible", "list") in seen  # the struck-through recommended price
+    assert all(isinstance(c["score"], float) for c in explained["price_candidates"])
+    assert {"availability": "in_stock", "source": "visible"}.items() <= explained["stock_signals"][
+        0
+    ].items()
+
+
+def test_without_explain_the_output_is_unchanged() -> None:
+    _, shown = run(str(PAGES / "jsonld_de_related_carousel.html"))
+
+    assert "explain" not in shown

@@ -21,14 +21,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pricewatch.contract.records import Availability
-from producers.extract import (
+from producers.extractors.chain import (
     MAX_TITLE_CHARS,
     Extraction,
     HtmlAdapter,
     JsonApiAdapter,
     extract,
     extract_with_adapter,
+    parse_price_text,
 )
+from producers.extractors.values import read_price_text, single_price_text
 
 PAGES_DIR = Path(__file__).parent.parent / "fixtures" / "pages"
 PAGES = {p.name: p.read_text(encoding="utf-8") for p in sorted(PAGES_DIR.glob("*.html"))}
@@ -326,3 +328,114 @@ def test_the_oracle_sees_prices_where_there_are_some() -> None:
     api = _json_text({"data": {"offers": [{"price": 1299, "currency": "EUR"}], "name": "K"}})
     result = timed(lambda: extract_with_adapter(JSON_ADAPTER, api, URL))
     assert (result.price, result.currency, result.title) == (Decimal("12.99"), "EUR", "K")
+
+
+# --- The buy box, inline state, shipped site adapters and price text ------------------------
+
+SITES_DIR = Path(__file__).parent.parent / "fixtures" / "sites"
+SITE_PAGES = {p.name: p.read_text(encoding="utf-8") for p in sorted(SITES_DIR.glob("*.html"))}
+SITE_URLS = {
+    name: facts["url"]
+    for name, facts in json.loads((SITES_DIR / "expected.json").read_text()).items()
+}
+CLASS_WORDS = st.sampled_from(
+    ["price", "old", "was", "now", "sale", "card", "related", "unit", "price--old", "cart", ""]
+)
+PRICE_TEXTS = st.one_of(
+    SCALARS.map(str),
+    st.sampled_from(["£34.99", "Was £49.99", "1 234,56 zł", "£3.50/kg", "-30%", "Free!"]),
+)
+
+
+@st.composite
+def buy_box_pages(draw: st.DrawFn) -> str:
+    """Nested elements with price-like classes and texts, titles and buttons, unclosed tags."""
+
+    def element(depth: int) -> str:
+        tag = draw(st.sampled_from(["div", "span", "s", "del", "a", "li", "p", "h1", "button"]))
+        classes = " ".join(draw(st.lists(CLASS_WORDS, max_size=3)))
+        inner = draw(PRICE_TEXTS) if depth > 3 or draw(st.booleans()) else ""
+        children = "".join(
+            element(depth + 1) for _ in range(draw(st.integers(0, 3 if depth < 4 else 0)))
+        )
+        closing = "" if draw(st.integers(0, 9)) == 0 else f"</{tag}>"
+        href = ' href="/x"' if tag == "a" else ""
+        return f'<{tag} class="{classes}"{href}>{inner}{children}{closing}'
+
+    return f"<html><body>{element(0)}{element(0)}</body></html>"
+
+
+@settings(FUZZ, max_examples=120)
+@given(html=buy_box_pages())
+def test_generated_buy_boxes(html: str) -> None:
+    timed(lambda: extract(html, URL))
+
+
+JS_STATE = st.one_of(
+    st.text(max_size=300),
+    st.recursive(
+        SCALARS,
+        lambda c: (
+            st.lists(c, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(["price", "name", "ecommerce", "detail", "products", "items", "x"]),
+                c,
+                max_size=5,
+            )
+        ),
+    ).map(json.dumps),
+)
+
+
+@settings(FUZZ, max_examples=100)
+@given(
+    state=JS_STATE,
+    wrapper=st.sampled_from(
+        [
+            "<script>dataLayer.push({0});</script>",
+            "<script>window.__INITIAL_STATE__ = {0}</script>",
+            '<script id="__NEXT_DATA__" type="application/json">{0}</script>',
+            "<script>var product = {0}; ShopifyAnalytics.meta = {0</script>",
+        ]
+    ),
+)
+def test_inline_state_of_any_shape(state: str, wrapper: str) -> None:
+    html = f"<html><body><h1>Kettle</h1>{wrapper.replace('{0}', state)}</body></html>"
+    timed(lambda: extract(html, URL))
+
+
+@st.composite
+def mutated_site_pages(draw: st.DrawFn) -> tuple[str, str]:
+    name = draw(st.sampled_from(sorted(SITE_PAGES)))
+    html = SITE_PAGES[name]
+    for _ in range(draw(st.integers(1, 4))):
+        if not html:
+            break
+        start = draw(st.integers(0, len(html) - 1))
+        end = min(len(html), start + draw(st.integers(0, 400)))
+        html = html[:start] + draw(GARBAGE) + html[end:]
+    return html, SITE_URLS[name]
+
+
+@settings(FUZZ, max_examples=80)
+@given(page=mutated_site_pages())
+def test_shipped_site_adapters_on_mutated_pages(page: tuple[str, str]) -> None:
+    html, url = page
+    timed(lambda: extract(html, url))
+
+
+@settings(FUZZ, max_examples=300)
+@given(
+    text=st.text(max_size=60) | PRICE_TEXTS,
+    declared=st.none() | st.sampled_from(["JPY", "KWD", "EUR", "xx"]),
+)
+def test_price_text_never_raises_and_reads_a_finite_amount(text: str, declared: str | None) -> None:
+    amount, currency = read_price_text(text, declared)
+    if amount is not None:
+        assert amount.is_finite() and amount >= 0
+    published, _ = parse_price_text(text, declared)
+    if published is not None:
+        assert published > 0
+    single, _ = single_price_text(text, declared)
+    assert single is None or single > 0
+    assert currency is None or (len(currency) == 3 and currency.isupper())

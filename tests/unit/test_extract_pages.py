@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from producers.extract import adapter_for, extract, load_site_adapters
+from producers.extractors.chain import adapter_for, extract, load_site_adapters
 
 PAGES = Path(__file__).parents[1] / "fixtures" / "pages"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((PAGES / "expected.json").read_text("utf-8"))

@@ -7,12 +7,13 @@ from decimal import Decimal
 import pytest
 
 from pricewatch.contract.records import Availability
-from producers.extract import (
+from producers.extractors.chain import (
     availability_from_text,
     currency_in_text,
     parse_availability,
     parse_price_text,
 )
+from producers.extractors.values import read_price_text, single_price_text
 
 
 @pytest.mark.parametrize(
@@ -81,8 +82,41 @@ def test_a_declared_currency_changes_how_separators_read() -> None:
         "12 34 €",
     ],
 )
+def test_single_price_text_refuses_what_is_not_one_price(text: str) -> None:
+    assert single_price_text(text)[0] is None
+
+
+@pytest.mark.parametrize(
+    "text", ["", "free", "call us", "-5 €", "\u2212 5 €", "0,00 €", "1.2.3", "40% off"]
+)
 def test_parse_price_text_refuses_non_prices(text: str) -> None:
     assert parse_price_text(text)[0] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "amount"),
+    [
+        ("10 - 20 €", "10"),  # a range: its low end, as price-parser and shoppers read it
+        ("3,49 zł 1,75 zł", "3.49"),  # two prices in one field: the first
+        ("From 26 to 50 €", "26"),
+        ("1.837, 32 €", "1837.32"),  # a space after the decimal comma
+        ("$119. 95", "119.95"),
+    ],
+)
+def test_a_price_field_with_more_than_one_number_reads_its_first_price(
+    text: str, amount: str
+) -> None:
+    assert parse_price_text(text)[0] == Decimal(amount)
+
+
+def test_a_free_price_reads_zero_but_is_never_published() -> None:
+    assert read_price_text("Free!")[0] == 0
+    assert parse_price_text("Free!")[0] is None
+
+
+def test_three_decimal_currencies_named_in_the_text() -> None:
+    assert parse_price_text(" 423.923 KD") == (Decimal("423.923"), "KWD")
+    assert parse_price_text("123,456.789 OMR") == (Decimal("123456.789"), "OMR")
 
 
 @pytest.mark.parametrize(

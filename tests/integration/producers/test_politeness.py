@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 from pricewatch.contract.records import Outcome, PriceObservation
 from pricewatch.ids import product_id_for
 from pricewatch.settings import Settings
-from producers.extract import parse_site_adapters
+from producers.extractors.chain import parse_site_adapters
 from producers.fetch import PageFetcher
 
 TOLERANCE_SECONDS = 0.1  # timer and scheduling slack on a loaded 2-core machine

@@ -115,3 +115,84 @@ def test_detected_events_are_written_as_valid_price_event_records() -> None:
                 if name != "schema_version"
             },
         }
+
+
+def _subscription(**options: object) -> Subscription:
+    obs = observation(0)
+    return Subscription(
+        subscription_id=subscription_id_for("a@b.example", obs.product_id),
+        email="a@b.example",
+        product_id=obs.product_id,
+        url=obs.url,
+        created_at=datetime.now(UTC),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_subscription_options_of_price_increase_and_minimum_change() -> None:
+    sub = _subscription(
+        notify_price_increase=True,
+        min_change_amount=Decimal("0.50"),
+        min_change_percent=Decimal("2.5"),
+    )
+    wire = json.loads(sub.model_dump_json())
+    assert (wire["min_change_amount"], wire["min_change_percent"]) == ("0.50", "2.5")
+    jsonschema.validate(wire, schema_for(SUBSCRIPTIONS))
+    assert Subscription.model_validate(wire) == sub
+    assert sub.wants_alerts() and sub.wants_price_alerts()
+    assert not _subscription(notify_sold_out=True).wants_price_alerts()
+    assert not _subscription().wants_alerts()
+    # A record from before these options (or from a producer that does not know them).
+    del wire["notify_price_increase"], wire["min_change_amount"], wire["min_change_percent"]
+    old = Subscription.model_validate(wire)
+    assert (old.notify_price_increase, old.min_change_amount, old.min_change_percent) == (
+        False,
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "complaint"),
+    [
+        ({"notify_any_drop": True, "min_change_amount": Decimal("0")}, "greater than 0"),
+        ({"notify_any_drop": True, "min_change_amount": Decimal("-1")}, "greater than 0"),
+        ({"notify_any_drop": True, "min_change_percent": Decimal("0")}, "greater than 0"),
+        ({"notify_any_drop": True, "min_change_percent": Decimal("100")}, "less than 100"),
+        ({"notify_any_drop": True, "min_change_percent": Decimal("1.234")}, "decimal places"),
+        ({"notify_sold_out": True, "min_change_amount": Decimal("1")}, "only apply to price"),
+        ({"min_change_percent": Decimal("5")}, "only apply to price alerts"),
+    ],
+)
+def test_subscription_minimum_change_is_validated(options: dict, complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        _subscription(**options)
+
+
+def test_notification_kinds_of_older_records_are_their_kind() -> None:
+    from pricewatch.contract.records import Notification, NotificationKind
+    from pricewatch.contract.topics import NOTIFICATIONS
+
+    obs = observation(0)
+    wire = {
+        "schema_version": 1,
+        "idempotency_key": "k1",
+        "kind": "price_dropped",
+        "subscription_id": "s1",
+        "email": "a@b.example",
+        "product_id": obs.product_id,
+        "url": obs.url,
+        "event_id": "e1",
+        "event_type": "price_drop",
+        "observed_at": obs.observed_at.isoformat(),
+        "created_at": obs.observed_at.isoformat(),
+    }
+    jsonschema.validate(wire, schema_for(NOTIFICATIONS))
+    assert Notification.model_validate(wire).kinds == [NotificationKind.PRICE_DROPPED]
+    wire["kinds"] = ["target_price_reached", "price_dropped"]
+    wire["kind"] = "target_price_reached"
+    jsonschema.validate(wire, schema_for(NOTIFICATIONS))
+    assert Notification.model_validate(wire).kinds == [
+        NotificationKind.TARGET_PRICE_REACHED,
+        NotificationKind.PRICE_DROPPED,
+    ]

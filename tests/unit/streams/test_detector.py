@@ -144,3 +144,14 @@ def test_a_lower_price_later_the_same_day_updates_that_days_low() -> None:
         observation(0, price="90"), observation(60, price="80"), observation(120, price="85")
     )
     assert state is not None and [low for _, low in state.daily_lows] == [Decimal("80")]
+
+
+def test_a_page_that_starts_saying_sold_out_is_a_sell_out() -> None:
+    # Availability unknown (the page did not say) counts as buyable for the price alerts,
+    # so a page that then says "sold out" has sold out.
+    _, kinds = run(
+        observation(0, availability=None),
+        observation(1, availability=Availability.OUT_OF_STOCK),
+        observation(2, availability=Availability.IN_STOCK),
+    )
+    assert kinds[1:] == [[EventType.SOLD_OUT], [EventType.BACK_IN_STOCK]]

@@ -1,7 +1,10 @@
-"""Property-based checks of the detector and the alert rule over random observation streams."""
+"""Property-based checks of the detector over random observation streams (the alert rule's
+are in test_alert_properties.py)."""
 
 from __future__ import annotations
 
+import itertools
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import given, settings
@@ -13,13 +16,18 @@ from pricewatch.contract.records import (
     Outcome,
     PriceObservation,
 )
-from streams.domain.alerts import AlertState, evaluate
-from streams.domain.detector import DetectorConfig, ProductState, detect
-from tests.factories import at, error, gone, observation
-from tests.unit.streams.test_alerts import RULES, entry
+from streams.domain.detector import (
+    NOT_PURCHASABLE,
+    PURCHASABLE,
+    DetectorConfig,
+    ProductState,
+    detect,
+)
+from tests.factories import error, gone, observation
 
-CONFIG = DetectorConfig(removed_confirmations=2)
-TARGET = Decimal("50")
+# One observation a second here: a flap window of 3 s lets streams flap and settle.
+CONFIG = DetectorConfig(removed_confirmations=2, stock_flap_window=timedelta(seconds=3))
+STOCK_CHANGES = (EventType.SOLD_OUT, EventType.BACK_IN_STOCK)
 
 prices = st.integers(min_value=1, max_value=100).map(lambda n: str(Decimal(n)))
 availabilities = st.sampled_from(
@@ -88,20 +96,47 @@ def test_replaying_any_prefix_adds_no_event(raw: list[Step], data: st.DataObject
 
 @given(steps)
 @settings(max_examples=300)
-def test_target_alerts_never_exceed_downward_crossings(raw: list[Step]) -> None:
-    observations = build(raw)
-    state: AlertState = entry(target=str(TARGET))
-    product: ProductState | None = None
-    alerts = 0
-    crossings = 0
-    last_price: Decimal | None = None
-    for obs in observations:
-        product, events = detect(product, obs, CONFIG, obs.observed_at)
-        for event in events:
-            state, notification = evaluate(state, event, RULES, at(0))
-            alerts += notification is not None
-        if obs.outcome is Outcome.OK and obs.price is not None:
-            if last_price is not None and last_price > TARGET >= obs.price:
-                crossings += 1
-            last_price = obs.price
-    assert alerts <= crossings
+def test_stock_events_alternate_and_follow_what_the_pages_say(raw: list[Step]) -> None:
+    # A person reading the pages sees it sell out, then come back, then sell out...
+    _, trace = run(build(raw))
+    stock = [k for _, kinds in trace for k in kinds if k in STOCK_CHANGES]
+    assert all(a != b for a, b in itertools.pairwise(stock))
+    said: Availability | None = None
+    seen = False
+    for obs, kinds in trace:
+        before = said
+        if obs.outcome is not Outcome.OK:
+            continue
+        if obs.availability not in (None, Availability.UNKNOWN):
+            said = obs.availability
+        if seen:  # (a first sight never alerts)
+            sold_out = before not in NOT_PURCHASABLE and said in NOT_PURCHASABLE
+            assert (EventType.SOLD_OUT in kinds) == sold_out
+            back = before in NOT_PURCHASABLE and said in PURCHASABLE
+            assert (EventType.BACK_IN_STOCK in kinds) == back
+        seen = True
+
+
+@given(steps)
+@settings(max_examples=300)
+def test_stock_settled_comes_once_after_flapping_when_the_stock_has_held(raw: list[Step]) -> None:
+    _, trace = run(build(raw))
+    changes: list[datetime] = []  # the first sight, then every stock change
+    owed = False
+    for obs, kinds in trace:
+        if not changes:
+            if obs.outcome is Outcome.OK:
+                changes.append(obs.observed_at)
+            continue
+        if EventType.REMOVED in kinds:
+            owed = False  # a removal is the news: nothing is owed after it
+        if EventType.SOLD_OUT in kinds or EventType.BACK_IN_STOCK in kinds:
+            assert EventType.STOCK_SETTLED not in kinds
+            owed = obs.observed_at - changes[-1] < CONFIG.stock_flap_window
+            changes.append(obs.observed_at)
+            continue
+        due = owed and obs.outcome is Outcome.OK
+        due = due and obs.observed_at - changes[-1] >= CONFIG.stock_flap_window
+        assert (EventType.STOCK_SETTLED in kinds) == due, (obs, kinds)
+        if due:
+            owed = False

@@ -3,6 +3,9 @@
 A saved page is read from disk and run through the extractor chain; a URL is fetched with
 the scraper's own ``PageFetcher`` (URL guard, size cap and timeout included), so the answer
 is what a scraper would publish.
+
+``--explain`` (saved pages) adds every candidate price and stock signal the chain weighed,
+with its source, score and role, and the rule that decided: why a page read the way it did.
 """
 
 from __future__ import annotations
@@ -10,19 +13,20 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pricewatch.contract.records import Availability, PriceObservation
 from pricewatch.ids import product_id_for
 from pricewatch.settings import Settings
-from producers.extract import (
+from producers.extractors.adapters import JsonApiAdapter
+from producers.extractors.chain import (
     Extraction,
     adapter_for,
     extract,
     extract_with_adapter,
     load_site_adapters,
 )
-from producers.extractors.adapters import JsonApiAdapter
 
 
 def is_url(target: str) -> bool:
@@ -50,23 +54,54 @@ def report(
     return shown
 
 
-def extract_file(settings: Settings, path: Path, url: str | None) -> dict[str, str | None]:
-    """A saved page; ``url`` (the product URL it came from) picks the site adapter, if one
-    is configured. For a JSON-API adapter the file is the saved API response."""
-    html = path.read_bytes().decode("utf-8", errors="replace")
-    page_url = url or path.resolve().as_uri()
+def extract_text(settings: Settings, text: str, page_url: str) -> Extraction:
+    """What Pricewatch reads from a saved page (or, for a JSON-API adapter's host, a saved API
+    response); ``page_url`` picks the site adapter."""
     adapters = (
         load_site_adapters(settings.site_adapters_file) if settings.site_adapters_file else {}
     )
     adapter = adapter_for(adapters, page_url)
-    found: Extraction
     if isinstance(adapter, JsonApiAdapter):
-        found = extract_with_adapter(adapter, html, page_url)  # a saved API response
-    else:
-        found = extract(html, page_url, adapter=adapter)
-    return report(
+        return extract_with_adapter(adapter, text, page_url)  # a saved API response
+    return extract(text, page_url, adapter=adapter)
+
+
+def extract_file(
+    settings: Settings, path: Path, url: str | None, explain: bool = False
+) -> dict[str, Any]:
+    """A saved page; ``url`` (the product URL it came from) picks the site adapter, if one
+    is configured. For a JSON-API adapter the file is the saved API response."""
+    html = path.read_bytes().decode("utf-8", errors="replace")
+    found = extract_text(settings, html, url or path.resolve().as_uri())
+    shown: dict[str, Any] = report(
         found.price, found.currency, found.availability, found.title, found.extractor, found.error
     )
+    if explain:
+        shown["explain"] = explanation(found)
+    return shown
+
+
+def explanation(found: Extraction) -> dict[str, Any]:
+    """The evidence behind ``found``: every candidate price and stock signal, and the rule
+    that decided."""
+    return {
+        "decision": found.decision,
+        "price_candidates": [
+            {
+                "amount": format(c.amount, "f"),
+                "currency": c.currency,
+                "source": c.source,
+                "score": c.score,
+                "role": c.role,
+                "note": c.note,
+            }
+            for c in found.candidates
+        ],
+        "stock_signals": [
+            {"availability": s.availability.value, "source": s.source, "note": s.note}
+            for s in found.signals
+        ],
+    }
 
 
 def with_host_allowed(settings: Settings, url: str) -> Settings:
@@ -95,14 +130,25 @@ async def fetch_url(settings: Settings, url: str) -> dict[str, str | None]:
 
 
 def run_extract(
-    settings: Settings, target: str, *, allow_private: bool = False, url: str | None = None
+    settings: Settings,
+    target: str,
+    *,
+    allow_private: bool = False,
+    url: str | None = None,
+    explain: bool = False,
 ) -> int:
     """Print what Pricewatch sees at ``target`` (a file or an http(s) URL); 0 on a price."""
+    shown: dict[str, Any]
     if is_url(target):
         if allow_private:
             settings = with_host_allowed(settings, target)
-        shown = asyncio.run(fetch_url(settings, target))
+        shown = dict(asyncio.run(fetch_url(settings, target)))
+        if explain:
+            shown["explain"] = (
+                "--explain reads saved pages: save this page and run "
+                "'pricewatch extract FILE --url URL --explain'"
+            )
     else:
-        shown = extract_file(settings, Path(target), url)
+        shown = extract_file(settings, Path(target), url, explain)
     print(json.dumps(shown, ensure_ascii=False, indent=2))
     return 0 if shown["price"] is not None else 1
