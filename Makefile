@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint browser-deps compose-deps
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
@@ -66,4 +67,4 @@ schemas: $(STAMP)
 	$(BIN)/pricewatch contract schemas
 
 clean:
-	rm -rf $(VENV) .pricewatch test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pricewatch test-artifacts .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
