@@ -49,7 +49,7 @@ OBSERVATIONS_METRIC = "pricewatch_stream_observations_total"
 EXTRA_METRICS = (
     "pricewatch_stream_state_writes_total",
     "pricewatch_stream_events_total",
-    "pricewatch_sink_dead_letters_total",
+    "pricewatch_dead_letters_total",
 )
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -351,7 +351,7 @@ def run(
             f"{_pct(worker.worker_cpu_percent)}, broker CPU {_pct(worker.broker_cpu_percent)})"
             + ("" if worker.completed else " INCOMPLETE")
         )
-        dead = worker.final_metrics.get("pricewatch_sink_dead_letters_total", 0.0)
+        dead = worker.final_metrics.get("pricewatch_dead_letters_total", 0.0)
         if dead:
             log(f"  ! {label}: {dead:.0f} dead letters; see {worker.log_path}")
         return worker

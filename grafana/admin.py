@@ -196,10 +196,9 @@ ERRORS = Row(
             "Dead letters / s by stage and reason",
             "timeseries",
             (
-                # Every stage counts here; the label "sink" holds the stage.
                 PromQuery(
-                    _rate("pricewatch_sink_dead_letters_total", "sink, reason"),
-                    "{{sink}}: {{reason}}",
+                    _rate("pricewatch_dead_letters_total", "stage, reason"),
+                    "{{stage}}: {{reason}}",
                 ),
             ),
             width=12,

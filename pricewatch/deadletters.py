@@ -23,14 +23,13 @@ log = logging.getLogger(__name__)
 # Keep dead letters small enough to always fit in a Kafka message.
 MAX_VALUE_CHARS = 64_000
 
-# One metric for every stage. Its name and the label holding the stage ("sink") are those
-# the sinks' dead letters had before the stream agents and the scrapers reported here too;
-# the dashboards and tests read them. Values: a sink's role, "scraper", "detector", "matcher".
+# One metric for every stage. Values of "stage": a sink's role, "scraper", "detector",
+# "matcher".
 DEAD_LETTERS = Counter(
-    "pricewatch_sink_dead_letters_total",
+    "pricewatch_dead_letters_total",
     "Messages sent to the dead-letter topic (acknowledged by the broker), by the stage that "
-    "rejected them (label sink) and reason.",
-    ["sink", "reason"],
+    "rejected them and reason.",
+    ["stage", "reason"],
 )
 
 

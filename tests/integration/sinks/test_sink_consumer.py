@@ -143,7 +143,7 @@ async def test_the_sink_writes_dead_letters_and_commits_only_what_it_handled(
     await create_topics(settings)
     good = [observation(n) for n in range(20)] + [observation(n, 5, "9") for n in range(20)]
     bad = [(b"k", b"not json"), (b"k", b'{"schema_version": 1, "product_id": "nope"}')]
-    dead_before = metric("pricewatch_sink_dead_letters_total", sink=ROLE, reason="invalid_record")
+    dead_before = metric("pricewatch_dead_letters_total", stage=ROLE, reason="invalid_record")
     await produce(settings, encoded(good[:20]) + bad + encoded(good[20:]))
 
     async with running_sink(settings):
@@ -156,7 +156,7 @@ async def test_the_sink_writes_dead_letters_and_commits_only_what_it_handled(
     assert {letter.source_topic for letter in letters} == {settings.topic(PRICE_OBSERVATIONS)}
     assert {(letter.stage, letter.reason) for letter in letters} == {(ROLE, "invalid_record")}
     assert (
-        metric("pricewatch_sink_dead_letters_total", sink=ROLE, reason="invalid_record")
+        metric("pricewatch_dead_letters_total", stage=ROLE, reason="invalid_record")
         == dead_before + 2
     )
     assert await committed_offsets(settings) == len(good) + len(bad)
