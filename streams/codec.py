@@ -7,9 +7,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from pricewatch.contract.records import Availability, NotificationKind, Subscription
+from pricewatch.contract.records import Availability, EventType, NotificationKind, Subscription
 from streams.domain.alerts import AlertState, HeldStockChange
-from streams.domain.detector import DetectedEvent, ProductState
+from streams.domain.detector import DetectedEvent, ProductState, StreamPosition
 
 
 def _dec(value: str | None) -> Decimal | None:
@@ -75,6 +75,8 @@ def encode_alert_states(states: dict[str, AlertState], rev: int) -> bytes:
     """``rev`` counts the writes of one product's alert states (see ``alert_states_version``).
 
     v2 adds fields to v1 and keeps v1's: a v1 reader (a worker rolled back) still decodes it.
+    ``applied`` (the newest event applied, as [observed_at, event_type]) came later within
+    v2: readers without it ignore it, and a value without it decodes to None.
     """
     return json.dumps(
         {
@@ -105,7 +107,22 @@ def _encode_alert_state(state: AlertState) -> dict[str, Any]:
         "sold_out_told_at": _iso(state.sold_out_told_at),
         "back_in_stock_told_at": _iso(state.back_in_stock_told_at),
         "held": None if held is None else [held.kind.value, held.observed_at.isoformat()],
+        "applied": _encode_position(state.applied),
     }
+
+
+def _encode_position(position: StreamPosition | None) -> list[str] | None:
+    if position is None:
+        return None
+    # The event type, not its rank: the value does not depend on the order's encoding.
+    return [position.observed_at.isoformat(), position.event_type.value]
+
+
+def _decode_position(value: list[str] | None) -> StreamPosition | None:
+    if value is None:
+        return None
+    observed_at, event_type = value
+    return StreamPosition.of(EventType(event_type), datetime.fromisoformat(observed_at))
 
 
 def alert_states_version(raw: bytes | None) -> int:
@@ -144,6 +161,8 @@ def _decode_alert_state(item: dict[str, Any]) -> AlertState:
         held=None
         if held is None
         else HeldStockChange(NotificationKind(held[0]), datetime.fromisoformat(held[1])),
+        # Absent from values stored before it was kept: None, every next event is applied.
+        applied=_decode_position(item.get("applied")),
     )
 
 

@@ -32,6 +32,7 @@ from streams.domain.alerts import (
     AlertState,
     evaluate,
     new_alert_state,
+    newest_applied,
     with_subscription,
 )
 from streams.topology import Topology
@@ -66,7 +67,11 @@ class MatchBatch:
         if old is None:
             raw = self.topology.product_state_table.get(key)
             known = None if raw is None else decode_product_state(raw)
-            states[subscription.subscription_id] = new_alert_state(subscription, known)
+            # It starts after the events already applied to the product's other
+            # subscriptions: re-read after a crash, they are no news to it either.
+            states[subscription.subscription_id] = new_alert_state(
+                subscription, known, newest_applied(states.values())
+            )
         elif old.subscription != subscription:
             states[subscription.subscription_id] = with_subscription(old, subscription)
         # Written even when unchanged (a replay): a crash may have lost the changelog

@@ -31,10 +31,26 @@ of the buyable price, told by the restock event.
 
 At most one notification per (subscription, event); its key is derived from both, and it
 lists every rule the event met (``kinds``), the main one first (``kind``).
+
+Replays (at-least-once delivery). The rules read what the state remembers (the buyable
+price, the highs and lows since the last alert, the stock alerts told), so an event applied
+twice would be judged against a state that already includes it: a drop measured from a
+later price, a stock change seen as "within the window" of its own alert. After a crash
+the matcher re-reads events its stored state already includes (the local store is ahead
+of its committed offset), and the detector may publish again events already applied. So
+each subscription's state remembers the position of the newest event it applied
+(``applied``, a ``StreamPosition``), and ``evaluate`` ignores an event not after it. The
+invariant: for any events e1..en of a product, in order, applying e1..ek, then ej..en for
+any j <= k, gives the state and the notifications of applying e1..en once. It is enough
+because the matcher writes a state only after the broker has every notification of the
+events in it (``streams.batching``): an event the stored state includes has been told, and
+one it does not include is judged against the very state it was judged against before, so
+it gives the same notification (same key, same kinds).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -48,7 +64,7 @@ from pricewatch.contract.records import (
     Subscription,
 )
 from pricewatch.ids import notification_key_for
-from streams.domain.detector import NOT_PURCHASABLE, PURCHASABLE, ProductState
+from streams.domain.detector import NOT_PURCHASABLE, PURCHASABLE, ProductState, StreamPosition
 
 HUNDRED = Decimal(100)
 # Prices have at most 6 decimal places (the wire's Money), so a threshold floored to 6
@@ -131,6 +147,9 @@ class AlertState:
     sold_out_told_at: datetime | None = None
     back_in_stock_told_at: datetime | None = None
     held: HeldStockChange | None = None
+    # The newest event applied: events not after it are replays (see the module docstring).
+    # None: none yet, or a state stored before this was kept.
+    applied: StreamPosition | None = None
 
 
 def can_buy(availability: Availability | None) -> bool:
@@ -138,10 +157,21 @@ def can_buy(availability: Availability | None) -> bool:
     return availability not in NOT_PURCHASABLE
 
 
-def new_alert_state(subscription: Subscription, known: ProductState | None) -> AlertState:
-    """A new subscription's state, from what the detector knows of the product (if any)."""
+def new_alert_state(
+    subscription: Subscription,
+    known: ProductState | None,
+    applied: StreamPosition | None = None,
+) -> AlertState:
+    """A new subscription's state, from what the detector knows of the product (if any).
+
+    ``applied``: the newest event the matcher applied to the product's other subscriptions
+    (``newest_applied``). The new one starts after it, so that those events, re-read after
+    a crash, are not news to it either.
+    """
     if known is None:
-        return AlertState(subscription, reference_price=subscription.reference_price)
+        return AlertState(
+            subscription, reference_price=subscription.reference_price, applied=applied
+        )
     currency = subscription.currency or known.currency
     in_currency = known.currency is None or known.currency == currency
     price = known.price if in_currency else None
@@ -153,13 +183,22 @@ def new_alert_state(subscription: Subscription, known: ProductState | None) -> A
         buyable_price=buyable,
         drop_from=buyable,
         rise_from=buyable,
+        applied=applied,
     )
+
+
+def newest_applied(states: Iterable[AlertState]) -> StreamPosition | None:
+    """The position of the newest event applied to any of ``states``."""
+    return max((s.applied for s in states if s.applied is not None), default=None)
 
 
 def with_subscription(state: AlertState, subscription: Subscription) -> AlertState:
     """A new version of the subscription keeps what it was told, unless its currency moved:
-    prices remembered in the old one mean nothing in the new one."""
+    prices remembered in the old one mean nothing in the new one. An older version than the
+    one held (``created_at``: the newest wins) is a replay and changes nothing."""
     old = state.subscription
+    if subscription.created_at < old.created_at:
+        return state
     state = replace(state, subscription=subscription)
     if subscription.currency is None or subscription.currency == (old.currency or state.currency):
         return state
@@ -319,7 +358,21 @@ def _stock_rules(
 def evaluate(
     state: AlertState, event: PriceChange, rules: AlertRules, now: datetime
 ) -> tuple[AlertState, Notification | None]:
-    """Apply one price event to one subscription. ``now`` only stamps created_at."""
+    """Apply one price event to one subscription. ``now`` only stamps created_at.
+
+    An event not after the newest one applied is a replay: it changes nothing and tells
+    nothing (see the module docstring for why that is safe).
+    """
+    position = StreamPosition.of(event.event_type, event.observed_at)
+    if state.applied is not None and position <= state.applied:
+        return state, None
+    state, notification = _evaluate(state, event, rules, now)
+    return replace(state, applied=position), notification
+
+
+def _evaluate(
+    state: AlertState, event: PriceChange, rules: AlertRules, now: datetime
+) -> tuple[AlertState, Notification | None]:
     sub = state.subscription
     state = _learn(state, event)
     if (

@@ -32,6 +32,43 @@ from pricewatch.ids import event_id_for
 PURCHASABLE = frozenset({Availability.IN_STOCK, Availability.PREORDER, Availability.BACKORDER})
 NOT_PURCHASABLE = frozenset({Availability.OUT_OF_STOCK, Availability.DISCONTINUED})
 
+# The order in which ``detect`` emits the events of one observation. A product's events
+# come at strictly growing ``observed_at`` (only a newer observation changes the state), so
+# (observed_at, place in this order) orders all of a product's events: see StreamPosition.
+EVENT_ORDER: tuple[EventType, ...] = (
+    EventType.REMOVED,
+    EventType.RESTORED,
+    EventType.CURRENCY_CHANGED,
+    EventType.PRICE_DROP,
+    EventType.NEW_LOWEST_PRICE,
+    EventType.PRICE_INCREASE,
+    EventType.SOLD_OUT,
+    EventType.BACK_IN_STOCK,
+    EventType.STOCK_SETTLED,
+)
+_RANK = {event_type: rank for rank, event_type in enumerate(EVENT_ORDER)}
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StreamPosition:
+    """Where an event stands among its product's events: later events compare greater.
+
+    The same for an event and its redeliveries (a detector replaying observations after a
+    crash publishes the same events again), so a consumer that remembers the position of
+    the newest event it applied recognises any event it has already applied.
+    """
+
+    observed_at: datetime
+    rank: int  # the event type's place in EVENT_ORDER
+
+    @classmethod
+    def of(cls, event_type: EventType, observed_at: datetime) -> StreamPosition:
+        return cls(observed_at, _RANK[event_type])
+
+    @property
+    def event_type(self) -> EventType:
+        return EVENT_ORDER[self.rank]
+
 
 @dataclass(frozen=True, slots=True)
 class DetectedEvent:
@@ -281,6 +318,7 @@ def _ok(
     if _same(new, state):
         return state, []
 
+    # In EVENT_ORDER (StreamPosition relies on it).
     kinds: list[EventType] = []
     if state.removed:
         kinds.append(EventType.RESTORED)

@@ -18,9 +18,10 @@ from streams.domain.alerts import (
     AlertState,
     evaluate,
     new_alert_state,
+    newest_applied,
     with_subscription,
 )
-from streams.domain.detector import DetectorConfig, ProductState, detect
+from streams.domain.detector import DetectedEvent, DetectorConfig, ProductState, detect
 from tests.factories import PRODUCT_ID, URL, at, gone, observation
 
 RULES = AlertRules(cooldown=timedelta(hours=24), stock_flap_window=timedelta(hours=1))
@@ -227,6 +228,59 @@ def test_reprocessing_an_event_gives_the_same_notification_key() -> None:
     # Redelivered after it: the state knows the price was told (it was delivered before
     # the state was written), so nothing more.
     assert evaluate(after, events[0], RULES, at(4)) == (after, None)
+
+
+def events_of(observations: list[PriceObservation]) -> list[DetectedEvent]:
+    product: ProductState | None = None
+    found: list[DetectedEvent] = []
+    for obs in observations:
+        product, events = detect(product, obs, DetectorConfig(), obs.observed_at)
+        found.extend(events)
+    return found
+
+
+def fold(state: AlertState, events: list[DetectedEvent]) -> tuple[AlertState, list[Notification]]:
+    told: list[Notification] = []
+    for event in events:
+        state, note = evaluate(state, event, RULES, event.observed_at)
+        if note is not None:
+            told.append(note)
+    return state, told
+
+
+def test_events_replayed_from_several_back_tell_nothing_again() -> None:
+    # After a SIGKILL the matcher re-reads events from its committed offset against the
+    # state its local store kept, which already includes them. The 95 is not a crossing
+    # of the 100 target (the price came from 90), although the state now holds 105.
+    events = events_of(prices("90.00", "95.00", "105.00", "80.00", "99.99"))
+    state, told = fold(entry("100.00"), events)
+    assert [(n.kind, n.new_price) for n in told] == [(TARGET, Decimal("80.00"))]
+    for start in range(len(events)):
+        assert fold(state, events[start:]) == (state, [])
+
+
+def test_a_stock_change_replayed_after_its_alert_is_not_held_back() -> None:
+    events = events_of([observation(0), observation(60, availability=OUT), observation(120)])
+    state, told = fold(entry(None, notify_sold_out=True, notify_back_in_stock=True), events)
+    assert [n.kind for n in told] == [Kind.SOLD_OUT, Kind.BACK_IN_STOCK]
+    assert fold(state, events) == (state, [])  # not a sell-out within the window: a replay
+
+
+def test_a_new_subscription_starts_after_the_events_its_product_had() -> None:
+    events = events_of(prices("100.00", "80.00"))
+    other, _ = fold(entry(None, notify_any_drop=True), events)
+    newcomer = new_alert_state(subscription("85.00"), None, newest_applied([other]))
+    # Those events, re-read after a crash, were before its time.
+    assert fold(newcomer, events) == (newcomer, [])
+    assert newest_applied([]) is None
+
+
+def test_an_older_version_of_the_subscription_replayed_changes_nothing() -> None:
+    state, _ = fold(entry("80.00", currency="EUR"), events_of(prices("100.00", "90.00")))
+    newer = subscription("60.00", currency="USD").model_copy(update={"created_at": at(5)})
+    moved = with_subscription(state, newer)
+    assert moved.subscription == newer and moved.buyable_price is None
+    assert with_subscription(moved, state.subscription) == moved  # the newest version wins
 
 
 def test_subscription_change_keeps_what_was_already_said() -> None:

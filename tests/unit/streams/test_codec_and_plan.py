@@ -5,7 +5,7 @@ import random
 from dataclasses import replace
 from decimal import Decimal
 
-from pricewatch.contract.records import Availability, NotificationKind
+from pricewatch.contract.records import Availability, EventType, NotificationKind
 from streams.codec import (
     alert_states_version,
     decode_alert_states,
@@ -14,7 +14,7 @@ from streams.codec import (
     encode_product_state,
 )
 from streams.domain.alerts import HeldStockChange
-from streams.domain.detector import ProductState
+from streams.domain.detector import ProductState, StreamPosition
 from tests.factories import at
 from tests.unit.streams.check_plans import TrackedSetPlan
 from tests.unit.streams.test_alerts import entry
@@ -69,6 +69,7 @@ def test_alert_states_round_trip() -> None:
             sold_out_told_at=at(4),
             back_in_stock_told_at=at(5),
             held=HeldStockChange(NotificationKind.SOLD_OUT, at(6)),
+            applied=StreamPosition.of(EventType.STOCK_SETTLED, at(7)),
         ),
         "s2": entry(target=None, notify_removed=True),
     }
@@ -109,6 +110,15 @@ def test_alert_states_stored_by_the_previous_release_still_decode() -> None:
     # Which kind the one stock time was is unknown: neither kind is held back by it.
     assert state.sold_out_told_at is None and state.back_in_stock_told_at is None
     assert state.buyable_price is None and state.held is None  # learned from the next event
+
+
+def test_alert_states_stored_before_the_newest_applied_event_was_kept_still_decode() -> None:
+    state = replace(entry(), applied=StreamPosition.of(EventType.PRICE_DROP, at(7)))
+    value = json.loads(encode_alert_states({"s1": state}, 4))
+    assert value["subscriptions"]["s1"]["applied"] == [at(7).isoformat(), "price_drop"]
+    del value["subscriptions"]["s1"]["applied"]  # as the release before it wrote v2
+    (decoded,) = decode_alert_states(json.dumps(value).encode()).values()
+    assert decoded == replace(state, applied=None)  # the next event is applied, whatever it is
 
 
 def test_alert_states_keep_the_fields_a_previous_release_reads() -> None:

@@ -21,6 +21,7 @@ from streams.domain.detector import (
     PURCHASABLE,
     DetectorConfig,
     ProductState,
+    StreamPosition,
     detect,
 )
 from tests.factories import error, gone, observation
@@ -92,6 +93,23 @@ def test_replaying_any_prefix_adds_no_event(raw: list[Step], data: st.DataObject
     replayed_state, trace = run(observations[:cut], state)
     assert all(kinds == [] for _, kinds in trace)
     assert replayed_state == state
+
+
+@given(steps, st.data())
+@settings(max_examples=300)
+def test_a_products_events_come_in_stream_position_order(
+    raw: list[Step], data: st.DataObject
+) -> None:
+    # Delivered in any order, with redeliveries: every event comes after the one before
+    # (the matcher recognises replays by it, streams/domain/alerts.py).
+    observations = build(raw)
+    delivered = data.draw(st.permutations(observations + observations[: len(observations) // 2]))
+    state: ProductState | None = None
+    positions: list[StreamPosition] = []
+    for obs in delivered:
+        state, events = detect(state, obs, CONFIG, obs.observed_at)
+        positions.extend(StreamPosition.of(e.event_type, e.observed_at) for e in events)
+    assert all(a < b for a, b in itertools.pairwise(positions))
 
 
 @given(steps)
