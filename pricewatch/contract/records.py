@@ -83,6 +83,20 @@ class NotificationKind(StrEnum):
     REMOVED = "removed"  # notify_removed
 
 
+# Each rule by a short, stable name: the values of the ``X-Pricewatch-Alert`` email header
+# (one per entry in a notification's ``kinds``) and of the webhook event types. Part of the
+# public contract like the topics: names are added, never changed.
+ALERT_NAMES: Final[dict[NotificationKind, str]] = {
+    NotificationKind.TARGET_PRICE_REACHED: "target_price",
+    NotificationKind.DROP_PERCENT_REACHED: "drop_percent",
+    NotificationKind.PRICE_DROPPED: "any_drop",
+    NotificationKind.PRICE_INCREASED: "price_increase",
+    NotificationKind.BACK_IN_STOCK: "back_in_stock",
+    NotificationKind.SOLD_OUT: "sold_out",
+    NotificationKind.REMOVED: "removed",
+}
+
+
 class WireRecord(BaseModel):
     # Unknown fields are ignored so a producer may add optional fields without a new version.
     model_config = ConfigDict(extra="ignore", frozen=True)
