@@ -27,7 +27,14 @@ from pricewatch.links import CONFIRM_PAGE, MANAGE_PAGE, UNSUBSCRIBE_PAGE, VERIFY
 from pricewatch.tokens import TokenPurpose
 from pricewatch.wording import describe_wants, format_money
 
-_FLAGS = ("notify_any_drop", "notify_back_in_stock", "notify_sold_out", "notify_removed")
+_FLAGS = (
+    "notify_any_drop",
+    "notify_price_increase",
+    "notify_back_in_stock",
+    "notify_sold_out",
+    "notify_removed",
+)
+_AMOUNTS = ("target_price", "drop_percent", "min_change_amount", "min_change_percent")
 
 
 @cache
@@ -72,7 +79,7 @@ def problem_page(problem: ApiProblem) -> web.Response:
 
 def _form_values(form: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name in ("email", "url", "target_price", "currency", "drop_percent"):
+    for name in ("email", "url", "currency", *_AMOUNTS):
         raw = str(form.get(name, "")).strip()
         values[name] = raw or None
     for flag in _FLAGS:
@@ -204,8 +211,7 @@ async def manage_page(request: web.Request) -> web.Response:
         history = await svc.accounts.price_history(token, sub.product_id)
         points = [(p.observed_at, p.price) for p in history.prices if p.price is not None]
         values = {
-            "target_price": _plain(sub.target_price),
-            "drop_percent": _plain(sub.drop_percent),
+            **{name: _plain(getattr(sub, name)) for name in _AMOUNTS},
             **{flag: getattr(sub, flag) for flag in _FLAGS},
         }
         items.append(
@@ -238,8 +244,7 @@ async def edit_form(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     values = _form_values(form)
     changes: dict[str, Any] = {
-        "target_price": values["target_price"],
-        "drop_percent": values["drop_percent"],
+        **{name: values[name] for name in _AMOUNTS},
         "active": "active" in form,
         **{flag: values[flag] for flag in _FLAGS},
     }
@@ -307,8 +312,8 @@ _FLAG = {"type": "string", "enum": ["on"]}
 _SUBSCRIBE_FIELDS = {
     "email": _STR,
     "url": _STR,
-    "target_price": _STR,
-    "drop_percent": _STR,
+    "currency": _STR,
+    **dict.fromkeys(_AMOUNTS, _STR),
     **dict.fromkeys(_FLAGS, _FLAG),
 }
 _BAD_LINK = html("Invalid or expired link.")

@@ -24,7 +24,8 @@ MAX_PRICE_POINTS = 2000
 _SUBSCRIPTION_COLUMNS = """
     s.subscription_id, s.product_id, s.url, s.target_price, s.currency AS target_currency,
     s.drop_percent,
-    s.reference_price, s.notify_any_drop, s.notify_back_in_stock, s.notify_sold_out,
+    s.reference_price, s.notify_any_drop, s.notify_price_increase, s.min_change_amount,
+    s.min_change_percent, s.notify_back_in_stock, s.notify_sold_out,
     s.notify_removed, s.active, s.created_at, s.updated_at,
     u.id AS user_id, u.email, u.verified_at
 """
@@ -173,6 +174,9 @@ def subscription_record(row: Row, *, now: datetime, **changes: Any) -> Subscript
         "drop_percent": row["drop_percent"],
         "reference_price": row["reference_price"],
         "notify_any_drop": row["notify_any_drop"],
+        "notify_price_increase": row["notify_price_increase"],
+        "min_change_amount": row["min_change_amount"],
+        "min_change_percent": row["min_change_percent"],
         "notify_back_in_stock": row["notify_back_in_stock"],
         "notify_sold_out": row["notify_sold_out"],
         "notify_removed": row["notify_removed"],

@@ -178,8 +178,8 @@ class Settings(BaseSettings):
     stock_flap_window_seconds: float = Field(
         default=3600.0,
         ge=0,
-        description="Stock alerts (sold out / back in stock) within this window of the "
-        "previous one are suppressed: flapping stock sends one email.",
+        description="At most one stock alert of each kind per window; a change held back is "
+        "told when the window is over if it still holds.",
     )
 
     # --- Email -------------------------------------------------------------------

@@ -168,6 +168,10 @@ subscriptions = Table(
     Column("drop_percent", Numeric(5, 2, asdecimal=True)),
     Column("reference_price", MONEY),
     Column("notify_any_drop", Boolean, nullable=False),
+    # Revision 0005: the price-increase alert and the minimum change of the price alerts.
+    Column("notify_price_increase", Boolean, nullable=False, server_default=text("false")),
+    Column("min_change_amount", MONEY),
+    Column("min_change_percent", Numeric(5, 2, asdecimal=True)),
     Column("notify_back_in_stock", Boolean, nullable=False),
     Column("notify_sold_out", Boolean, nullable=False),
     Column("notify_removed", Boolean, nullable=False),

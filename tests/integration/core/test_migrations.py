@@ -60,10 +60,11 @@ def version(engine: sqlalchemy.Engine) -> str:
     return str(row["version_num"])
 
 
-def test_the_revisions_form_one_line_ending_in_0004_subscription_currency() -> None:
+def test_the_revisions_form_one_line_ending_in_0005_alert_options() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0004_subscription_currency"]
+    assert script.get_heads() == ["0005_alert_options"]
     assert [r.revision for r in script.walk_revisions()] == [
+        "0005_alert_options",
         "0004_subscription_currency",
         "0003_dashboards",
         "0002",
