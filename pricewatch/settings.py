@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pricewatch.channels import DEFAULT_NOTIFY_SCHEMES
 from pricewatch.contract.topics import TopicSpec
 
 
@@ -182,6 +183,41 @@ class Settings(BaseSettings):
         "told when the window is over if it still holds.",
     )
 
+    # --- Channels (sinks/channels) ---------------------------------------------------
+    notify_schemes: str = Field(
+        default=DEFAULT_NOTIFY_SCHEMES,
+        description="Comma-separated Apprise schemes a person may add as 'another Apprise "
+        "URL' (webhook, ntfy, Telegram, Discord and Slack have forms of their own). Keep "
+        "to services reached over HTTP(S): the URL guard watches those connections.",
+    )
+    channels_per_address: int = Field(
+        default=10, ge=0, description="Channels one email address may have."
+    )
+    channel_send_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="Time allowed for one message to one channel."
+    )
+    channel_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Attempts per message and channel on temporary failures (timeouts, "
+        "connection errors, 5xx, 429) before it counts as failed.",
+    )
+    channel_retry_backoff_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Wait before retry n of a message: this times 2^(n-1), at most "
+        "channel_retry_backoff_max_seconds.",
+    )
+    channel_retry_backoff_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest wait between two attempts."
+    )
+    channel_pause_after_failures: int = Field(
+        default=5,
+        ge=1,
+        description="A channel failing permanently this many times in a row is paused, and "
+        "its owner told by email.",
+    )
+
     # --- Email -------------------------------------------------------------------
     email_backend: Literal["outbox", "smtp", "ses"] = "outbox"
     email_from: str = "Pricewatch <alerts@pricewatch.localhost>"
@@ -288,6 +324,10 @@ class Settings(BaseSettings):
     @property
     def api_base_url(self) -> str:
         return (self.public_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def notify_scheme_set(self) -> frozenset[str]:
+        return frozenset(s.strip().lower() for s in self.notify_schemes.split(",") if s.strip())
 
     @property
     def allowed_private_host_set(self) -> frozenset[str]:
