@@ -137,6 +137,7 @@ _ACCOUNT_SUBJECTS = {
     AccountEmailKind.VERIFY: "Confirm your email address for Pricewatch",
     AccountEmailKind.MANAGE_LINK: "Your Pricewatch subscriptions",
     AccountEmailKind.CONFIRM_SUBSCRIPTION: "Confirm your Pricewatch alert",
+    AccountEmailKind.CHANNEL_PAUSED: "A Pricewatch alert channel was paused",
 }
 
 
@@ -150,6 +151,7 @@ def render_account_email(account_email: AccountEmail, settings: Settings) -> Ema
         "link": _safe_link(account_email.link, settings.api_base_url),
         "product_url": None,
         "wants": [],
+        "channel": account_email.channel,
     }
     if account_email.subscription is not None:
         context["product_url"] = _safe_link(account_email.subscription.url, "")

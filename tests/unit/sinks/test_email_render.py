@@ -407,3 +407,33 @@ def test_a_restock_below_the_target_says_both() -> None:
     )
     assert message[ALERT_HEADER] == "target_price, back_in_stock"
     assert "Also: Trail Shoe is back in stock at €79.00." in parts(message)[0]
+
+
+def test_a_paused_channel_email_says_which_and_why_and_links_to_manage() -> None:
+    from pricewatch.contract.records import AccountEmail, AccountEmailKind, ChannelNotice
+
+    link = "https://pricewatch.example.org/manage?token=abc.def"
+    mail = AccountEmail(
+        idempotency_key="channel-paused-1",
+        kind=AccountEmailKind.CHANNEL_PAUSED,
+        email="ann@example.com",
+        link=link,
+        created_at=CREATED_AT,
+        channel=ChannelNotice(
+            channel_id="c" * 32,
+            kind="telegram",
+            target="tgram://api.telegram.org/…4567",
+            label="<b>phone</b>",
+            failures=5,
+            last_error="HTTP 403 Forbidden: bot was blocked by the user",
+        ),
+    )
+    message = render_account_email(mail, SETTINGS)
+    assert message["Subject"] == "A Pricewatch alert channel was paused"
+    text, html = parts(message)
+    for body in (text, html):
+        assert "tgram://api.telegram.org/…4567" in body and "5 messages in a row" in body
+        assert "bot was blocked by the user" in body and link in body
+    assert "<b>phone</b>" not in html and "&lt;b&gt;phone&lt;/b&gt;" in html
+    with pytest.raises(ValueError, match="names its channel"):
+        AccountEmail.model_validate({**mail.model_dump(), "channel": None})
