@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from pricewatch.channels import ChannelKind
 from pricewatch.contract.currencies import ISO_4217
 from pricewatch.contract.records import Subscription
 from pricewatch.ids import canonical_url
@@ -178,6 +179,11 @@ class SubscriptionEdit(BaseModel):
     notify_sold_out: bool | None = None
     notify_removed: bool | None = None
     active: bool | None = Field(default=None, description="false stops it, true resumes it.")
+    channels: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None,
+        max_length=50,
+        description="The channels it sends to besides email; null: every active channel.",
+    )
 
 
 class ManageLinkRequest(BaseModel):
@@ -231,12 +237,71 @@ class ProductView(BaseModel):
 
 class ManagedSubscription(SubscriptionOut):
     product: ProductView
+    channels: list[str] | None = Field(
+        default=None,
+        description="The channels this subscription sends to besides email; null: every "
+        "active channel of the address.",
+    )
+
+
+class ChannelAdd(BaseModel):
+    """A channel to add: ``kind`` and that kind's fields (webhook: url; ntfy: topic, and
+    server and token when not ntfy.sh; telegram: bot_token, chat_id; discord and slack:
+    webhook_url; apprise: url, whose scheme the admin allows)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    kind: ChannelKind
+    label: str | None = Field(default=None, max_length=100, description="A name to tell it by.")
+    url: str | None = Field(default=None, max_length=2048)
+    topic: str | None = Field(default=None, max_length=64)
+    server: str | None = Field(default=None, max_length=2048)
+    token: str | None = Field(default=None, max_length=100)
+    bot_token: str | None = Field(default=None, max_length=200)
+    chat_id: str | None = Field(default=None, max_length=100)
+    webhook_url: str | None = Field(default=None, max_length=2048)
+
+
+class ChannelEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    paused: bool | None = Field(default=None, description="true pauses it, false resumes it.")
+    label: str | None = Field(default=None, max_length=100)
+
+
+class ChannelOut(BaseModel):
+    channel_id: str
+    kind: ChannelKind
+    label: str | None = None
+    target: str = Field(description="Where it sends, masked: scheme://host/…abcd.")
+    status: str = Field(
+        description="pending (waiting for the link of its test message), active or paused."
+    )
+    paused_reason: str | None = Field(default=None, description="owner or failures.")
+    consecutive_failures: int
+    last_error: str | None = None
+    created_at: datetime
+    confirmed_at: datetime | None = None
+    last_sent_at: datetime | None = None
+
+
+class ChannelAdded(ChannelOut):
+    signing_secret: str | None = Field(
+        default=None,
+        description="webhook: the secret its signatures are made with. Shown only now.",
+    )
+    next_step: str
+
+
+class ChannelList(BaseModel):
+    channels: list[ChannelOut]
 
 
 class ManageView(BaseModel):
     email: str
     verified: bool
     subscriptions: list[ManagedSubscription]
+    channels: list[ChannelOut] = Field(default_factory=list)
 
 
 class PricePoint(BaseModel):

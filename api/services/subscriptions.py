@@ -28,6 +28,7 @@ from api.models import (
 )
 from api.problems import ApiProblem, field_errors, invalid
 from api.services.base import Backend, is_id
+from api.services.channels import Channels
 from pricewatch.contract.records import AccountEmailKind, Subscription
 from pricewatch.ids import product_id_for, subscription_id_for
 from pricewatch.links import confirm_link, verify_link
@@ -103,8 +104,9 @@ def subscription_out(record: Subscription) -> SubscriptionOut:
 
 
 class Subscriptions:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, channels: Channels) -> None:
         self.backend = backend
+        self.channels = channels
 
     async def tracked_websites(self) -> list[queries.Row]:
         """Websites with adapters, paused ones included (the caller lists the others)."""
@@ -248,6 +250,13 @@ class Subscriptions:
         claims = self.backend.claims(token, TokenPurpose.MANAGE)
         row = await self._own_subscription(claims, subscription_id)
         changes = {name: getattr(edit, name) for name in edit.model_fields_set}
+        if "channels" in changes:
+            # Where its alerts go, not what they are: PostgreSQL only (the channels sink
+            # reads it), no new version of the subscription.
+            chosen = changes.pop("channels")
+            await self.channels.choose(claims.subject.lower(), subscription_id, chosen)
+            if not changes:
+                return subscription_out(queries.subscription_record(row, now=row["updated_at"]))
         for flag in _EDIT_FLAGS:
             if flag in changes and changes[flag] is None:
                 raise invalid(flag, "must be true or false")
