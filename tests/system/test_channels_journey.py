@@ -11,13 +11,10 @@ import email.policy
 import hashlib
 import hmac
 import json
-import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -30,38 +27,10 @@ from launcher.stack import Stack
 from pricewatch.tokens import TokenPurpose, issue_token
 from tests.conftest import Broker, fresh_database
 from tests.helpers import http_json, verify_address, wait_for
+from tests.system.conftest import WebhookReceiver
 from tests.system.test_end_to_end import _keep_logs, _price_rows, _set_price, _settings
 
 pytestmark = pytest.mark.timeout(300)
-
-
-class Hook(BaseHTTPRequestHandler):
-    """A webhook receiver: keeps every POST (headers, body) and answers 204."""
-
-    received: list[tuple[dict[str, str], bytes]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.received.append((dict(self.headers), body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def hook() -> Iterator[tuple[ThreadingHTTPServer, list[tuple[dict[str, str], bytes]]]]:
-    received: list[tuple[dict[str, str], bytes]] = []
-    handler = type("RecordingHook", (Hook,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server, received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _alerts(outbox: Path) -> list[EmailMessage]:
@@ -83,10 +52,9 @@ def test_a_price_increase_with_a_minimum_change_reaches_email_and_a_webhook(
     broker: Broker,
     postgres_server: str,
     unique_prefix: str,
-    hook: tuple[ThreadingHTTPServer, list[tuple[dict[str, str], bytes]]],
+    hook: WebhookReceiver,
 ) -> None:
-    server, received = hook
-    port = server.server_address[1]
+    port, received = hook.port, hook.received
     for database_url in fresh_database(postgres_server):
         settings = _settings(
             tmp_path,
