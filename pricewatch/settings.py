@@ -258,8 +258,9 @@ class Settings(BaseSettings):
     # --- Accounts, links and the public API (api/) ---------------------------------
     secret_key: SecretStr | None = Field(
         default=None,
-        description="Signs the links in emails (verify, unsubscribe, manage). Required in "
-        "production, the same in the API and the email sink; at least 16 bytes. Unset: "
+        description="Signs the links in emails (verify, unsubscribe, manage, channel "
+        "confirmation) and seals channel URLs (HKDF). Required in production, the same in "
+        "the API, the email sink and the channels sink; at least 16 bytes. Unset: "
         "the demo/Stack generates one in data_dir/secret_key for its child processes.",
     )
     admin_token: SecretStr | None = Field(
@@ -355,8 +356,9 @@ class Settings(BaseSettings):
         """The link-signing key; a clear error where a process needs it and it is unset."""
         if self.secret_key is None:
             raise RuntimeError(
-                "PRICEWATCH_SECRET_KEY is not set: the API and the email sink need the same "
-                "secret key to sign and check the links they email (pricewatch demo makes one)"
+                "PRICEWATCH_SECRET_KEY is not set: the API, the email sink and the channels sink "
+                "need the same secret key to sign and check the links they email and to seal "
+                "channel URLs (pricewatch demo makes one)"
             )
         key = self.secret_key.get_secret_value().encode()
         if len(key) < 16:
