@@ -5,8 +5,9 @@ sink (which reads it back sealed, ``pricewatch.sealing``).
 Kinds: ``webhook`` (Pricewatch's own signed CloudEvents POST to an https URL), ``ntfy``,
 ``telegram``, ``discord``, ``slack`` (each an Apprise URL built from the service's own
 fields), and ``apprise``: any other Apprise URL whose scheme the admin allows
-(``PRICEWATCH_NOTIFY_SCHEMES``). A channel URL holds secrets (bot tokens, webhook tokens):
-it is shown back masked, as its scheme, the host messages go to and its last four characters.
+(``PRICEWATCH_NOTIFY_SCHEMES``, ``Settings.notify_scheme_set``). A channel URL holds
+secrets (bot tokens, webhook tokens): it is shown back masked, as its scheme, the host
+messages go to and its last four characters.
 """
 
 from __future__ import annotations
@@ -24,11 +25,6 @@ from urllib.parse import quote, urlsplit
 
 from pricewatch.urlguard import UrlRefused, ascii_host_name, check_url
 
-# Apprise schemes that may be added as "another Apprise URL" unless the admin says otherwise:
-# services reached over HTTP(S), where the URL guard watches every connection.
-DEFAULT_NOTIFY_SCHEMES: Final = (
-    "json,jsons,form,forms,gotify,gotifys,mmost,mmosts,matrix,matrixs,msteams,pover,rocket,rockets"
-)
 MAX_CHANNEL_URL_CHARS: Final = 2048
 MASK: Final = "…"
 # pricewatch.sealing purposes: the API seals, the channels sink opens.

@@ -12,8 +12,13 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pricewatch.channels import DEFAULT_NOTIFY_SCHEMES
 from pricewatch.contract.topics import TopicSpec
+
+# Apprise schemes a person may add as "another service" unless the admin says otherwise:
+# services reached over HTTP(S), where the URL guard watches every connection.
+DEFAULT_NOTIFY_SCHEMES = (
+    "json,jsons,form,forms,gotify,gotifys,mmost,mmosts,matrix,matrixs,msteams,pover,rocket,rockets"
+)
 
 
 class Settings(BaseSettings):

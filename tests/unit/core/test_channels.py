@@ -10,7 +10,6 @@ import hmac
 import pytest
 
 from pricewatch.channels import (
-    DEFAULT_NOTIFY_SCHEMES,
     ChannelKind,
     ChannelRefused,
     new_webhook_secret,
@@ -18,7 +17,7 @@ from pricewatch.channels import (
     webhook_signature,
 )
 from pricewatch.sealing import Sealer, Unsealable
-from pricewatch.settings import Settings
+from pricewatch.settings import DEFAULT_NOTIFY_SCHEMES, Settings
 
 SCHEMES = Settings(notify_schemes=DEFAULT_NOTIFY_SCHEMES).notify_scheme_set
 BOT = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
