@@ -18,6 +18,7 @@ from api import queries
 from api.context import OPENAPI_KEY, client_address, run_in_background, services
 from api.problems import ApiProblem, field_errors
 from api.routing import (
+    CHANNEL_ID,
     COMMON,
     RETRY_AFTER,
     SUBSCRIPTION_ID,
@@ -151,6 +152,46 @@ async def manage_link(request: web.Request) -> web.Response:
     )
 
 
+async def list_channels(request: web.Request) -> web.Response:
+    channels = await services(request).channels.of_address(request.query.get("token"))
+    return _json(m.ChannelList(channels=channels))
+
+
+async def add_channel(request: web.Request) -> web.Response:
+    svc = services(request)
+    svc.backend.limit_address(client_address(request))
+    body = await parse_body(request, m.ChannelAdd, "Invalid channel")
+    return _json(await svc.channels.add(request.query.get("token"), body), status=201)
+
+
+async def edit_channel(request: web.Request) -> web.Response:
+    body = await parse_body(request, m.ChannelEdit, "Invalid change")
+    out = await services(request).channels.change(
+        request.query.get("token"), request.match_info["channel_id"], body
+    )
+    return _json(out)
+
+
+async def remove_channel(request: web.Request) -> web.Response:
+    await services(request).channels.remove(
+        request.query.get("token"), request.match_info["channel_id"]
+    )
+    return web.Response(status=204)
+
+
+async def resend_channel_test(request: web.Request) -> web.Response:
+    svc = services(request)
+    svc.backend.limit_address(client_address(request))
+    out = await svc.channels.resend_test(
+        request.query.get("token"), request.match_info["channel_id"]
+    )
+    return _json(out, status=202)
+
+
+async def confirm_channel(request: web.Request) -> web.Response:
+    return _json(await services(request).channels.confirm(request.query.get("token")))
+
+
 async def list_websites(request: web.Request) -> web.Response:
     rows = await services(request).subscriptions.tracked_websites()
     return _json(
@@ -281,6 +322,108 @@ PUBLIC_ROUTES = [
             responses={
                 "200": json_reply(m.PriceHistory, "Oldest first (at most the newest 2000)."),
                 "404": problem("Not a product this address watches."),
+                **TOKEN_ERRORS,
+                "503": COMMON["503"],
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/manage/channels",
+        list_channels,
+        operation(
+            "The address's channels (chat, push, webhook), masked",
+            parameters=[TOKEN],
+            responses={
+                "200": json_reply(m.ChannelList, "The channels."),
+                **TOKEN_ERRORS,
+                "503": COMMON["503"],
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/manage/channels",
+        add_channel,
+        operation(
+            "Add a channel; it gets a test message with a confirmation link",
+            description="Nothing but that test message goes to the channel until the link "
+            "is followed. The URL is checked by the URL guard now and at every send; it is "
+            "stored sealed and shown back masked. A webhook's signing secret is in this "
+            "answer only.",
+            parameters=[TOKEN],
+            body=json_body(m.ChannelAdd),
+            responses={
+                "201": json_reply(m.ChannelAdded, "Added, pending confirmation."),
+                "403": TOKEN_ERRORS["403"],
+                "409": problem("Added already, or the address has as many as it may."),
+                "422": problem("Invalid channel, one message per field; or no token."),
+                "429": problem("Too many calls.", RETRY_AFTER),
+                **COMMON,
+            },
+        ),
+    ),
+    Route(
+        "PATCH",
+        "/api/manage/channels/{channel_id}",
+        edit_channel,
+        operation(
+            "Pause, resume or rename one's channel",
+            parameters=[CHANNEL_ID, TOKEN],
+            body=json_body(m.ChannelEdit),
+            responses={
+                "200": json_reply(m.ChannelOut, "Changed."),
+                "404": problem("Not a channel of this address."),
+                "409": problem("Not confirmed yet: it cannot be paused or resumed."),
+                **TOKEN_ERRORS,
+                "422": problem("Invalid change, or no token."),
+                **COMMON,
+            },
+        ),
+    ),
+    Route(
+        "DELETE",
+        "/api/manage/channels/{channel_id}",
+        remove_channel,
+        operation(
+            "Remove one's channel",
+            parameters=[CHANNEL_ID, TOKEN],
+            responses={
+                "204": {"description": "Removed."},
+                "404": problem("Not a channel of this address."),
+                **TOKEN_ERRORS,
+                "503": COMMON["503"],
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/manage/channels/{channel_id}/test",
+        resend_channel_test,
+        operation(
+            "Send a pending channel its test message again (at most one an hour goes out)",
+            parameters=[CHANNEL_ID, TOKEN],
+            responses={
+                "202": json_reply(m.ChannelOut, "On its way."),
+                "404": problem("Not a channel of this address."),
+                "409": problem("Confirmed already."),
+                "429": problem("Too many calls.", RETRY_AFTER),
+                **TOKEN_ERRORS,
+                "503": COMMON["503"],
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/channels/confirm",
+        confirm_channel,
+        operation(
+            "Confirm a channel (the link of its test message)",
+            description="Following it again changes nothing; a paused channel stays paused.",
+            parameters=[TOKEN],
+            responses={
+                "200": json_reply(m.ChannelOut, "Confirmed: alerts go there now."),
+                "404": problem("The channel was removed."),
                 **TOKEN_ERRORS,
                 "503": COMMON["503"],
             },

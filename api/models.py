@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -12,10 +12,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
+from pricewatch.channels import ChannelKind
 from pricewatch.contract.currencies import ISO_4217
 from pricewatch.contract.records import Subscription
 from pricewatch.ids import canonical_url
@@ -27,10 +29,11 @@ MoneyOut = Annotated[
 ]
 TargetPrice = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6)]
 DropPercent = Annotated[Decimal, Field(gt=0, lt=100, decimal_places=2)]
+MinChange = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6)]
 
 _WANTS = (
-    "target_price, drop_percent, notify_any_drop, notify_back_in_stock, notify_sold_out "
-    "or notify_removed"
+    "target_price, drop_percent, notify_any_drop, notify_price_increase, "
+    "notify_back_in_stock, notify_sold_out or notify_removed"
 )
 
 
@@ -58,16 +61,42 @@ def normalized_email(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-def asks_for_something(wants: Wants | Subscription) -> bool:
-    """A request or a stored subscription says what to be told (an active one must)."""
-    return (
-        wants.target_price is not None
-        or wants.drop_percent is not None
-        or wants.notify_any_drop
-        or wants.notify_back_in_stock
-        or wants.notify_sold_out
-        or wants.notify_removed
-    )
+def asks_for_something(record: Subscription) -> bool:
+    """A subscription says what to be told (an active one must)."""
+    return record.wants_alerts()
+
+
+# The fields of a subscription record that say what to be told.
+WANTS_FIELDS = (
+    "target_price",
+    "drop_percent",
+    "notify_any_drop",
+    "notify_price_increase",
+    "min_change_amount",
+    "min_change_percent",
+    "notify_back_in_stock",
+    "notify_sold_out",
+    "notify_removed",
+)
+
+
+def wants_error(values: dict[str, Any]) -> str | None:
+    """What is wrong with these wants, as the ``Subscription`` record says (the one place
+    their rules live: a minimum change needs a price alert), or None."""
+    probe = {
+        "subscription_id": "0" * 32,
+        "email": "probe@example.com",
+        "product_id": "0" * 32,
+        "url": "https://probe.example/",
+        "created_at": datetime(2000, 1, 1, tzinfo=UTC),
+    }
+    try:
+        record = Subscription(**probe, **{k: v for k, v in values.items() if k in WANTS_FIELDS})
+    except ValidationError as exc:
+        return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+    if not record.wants_alerts():
+        return f"say what to be told: {_WANTS}"
+    return None
 
 
 class Wants(BaseModel):
@@ -78,12 +107,22 @@ class Wants(BaseModel):
         default=None, description="Alert when the price falls this many percent."
     )
     notify_any_drop: bool = False
+    notify_price_increase: bool = Field(
+        default=False, description="Alert when the price one can buy at goes up."
+    )
+    min_change_amount: MinChange | None = Field(
+        default=None,
+        description="Smallest price move worth an alert, in currency (else the page's): "
+        "smaller moves add up instead. Needs a price alert.",
+    )
+    min_change_percent: DropPercent | None = Field(
+        default=None,
+        description="The same in percent of the price the move starts from (with "
+        "min_change_amount too, a move must reach both). Needs a price alert.",
+    )
     notify_back_in_stock: bool = False
     notify_sold_out: bool = False
     notify_removed: bool = False
-
-    def wants_something(self) -> bool:
-        return asks_for_something(self)
 
 
 class SubscribeRequest(Wants):
@@ -119,8 +158,9 @@ class SubscribeRequest(Wants):
 
     @model_validator(mode="after")
     def _wants_something(self) -> SubscribeRequest:
-        if not self.wants_something():
-            raise ValueError(f"say what to be told: {_WANTS}")
+        error = wants_error(self.model_dump(include=set(WANTS_FIELDS)))
+        if error is not None:
+            raise ValueError(error)
         return self
 
 
@@ -132,10 +172,18 @@ class SubscriptionEdit(BaseModel):
     target_price: TargetPrice | None = None
     drop_percent: DropPercent | None = None
     notify_any_drop: bool | None = None
+    notify_price_increase: bool | None = None
+    min_change_amount: MinChange | None = None
+    min_change_percent: DropPercent | None = None
     notify_back_in_stock: bool | None = None
     notify_sold_out: bool | None = None
     notify_removed: bool | None = None
     active: bool | None = Field(default=None, description="false stops it, true resumes it.")
+    channels: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None,
+        max_length=50,
+        description="The channels it sends to besides email; null: every active channel.",
+    )
 
 
 class ManageLinkRequest(BaseModel):
@@ -160,6 +208,9 @@ class SubscriptionOut(BaseModel):
     )
     drop_percent: MoneyOut | None = None
     notify_any_drop: bool
+    notify_price_increase: bool = False
+    min_change_amount: MoneyOut | None = None
+    min_change_percent: MoneyOut | None = None
     notify_back_in_stock: bool
     notify_sold_out: bool
     notify_removed: bool
@@ -186,12 +237,71 @@ class ProductView(BaseModel):
 
 class ManagedSubscription(SubscriptionOut):
     product: ProductView
+    channels: list[str] | None = Field(
+        default=None,
+        description="The channels this subscription sends to besides email; null: every "
+        "active channel of the address.",
+    )
+
+
+class ChannelAdd(BaseModel):
+    """A channel to add: ``kind`` and that kind's fields (webhook: url; ntfy: topic, and
+    server and token when not ntfy.sh; telegram: bot_token, chat_id; discord and slack:
+    webhook_url; apprise: url, whose scheme the admin allows)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    kind: ChannelKind
+    label: str | None = Field(default=None, max_length=100, description="A name to tell it by.")
+    url: str | None = Field(default=None, max_length=2048)
+    topic: str | None = Field(default=None, max_length=64)
+    server: str | None = Field(default=None, max_length=2048)
+    token: str | None = Field(default=None, max_length=100)
+    bot_token: str | None = Field(default=None, max_length=200)
+    chat_id: str | None = Field(default=None, max_length=100)
+    webhook_url: str | None = Field(default=None, max_length=2048)
+
+
+class ChannelEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    paused: bool | None = Field(default=None, description="true pauses it, false resumes it.")
+    label: str | None = Field(default=None, max_length=100)
+
+
+class ChannelOut(BaseModel):
+    channel_id: str
+    kind: ChannelKind
+    label: str | None = None
+    target: str = Field(description="Where it sends, masked: scheme://host/…abcd.")
+    status: str = Field(
+        description="pending (waiting for the link of its test message), active or paused."
+    )
+    paused_reason: str | None = Field(default=None, description="owner or failures.")
+    consecutive_failures: int
+    last_error: str | None = None
+    created_at: datetime
+    confirmed_at: datetime | None = None
+    last_sent_at: datetime | None = None
+
+
+class ChannelAdded(ChannelOut):
+    signing_secret: str | None = Field(
+        default=None,
+        description="webhook: the secret its signatures are made with. Shown only now.",
+    )
+    next_step: str
+
+
+class ChannelList(BaseModel):
+    channels: list[ChannelOut]
 
 
 class ManageView(BaseModel):
     email: str
     verified: bool
     subscriptions: list[ManagedSubscription]
+    channels: list[ChannelOut] = Field(default_factory=list)
 
 
 class PricePoint(BaseModel):

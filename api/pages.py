@@ -19,15 +19,45 @@ from pydantic import ValidationError
 
 from api.chart import price_chart_svg
 from api.context import client_address, run_in_background, services
-from api.models import ManageLinkRequest, SubscribeRequest, SubscriptionEdit
+from api.models import (
+    ChannelAdd,
+    ChannelEdit,
+    ManageLinkRequest,
+    SubscribeRequest,
+    SubscriptionEdit,
+)
 from api.problems import ApiProblem
-from api.routing import COMMON, SUBSCRIPTION_ID, TOKEN, Route, form_body, html, operation
+from api.routing import (
+    CHANNEL_ID,
+    COMMON,
+    SUBSCRIPTION_ID,
+    TOKEN,
+    Route,
+    form_body,
+    html,
+    operation,
+)
 from api.services import Services
-from pricewatch.links import CONFIRM_PAGE, MANAGE_PAGE, UNSUBSCRIBE_PAGE, VERIFY_PAGE, manage_link
+from pricewatch.channels import ChannelKind
+from pricewatch.links import (
+    CHANNEL_CONFIRM_PAGE,
+    CONFIRM_PAGE,
+    MANAGE_PAGE,
+    UNSUBSCRIBE_PAGE,
+    VERIFY_PAGE,
+    manage_link,
+)
 from pricewatch.tokens import TokenPurpose
 from pricewatch.wording import describe_wants, format_money
 
-_FLAGS = ("notify_any_drop", "notify_back_in_stock", "notify_sold_out", "notify_removed")
+_FLAGS = (
+    "notify_any_drop",
+    "notify_price_increase",
+    "notify_back_in_stock",
+    "notify_sold_out",
+    "notify_removed",
+)
+_AMOUNTS = ("target_price", "drop_percent", "min_change_amount", "min_change_percent")
 
 
 @cache
@@ -72,7 +102,7 @@ def problem_page(problem: ApiProblem) -> web.Response:
 
 def _form_values(form: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name in ("email", "url", "target_price", "currency", "drop_percent"):
+    for name in ("email", "url", "currency", *_AMOUNTS):
         raw = str(form.get(name, "")).strip()
         values[name] = raw or None
     for flag in _FLAGS:
@@ -204,8 +234,7 @@ async def manage_page(request: web.Request) -> web.Response:
         history = await svc.accounts.price_history(token, sub.product_id)
         points = [(p.observed_at, p.price) for p in history.prices if p.price is not None]
         values = {
-            "target_price": _plain(sub.target_price),
-            "drop_percent": _plain(sub.drop_percent),
+            **{name: _plain(getattr(sub, name)) for name in _AMOUNTS},
             **{flag: getattr(sub, flag) for flag in _FLAGS},
         }
         items.append(
@@ -221,7 +250,9 @@ async def manage_page(request: web.Request) -> web.Response:
                 ),
             }
         )
-    notice = "Saved." if request.query.get("saved") else None
+    notice = _NOTICES.get(
+        request.query.get("saved", ""), "Saved." if request.query.get("saved") else None
+    )
     return page(
         "manage.html",
         title="Your subscriptions",
@@ -229,6 +260,8 @@ async def manage_page(request: web.Request) -> web.Response:
         items=items,
         token=token,
         notice=notice,
+        usable_channels=[c for c in view.channels if c.status != "pending"],
+        channel_forms=CHANNEL_FORMS,
     )
 
 
@@ -238,11 +271,14 @@ async def edit_form(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     values = _form_values(form)
     changes: dict[str, Any] = {
-        "target_price": values["target_price"],
-        "drop_percent": values["drop_percent"],
+        **{name: values[name] for name in _AMOUNTS},
         "active": "active" in form,
         **{flag: values[flag] for flag in _FLAGS},
     }
+    if "channels_shown" in form:
+        changes["channels"] = (
+            None if "channels_all" in form else [str(c) for c in form.getall("channel", [])]
+        )
     try:
         edit = SubscriptionEdit.model_validate(changes)
         await svc.subscriptions.edit(token, request.match_info["subscription_id"], edit)
@@ -250,6 +286,150 @@ async def edit_form(request: web.Request) -> web.StreamResponse:
         first = next(iter(_errors_by_field(exc).items()))
         raise ApiProblem(422, f"{first[0]}: {first[1]}") from None
     raise web.HTTPSeeOther(f"{MANAGE_PAGE}?{_query(token)}&saved=1")
+
+
+_NOTICES = {
+    "paused": "Channel paused: nothing goes there until you resume it.",
+    "resumed": "Channel resumed.",
+    "removed": "Channel removed.",
+    "test": "The test message is on its way again.",
+}
+
+# The add-a-channel forms of the manage page: one per kind, the fields of api.models.ChannelAdd.
+CHANNEL_FORMS: list[dict[str, Any]] = [
+    {
+        "kind": "webhook",
+        "title": "a webhook",
+        "fields": [{"name": "url", "label": "Webhook URL", "placeholder": "https://..."}],
+        "hint": "Pricewatch POSTs each alert as a signed CloudEvent (JSON).",
+    },
+    {
+        "kind": "ntfy",
+        "title": "ntfy",
+        "fields": [
+            {"name": "topic", "label": "Topic", "placeholder": "my-price-alerts"},
+            {"name": "server", "label": "Server (optional)", "placeholder": "https://ntfy.sh"},
+            {"name": "token", "label": "Access token (optional)", "placeholder": "tk_..."},
+        ],
+        "hint": None,
+    },
+    {
+        "kind": "telegram",
+        "title": "Telegram",
+        "fields": [
+            {"name": "bot_token", "label": "Bot token", "placeholder": "123456789:AA..."},
+            {"name": "chat_id", "label": "Chat id", "placeholder": "123456789"},
+        ],
+        "hint": "Create a bot with @BotFather and send it a message first.",
+    },
+    {
+        "kind": "discord",
+        "title": "Discord",
+        "fields": [
+            {
+                "name": "webhook_url",
+                "label": "Discord webhook URL",
+                "placeholder": "https://discord.com/api/webhooks/...",
+            }
+        ],
+        "hint": None,
+    },
+    {
+        "kind": "slack",
+        "title": "Slack",
+        "fields": [
+            {
+                "name": "webhook_url",
+                "label": "Slack incoming-webhook URL",
+                "placeholder": "https://hooks.slack.com/services/...",
+            }
+        ],
+        "hint": None,
+    },
+    {
+        "kind": "apprise",
+        "title": "another service (Apprise URL)",
+        "fields": [{"name": "url", "label": "Apprise URL", "placeholder": "gotify://..."}],
+        "hint": "Any service Apprise knows whose kind the administrator allows.",
+    },
+]
+
+
+async def add_channel_form(request: web.Request) -> web.Response:
+    svc = services(request)
+    token = request.query.get("token")
+    form = await request.post()
+    fields = {
+        name: str(form[name]).strip() or None for name in ChannelAdd.model_fields if name in form
+    }
+    try:
+        svc.backend.limit_address(client_address(request))
+        body = ChannelAdd.model_validate(fields)
+    except ValidationError as exc:
+        first = next(iter(_errors_by_field(exc).items()))
+        raise ApiProblem(422, f"{first[0]}: {first[1]}") from None
+    try:
+        added = await svc.channels.add(token, body)
+    except ApiProblem as problem:
+        if problem.status == 422 and problem.errors:
+            first_error = problem.errors[0]
+            raise ApiProblem(
+                422, f"{first_error['field']}: {first_error['message']}", headers=problem.headers
+            ) from None
+        raise
+    return page(
+        "channel_added.html",
+        201,
+        title="Channel added",
+        channel=added,
+        secret=added.signing_secret,
+        back=f"{MANAGE_PAGE}?{_query(token)}",
+    )
+
+
+async def channel_action_form(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    token = request.query.get("token")
+    channel_id = request.match_info["channel_id"]
+    action = str((await request.post()).get("action", ""))
+    if action in ("pause", "resume"):
+        await svc.channels.change(token, channel_id, ChannelEdit(paused=action == "pause"))
+        done = "paused" if action == "pause" else "resumed"
+    elif action == "remove":
+        await svc.channels.remove(token, channel_id)
+        done = "removed"
+    elif action == "test":
+        svc.backend.limit_address(client_address(request))
+        await svc.channels.resend_test(token, channel_id)
+        done = "test"
+    else:
+        raise ApiProblem(422, "action: pause, resume, remove or test")
+    raise web.HTTPSeeOther(f"{MANAGE_PAGE}?{_query(token)}&saved={done}")
+
+
+async def channel_confirm_page(request: web.Request) -> web.Response:
+    # A button, not an action on GET: link previews in chat apps open links too.
+    token = request.query.get("token")
+    row = await services(request).channels.confirmation(token)
+    return page(
+        "confirm.html",
+        title="Confirm this channel?",
+        intro=f"Send {row['email']}'s Pricewatch alerts to this {row['kind']} channel:",
+        products=[row["target"]],
+        wants=[],
+        action=f"{CHANNEL_CONFIRM_PAGE}?{_query(token)}",
+        button="Confirm this channel",
+    )
+
+
+async def channel_confirm_form(request: web.Request) -> web.Response:
+    confirmed = await services(request).channels.confirm(request.query.get("token"))
+    lines = ["Alerts go to this channel now."]
+    if confirmed.status == "paused":
+        lines = ["Its owner paused this channel: alerts go there once it is resumed."]
+    return message(
+        "Channel confirmed", f"{confirmed.kind}: {confirmed.target}", *lines, role="status"
+    )
 
 
 def _query(token: str | None) -> str:
@@ -307,8 +487,8 @@ _FLAG = {"type": "string", "enum": ["on"]}
 _SUBSCRIBE_FIELDS = {
     "email": _STR,
     "url": _STR,
-    "target_price": _STR,
-    "drop_percent": _STR,
+    "currency": _STR,
+    **dict.fromkeys(_AMOUNTS, _STR),
     **dict.fromkeys(_FLAGS, _FLAG),
 }
 _BAD_LINK = html("Invalid or expired link.")
@@ -418,13 +598,102 @@ ROUTES = [
         operation(
             "Page: save an edited subscription (then back to /manage)",
             parameters=[SUBSCRIPTION_ID, TOKEN],
-            body=form_body({**_SUBSCRIBE_FIELDS, "active": _FLAG}, []),
+            body=form_body(
+                {
+                    **_SUBSCRIBE_FIELDS,
+                    "active": _FLAG,
+                    "channels_shown": _FLAG,
+                    "channels_all": _FLAG,
+                    "channel": {"type": "string", "maxLength": 64},
+                },
+                [],
+            ),
             responses={
                 "303": {"description": "Saved: to /manage."},
                 "403": _BAD_LINK,
                 "404": html("Not a subscription of this address."),
                 "413": COMMON["413"],
                 "422": html("Invalid change, or no token."),
+                "503": _LATER,
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        MANAGE_PAGE + "/channels",
+        add_channel_form,
+        operation(
+            "Page: add a channel (then a page with its signing secret, for a webhook)",
+            parameters=[TOKEN],
+            body=form_body(
+                {
+                    "kind": {"type": "string", "enum": [k.value for k in ChannelKind]},
+                    **{name: _STR for name in ChannelAdd.model_fields if name != "kind"},
+                },
+                ["kind"],
+            ),
+            responses={
+                "201": html("Added; a test message with a confirmation link is on its way."),
+                "403": _BAD_LINK,
+                "409": html("Added already, or too many channels."),
+                "413": COMMON["413"],
+                "422": html("Invalid channel, or no token."),
+                "429": html("Too many requests."),
+                "503": _LATER,
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        MANAGE_PAGE + "/channels/{channel_id}",
+        channel_action_form,
+        operation(
+            "Page: pause, resume, remove a channel or send its test message again",
+            parameters=[CHANNEL_ID, TOKEN],
+            body=form_body(
+                {"action": {"type": "string", "enum": ["pause", "resume", "remove", "test"]}},
+                ["action"],
+            ),
+            responses={
+                "303": {"description": "Done: to /manage."},
+                "403": _BAD_LINK,
+                "404": html("Not a channel of this address."),
+                "409": html("Not possible in the channel's state."),
+                "413": COMMON["413"],
+                "422": html("No such action, or no token."),
+                "429": html("Too many requests."),
+                "503": _LATER,
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        CHANNEL_CONFIRM_PAGE,
+        channel_confirm_page,
+        operation(
+            "Page: the channel a test message's link confirms, and a button",
+            parameters=[TOKEN],
+            responses={
+                "200": html("A confirmation button (a GET changes nothing)."),
+                "403": _BAD_LINK,
+                "404": html("The channel was removed."),
+                "422": _NO_TOKEN,
+                "503": _LATER,
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        CHANNEL_CONFIRM_PAGE,
+        channel_confirm_form,
+        operation(
+            "Page: confirm a channel",
+            parameters=[TOKEN],
+            responses={
+                "200": html("Confirmed."),
+                "403": _BAD_LINK,
+                "404": html("The channel was removed."),
+                "422": _NO_TOKEN,
                 "503": _LATER,
             },
         ),

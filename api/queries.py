@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from pricewatch.contract.records import Subscription
 from pricewatch.db.subscriptions import write_subscriptions
@@ -24,7 +24,8 @@ MAX_PRICE_POINTS = 2000
 _SUBSCRIPTION_COLUMNS = """
     s.subscription_id, s.product_id, s.url, s.target_price, s.currency AS target_currency,
     s.drop_percent,
-    s.reference_price, s.notify_any_drop, s.notify_back_in_stock, s.notify_sold_out,
+    s.reference_price, s.notify_any_drop, s.notify_price_increase, s.min_change_amount,
+    s.min_change_percent, s.notify_back_in_stock, s.notify_sold_out,
     s.notify_removed, s.active, s.created_at, s.updated_at,
     u.id AS user_id, u.email, u.verified_at
 """
@@ -173,6 +174,9 @@ def subscription_record(row: Row, *, now: datetime, **changes: Any) -> Subscript
         "drop_percent": row["drop_percent"],
         "reference_price": row["reference_price"],
         "notify_any_drop": row["notify_any_drop"],
+        "notify_price_increase": row["notify_price_increase"],
+        "min_change_amount": row["min_change_amount"],
+        "min_change_percent": row["min_change_percent"],
         "notify_back_in_stock": row["notify_back_in_stock"],
         "notify_sold_out": row["notify_sold_out"],
         "notify_removed": row["notify_removed"],
@@ -283,4 +287,168 @@ def users(engine: sqlalchemy.Engine, limit: int, offset: int) -> list[Row]:
                 ),
                 {"limit": limit, "offset": offset},
             )
+        )
+
+
+# --- channels (api.services.channels) --------------------------------------------------
+
+_CHANNEL_COLUMNS = """
+    c.channel_id, c.kind, c.label, c.target, c.status, c.paused_reason,
+    c.consecutive_failures, c.last_error, c.created_at, c.confirmed_at, c.paused_at,
+    c.last_sent_at, u.email
+"""
+
+
+def channels_of(engine: sqlalchemy.Engine, email: str) -> list[Row]:
+    with engine.connect() as connection:
+        return _rows(
+            connection.execute(
+                text(
+                    f"""
+                    SELECT {_CHANNEL_COLUMNS} FROM channels c JOIN users u ON u.id = c.user_id
+                    WHERE u.email = lower(:email) ORDER BY c.created_at, c.channel_id
+                    """
+                ),
+                {"email": email},
+            )
+        )
+
+
+def channel_by_id(engine: sqlalchemy.Engine, channel_id: str) -> Row | None:
+    with engine.connect() as connection:
+        row = (
+            connection.execute(
+                text(
+                    f"SELECT {_CHANNEL_COLUMNS} FROM channels c JOIN users u ON u.id = c.user_id "
+                    "WHERE c.channel_id = :channel_id"
+                ),
+                {"channel_id": channel_id},
+            )
+            .mappings()
+            .first()
+        )
+    return None if row is None else dict(row)
+
+
+def add_channel(engine: sqlalchemy.Engine, values: Row, limit: int) -> tuple[str, Row | None]:
+    """('added', row), ('exists', None) when the address has this URL already, or ('full',
+    None) when it has ``limit`` channels. The address's user row is locked meanwhile, so two
+    adds at once cannot pass the limit together."""
+    with engine.begin() as connection:
+        user = connection.execute(
+            text("SELECT id FROM users WHERE email = lower(:email) FOR UPDATE"),
+            {"email": values["email"]},
+        ).first()
+        if user is None:
+            raise LookupError("no such address")
+        count = connection.execute(
+            text("SELECT count(*) FROM channels WHERE user_id = :user_id"), {"user_id": user[0]}
+        ).scalar_one()
+        if count >= limit:
+            return "full", None
+        inserted = connection.execute(
+            text(
+                """
+                INSERT INTO channels (channel_id, user_id, kind, label, target, url_sealed,
+                                      url_digest, secret_sealed)
+                VALUES (:channel_id, :user_id, :kind, :label, :target, :url_sealed,
+                        :url_digest, :secret_sealed)
+                ON CONFLICT (user_id, url_digest) DO NOTHING
+                RETURNING channel_id
+                """
+            ),
+            {**values, "user_id": user[0]},
+        ).first()
+    if inserted is None:
+        return "exists", None
+    return "added", channel_by_id(engine, values["channel_id"])
+
+
+def confirm_channel(engine: sqlalchemy.Engine, channel_id: str) -> Row | None:
+    """Mark a channel confirmed (active, once: a paused one stays paused); None: no such."""
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                """
+                UPDATE channels SET status = 'active', confirmed_at = now(), last_error = NULL
+                WHERE channel_id = :channel_id AND status = 'pending'
+                """
+            ),
+            {"channel_id": channel_id},
+        )
+    return channel_by_id(engine, channel_id)
+
+
+def set_channel_paused(engine: sqlalchemy.Engine, channel_id: str, paused: bool) -> None:
+    """Pause (by its owner) or resume a confirmed channel; resuming starts the failure count
+    anew. A channel not confirmed yet is not changed."""
+    statement = (
+        """
+        UPDATE channels SET status = 'paused', paused_reason = 'owner', paused_at = now(),
+                            owner_told_at = now()
+        WHERE channel_id = :channel_id AND status = 'active'
+        """
+        if paused
+        else """
+        UPDATE channels SET status = 'active', paused_reason = NULL, paused_at = NULL,
+                            owner_told_at = NULL, consecutive_failures = 0
+        WHERE channel_id = :channel_id AND status = 'paused'
+        """
+    )
+    with engine.begin() as connection:
+        connection.execute(text(statement), {"channel_id": channel_id})
+
+
+def set_channel_label(engine: sqlalchemy.Engine, channel_id: str, label: str | None) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE channels SET label = :label WHERE channel_id = :channel_id"),
+            {"channel_id": channel_id, "label": label},
+        )
+
+
+def remove_channel(engine: sqlalchemy.Engine, channel_id: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text("DELETE FROM channels WHERE channel_id = :channel_id"), {"channel_id": channel_id}
+        )
+
+
+def channel_choices_of(engine: sqlalchemy.Engine, email: str) -> dict[str, list[str]]:
+    """subscription id -> the channels it chose, for the address's subscriptions that chose."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                """
+                SELECT cc.subscription_id, cc.channel_ids FROM channel_choices cc
+                JOIN subscriptions s ON s.subscription_id = cc.subscription_id
+                JOIN users u ON u.id = s.user_id WHERE u.email = lower(:email)
+                """
+            ),
+            {"email": email},
+        )
+        return {r.subscription_id: list(r.channel_ids) for r in rows}
+
+
+def choose_channels(
+    engine: sqlalchemy.Engine, subscription_id: str, channel_ids: list[str] | None
+) -> None:
+    """The channels a subscription sends to: ``None``, every active one of its address."""
+    with engine.begin() as connection:
+        if channel_ids is None:
+            connection.execute(
+                text("DELETE FROM channel_choices WHERE subscription_id = :id"),
+                {"id": subscription_id},
+            )
+            return
+        connection.execute(
+            text(
+                """
+                INSERT INTO channel_choices (subscription_id, channel_ids, updated_at)
+                VALUES (:id, :channel_ids, now())
+                ON CONFLICT (subscription_id) DO UPDATE
+                SET channel_ids = EXCLUDED.channel_ids, updated_at = now()
+                """
+            ).bindparams(sqlalchemy.bindparam("channel_ids", type_=ARRAY(sqlalchemy.Text))),
+            {"id": subscription_id, "channel_ids": channel_ids},
         )

@@ -98,6 +98,7 @@ def path_parameter(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 SUBSCRIPTION_ID = path_parameter("subscription_id", {"type": "string", "maxLength": 200})
+CHANNEL_ID = path_parameter("channel_id", {"type": "string", "maxLength": 200})
 COMMON = {
     "400": problem("The body is not JSON."),
     "413": problem("The body is larger than 16 KiB."),

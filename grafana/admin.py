@@ -120,6 +120,34 @@ THROUGHPUT = Row(
             width=8,
             unit="short",
         ),
+        Panel(
+            "Channel deliveries / s by channel kind and outcome",
+            "timeseries",
+            (
+                PromQuery(
+                    _rate("pricewatch_channel_deliveries_total", "kind, outcome"),
+                    "{{kind}} {{outcome}}",
+                ),
+            ),
+            width=12,
+            unit="short",
+        ),
+        Panel(
+            "Channel failures / s by kind and reason; channels paused",
+            "timeseries",
+            (
+                PromQuery(
+                    _rate("pricewatch_channel_failures_total", "kind, reason"),
+                    "{{kind}}: {{reason}}",
+                ),
+                PromQuery(
+                    f"sum by (kind) (increase(pricewatch_channels_paused_total[{RATE}]))",
+                    "paused {{kind}}",
+                ),
+            ),
+            width=12,
+            unit="short",
+        ),
     ),
 )
 
@@ -306,6 +334,13 @@ LATENCY = Row(
             unit="s",
         ),
         Panel(
+            "Channel send time by channel kind",
+            "timeseries",
+            _quantiles("pricewatch_channel_delivery_seconds", "kind"),
+            width=12,
+            unit="s",
+        ),
+        Panel(
             "Scrapers: response bytes / s",
             "timeseries",
             (PromQuery(f"sum(rate(pricewatch_scraper_response_bytes_total[{RATE}]))", "bytes"),),
@@ -429,6 +464,51 @@ ORDER BY 1, 2
     width=12,
     unit="short",
     custom=stacked_bars(),
+)
+
+CHANNEL_MESSAGES_PER_DAY = Panel(
+    "Channel messages per day by channel kind and status",
+    "timeseries",
+    (
+        SqlQuery(
+            f"""
+SELECT {UTC_DAY.format(column="created_at")} AS "time",
+       channel_kind || ' ' || status AS "metric",
+       count(*) AS "value"
+FROM channel_deliveries
+WHERE $__timeFilter(created_at)
+GROUP BY 1, 2
+ORDER BY 1, 2
+""",
+            format="time_series",
+        ),
+    ),
+    width=12,
+    unit="short",
+    custom=stacked_bars(),
+)
+
+CHANNELS_BY_KIND = Panel(
+    "Channels by kind and state",
+    "table",
+    (
+        SqlQuery(
+            """
+SELECT kind AS "kind",
+       count(*) FILTER (WHERE status = 'active') AS "active",
+       count(*) FILTER (WHERE status = 'pending') AS "waiting for confirmation",
+       count(*) FILTER (WHERE status = 'paused' AND paused_reason = 'failures')
+           AS "paused after failures",
+       count(*) FILTER (WHERE status = 'paused' AND paused_reason = 'owner')
+           AS "paused by owner"
+FROM channels
+GROUP BY kind
+ORDER BY kind
+""",
+            format="table",
+        ),
+    ),
+    width=12,
 )
 
 EVENTS_PER_DAY = Panel(
@@ -564,6 +644,8 @@ BUSINESS = Row(
         FAILING_STAT,
         PRODUCTS_PER_WEBSITE,
         ALERTS_PER_DAY,
+        CHANNEL_MESSAGES_PER_DAY,
+        CHANNELS_BY_KIND,
         EVENTS_PER_DAY,
         NEW_USERS_PER_DAY,
         BIGGEST_DROPS_TODAY,

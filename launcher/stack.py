@@ -80,6 +80,7 @@ class Stack:
         self._spawn_measured("subscriptions-sink", ["sink", "subscriptions"])
         self._spawn_measured("events-sink", ["sink", "events"])
         self._spawn_measured("email-sink", ["sink", "email"])
+        self._spawn_measured("channels-sink", ["sink", "channels"])
         if settings.s3_bucket:
             self._spawn_measured("archive-sink", ["sink", "archive"])
         api = self._spawn("api", ["api"])

@@ -26,6 +26,7 @@ VERIFY_PAGE: Final = "/verify"
 CONFIRM_PAGE: Final = "/confirm"
 MANAGE_PAGE: Final = "/manage"
 UNSUBSCRIBE_PAGE: Final = "/unsubscribe"
+CHANNEL_CONFIRM_PAGE: Final = "/channels/confirm"
 # GET or one-click POST: stops at once (the List-Unsubscribe header's target).
 UNSUBSCRIBE_API: Final = "/api/unsubscribe"
 
@@ -87,6 +88,18 @@ def manage_link(settings: Settings, email: str, *, issued_at: datetime) -> str:
         email,
         issued_at=issued_at,
         ttl_seconds=settings.manage_token_ttl_seconds,
+    )
+
+
+def channel_confirm_link(settings: Settings, channel_id: str, *, issued_at: datetime) -> str:
+    """Confirms that the test message reached channel ``channel_id``."""
+    return signed_link(
+        settings,
+        CHANNEL_CONFIRM_PAGE,
+        TokenPurpose.CHANNEL_CONFIRM,
+        channel_id,
+        issued_at=issued_at,
+        ttl_seconds=settings.verify_token_ttl_seconds,
     )
 
 

@@ -14,6 +14,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pricewatch.contract.topics import TopicSpec
 
+# Apprise schemes a person may add as "another service" unless the admin says otherwise:
+# services reached over HTTP(S), where the URL guard watches every connection.
+DEFAULT_NOTIFY_SCHEMES = (
+    "json,jsons,form,forms,gotify,gotifys,mmost,mmosts,matrix,matrixs,msteams,pover,rocket,rockets"
+)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRICEWATCH_", extra="ignore")
@@ -178,8 +184,43 @@ class Settings(BaseSettings):
     stock_flap_window_seconds: float = Field(
         default=3600.0,
         ge=0,
-        description="Stock alerts (sold out / back in stock) within this window of the "
-        "previous one are suppressed: flapping stock sends one email.",
+        description="At most one stock alert of each kind per window; a change held back is "
+        "told when the window is over if it still holds.",
+    )
+
+    # --- Channels (sinks/channels) ---------------------------------------------------
+    notify_schemes: str = Field(
+        default=DEFAULT_NOTIFY_SCHEMES,
+        description="Comma-separated Apprise schemes a person may add as 'another Apprise "
+        "URL' (webhook, ntfy, Telegram, Discord and Slack have forms of their own). Keep "
+        "to services reached over HTTP(S): the URL guard watches those connections.",
+    )
+    channels_per_address: int = Field(
+        default=10, ge=0, description="Channels one email address may have."
+    )
+    channel_send_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="Time allowed for one message to one channel."
+    )
+    channel_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Attempts per message and channel on temporary failures (timeouts, "
+        "connection errors, 5xx, 429) before it counts as failed.",
+    )
+    channel_retry_backoff_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Wait before retry n of a message: this times 2^(n-1), at most "
+        "channel_retry_backoff_max_seconds.",
+    )
+    channel_retry_backoff_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest wait between two attempts."
+    )
+    channel_pause_after_failures: int = Field(
+        default=5,
+        ge=1,
+        description="A channel failing permanently this many times in a row is paused, and "
+        "its owner told by email.",
     )
 
     # --- Email -------------------------------------------------------------------
@@ -222,8 +263,9 @@ class Settings(BaseSettings):
     # --- Accounts, links and the public API (api/) ---------------------------------
     secret_key: SecretStr | None = Field(
         default=None,
-        description="Signs the links in emails (verify, unsubscribe, manage). Required in "
-        "production, the same in the API and the email sink; at least 16 bytes. Unset: "
+        description="Signs the links in emails (verify, unsubscribe, manage, channel "
+        "confirmation) and seals channel URLs (HKDF). Required in production, the same in "
+        "the API, the email sink and the channels sink; at least 16 bytes. Unset: "
         "the demo/Stack generates one in data_dir/secret_key for its child processes.",
     )
     admin_token: SecretStr | None = Field(
@@ -290,6 +332,10 @@ class Settings(BaseSettings):
         return (self.public_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
+    def notify_scheme_set(self) -> frozenset[str]:
+        return frozenset(s.strip().lower() for s in self.notify_schemes.split(",") if s.strip())
+
+    @property
     def allowed_private_host_set(self) -> frozenset[str]:
         return frozenset(
             h.strip().lower() for h in self.allowed_private_hosts.split(",") if h.strip()
@@ -315,8 +361,9 @@ class Settings(BaseSettings):
         """The link-signing key; a clear error where a process needs it and it is unset."""
         if self.secret_key is None:
             raise RuntimeError(
-                "PRICEWATCH_SECRET_KEY is not set: the API and the email sink need the same "
-                "secret key to sign and check the links they email (pricewatch demo makes one)"
+                "PRICEWATCH_SECRET_KEY is not set: the API, the email sink and the channels sink "
+                "need the same secret key to sign and check the links they email and to seal "
+                "channel URLs (pricewatch demo makes one)"
             )
         key = self.secret_key.get_secret_value().encode()
         if len(key) < 16:

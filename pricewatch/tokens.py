@@ -39,6 +39,7 @@ class TokenPurpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"  # subject: "subscription:<id>" or "user:<email>"
     MANAGE = "manage"  # subject: the email address whose subscriptions may be seen and edited
     CONFIRM = "confirm"  # subject: a subscription request (JSON) its address's owner must start
+    CHANNEL_CONFIRM = "channel_confirm"  # subject: the id of a channel its test message reached
 
 
 UNSUBSCRIBE_ONE_PREFIX: Final = "subscription:"

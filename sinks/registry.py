@@ -13,6 +13,7 @@ from sinks.contract import SinkKind
 SINK_MODULES: dict[str, str] = {
     "postgres": "sinks.postgres.prices",
     "email": "sinks.email.sink",
+    "channels": "sinks.channels.sink",
     "archive": "sinks.archive.sink",
     "subscriptions": "sinks.postgres.subscriptions",
     "events": "sinks.postgres.events",

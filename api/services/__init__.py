@@ -1,6 +1,7 @@
 """What the API does, shared by the JSON routes and the pages, split by concern:
 ``subscriptions`` (subscribe, confirm, edit, unsubscribe), ``accounts`` (verify an address,
-its manage view, manage links) and ``admin``; ``base`` is what they all use."""
+its manage view, manage links), ``channels`` (an address's chat, push and webhook channels)
+and ``admin``; ``base`` is what they all use."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from api.services.accounts import Accounts
 from api.services.admin import Admin
 from api.services.base import Backend
+from api.services.channels import Channels
 from api.services.subscriptions import Subscriptions
 from pricewatch.settings import Settings
 
@@ -24,6 +26,7 @@ class Services:
     subscriptions: Subscriptions
     accounts: Accounts
     admin: Admin
+    channels: Channels
 
     @classmethod
     def create(
@@ -34,4 +37,7 @@ class Services:
         clock: Callable[[], datetime] | None = None,
     ) -> Services:
         backend = Backend(settings, producer, engine, clock)
-        return cls(backend, Subscriptions(backend), Accounts(backend), Admin(backend))
+        channels = Channels(backend)
+        return cls(
+            backend, Subscriptions(backend, channels), Accounts(backend), Admin(backend), channels
+        )

@@ -16,6 +16,7 @@ from api.models import (
 )
 from api.problems import ApiProblem
 from api.services.base import Backend, is_id
+from api.services.channels import channel_out
 from pricewatch.contract.records import AccountEmailKind
 from pricewatch.links import manage_link
 from pricewatch.tokens import TokenPurpose
@@ -23,7 +24,7 @@ from pricewatch.tokens import TokenPurpose
 log = logging.getLogger(__name__)
 
 
-def _managed(row: queries.Row) -> ManagedSubscription:
+def _managed(row: queries.Row, channels: list[str] | None = None) -> ManagedSubscription:
     return ManagedSubscription(
         subscription_id=row["subscription_id"],
         email=row["email"],
@@ -33,6 +34,9 @@ def _managed(row: queries.Row) -> ManagedSubscription:
         currency=row["target_currency"],
         drop_percent=row["drop_percent"],
         notify_any_drop=row["notify_any_drop"],
+        notify_price_increase=row["notify_price_increase"],
+        min_change_amount=row["min_change_amount"],
+        min_change_percent=row["min_change_percent"],
         notify_back_in_stock=row["notify_back_in_stock"],
         notify_sold_out=row["notify_sold_out"],
         notify_removed=row["notify_removed"],
@@ -46,6 +50,7 @@ def _managed(row: queries.Row) -> ManagedSubscription:
             availability=row.get("availability"),
             last_checked_at=row.get("last_checked_at"),
         ),
+        channels=channels,
     )
 
 
@@ -80,10 +85,19 @@ class Accounts:
         rows = (
             [] if user is None else await self.backend.db(queries.subscriptions_of, claims.subject)
         )
+        channels = (
+            [] if user is None else await self.backend.db(queries.channels_of, claims.subject)
+        )
+        chosen = (
+            {}
+            if not channels
+            else await self.backend.db(queries.channel_choices_of, claims.subject)
+        )
         return ManageView(
             email=claims.subject,
             verified=user is not None and user["verified_at"] is not None,
-            subscriptions=[_managed(row) for row in rows],
+            subscriptions=[_managed(row, chosen.get(row["subscription_id"])) for row in rows],
+            channels=[channel_out(row) for row in channels],
         )
 
     async def price_history(self, token: str | None, product_id: str) -> PriceHistory:

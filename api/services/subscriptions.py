@@ -28,6 +28,7 @@ from api.models import (
 )
 from api.problems import ApiProblem, field_errors, invalid
 from api.services.base import Backend, is_id
+from api.services.channels import Channels
 from pricewatch.contract.records import AccountEmailKind, Subscription
 from pricewatch.ids import product_id_for, subscription_id_for
 from pricewatch.links import confirm_link, verify_link
@@ -52,6 +53,14 @@ CONFIRMATIONS = Counter(
 )
 
 NOT_YOURS = ApiProblem(404, "No such subscription for this link")
+_EDIT_FLAGS = (
+    "notify_any_drop",
+    "notify_price_increase",
+    "notify_back_in_stock",
+    "notify_sold_out",
+    "notify_removed",
+    "active",
+)
 
 
 # What a subscription asks for: a confirmation link applies these, and only these.
@@ -95,8 +104,9 @@ def subscription_out(record: Subscription) -> SubscriptionOut:
 
 
 class Subscriptions:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, channels: Channels) -> None:
         self.backend = backend
+        self.channels = channels
 
     async def tracked_websites(self) -> list[queries.Row]:
         """Websites with adapters, paused ones included (the caller lists the others)."""
@@ -124,6 +134,9 @@ class Subscriptions:
             currency=body.currency,
             drop_percent=body.drop_percent,
             notify_any_drop=body.notify_any_drop,
+            notify_price_increase=body.notify_price_increase,
+            min_change_amount=body.min_change_amount,
+            min_change_percent=body.min_change_percent,
             notify_back_in_stock=body.notify_back_in_stock,
             notify_sold_out=body.notify_sold_out,
             notify_removed=body.notify_removed,
@@ -237,14 +250,21 @@ class Subscriptions:
         claims = self.backend.claims(token, TokenPurpose.MANAGE)
         row = await self._own_subscription(claims, subscription_id)
         changes = {name: getattr(edit, name) for name in edit.model_fields_set}
-        for flag in ("notify_any_drop", "notify_back_in_stock", "notify_sold_out"):
+        if "channels" in changes:
+            # Where its alerts go, not what they are: PostgreSQL only (the channels sink
+            # reads it), no new version of the subscription.
+            chosen = changes.pop("channels")
+            await self.channels.choose(claims.subject.lower(), subscription_id, chosen)
+            if not changes:
+                return subscription_out(queries.subscription_record(row, now=row["updated_at"]))
+        for flag in _EDIT_FLAGS:
             if flag in changes and changes[flag] is None:
                 raise invalid(flag, "must be true or false")
-        if "notify_removed" in changes and changes["notify_removed"] is None:
-            raise invalid("notify_removed", "must be true or false")
-        if "active" in changes and changes["active"] is None:
-            raise invalid("active", "must be true or false")
-        record = queries.subscription_record(row, now=self.backend.clock(), **changes)
+        try:
+            # The record's own rules (a minimum change needs a price alert) judge the result.
+            record = queries.subscription_record(row, now=self.backend.clock(), **changes)
+        except ValidationError as exc:
+            raise ApiProblem(422, "Invalid change", errors=field_errors(exc)) from None
         if record.active and not asks_for_something(record):
             raise invalid("body", "an active subscription must say what to be told")
         await self.backend.publish_and_store([record])

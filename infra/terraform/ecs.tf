@@ -18,6 +18,7 @@ locals {
     subscriptions-sink = ["sink", "subscriptions"]
     events-sink        = ["sink", "events"]
     email-sink         = ["sink", "email"]
+    channels-sink      = ["sink", "channels"]
     archive-sink       = ["sink", "archive"]
   }
 

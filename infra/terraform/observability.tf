@@ -14,7 +14,7 @@ locals {
     pricewatch-worker  = { names = ["worker"], port = local.metrics_port }
     pricewatch-scraper = { names = ["scraper"], port = local.metrics_port }
     pricewatch-sinks = {
-      names = ["postgres-sink", "subscriptions-sink", "events-sink", "email-sink", "archive-sink"]
+      names = ["postgres-sink", "subscriptions-sink", "events-sink", "email-sink", "channels-sink", "archive-sink"]
       port  = local.metrics_port
     }
   }

@@ -4,8 +4,9 @@
 #
 # PRICEWATCH_SECRET_KEY signs the links in emails (verify, unsubscribe, manage): the API
 # makes and checks them, the email sink writes them into alerts, so both get this one value
-# (and refuse to start without it). Replacing it (terraform apply -replace=
-# random_password.secret_key) invalidates every link already emailed.
+# (and refuse to start without it). The channels sink opens the channel URLs the API sealed
+# with a key derived from it, so it gets it too. Replacing it (terraform apply -replace=
+# random_password.secret_key) invalidates every link already emailed and every channel.
 #
 # PRICEWATCH_ADMIN_TOKEN is the bearer token of the admin API (/api/admin/...): generated
 # and given to the API only when var.admin_api_enabled; otherwise the admin API is off (404).
@@ -56,7 +57,7 @@ locals {
     }
     PRICEWATCH_SECRET_KEY = {
       arn   = aws_secretsmanager_secret.secret_key.arn
-      roles = ["api", "email-sink"]
+      roles = ["api", "email-sink", "channels-sink"]
     }
     PRICEWATCH_ADMIN_TOKEN = {
       arn   = one(aws_secretsmanager_secret.admin_token[*].arn)

@@ -204,6 +204,7 @@ variable "service_sizes" {
     subscriptions-sink = { cpu = 256, memory = 512, min = 1, max = 2 }
     events-sink        = { cpu = 256, memory = 512, min = 1, max = 4 }
     email-sink         = { cpu = 256, memory = 512, min = 1, max = 4 }
+    channels-sink      = { cpu = 256, memory = 512, min = 1, max = 4 }
     archive-sink       = { cpu = 256, memory = 512, min = 1, max = 4 }
   }
 

@@ -83,6 +83,20 @@ class NotificationKind(StrEnum):
     REMOVED = "removed"  # notify_removed
 
 
+# Each rule by a short, stable name: the values of the ``X-Pricewatch-Alert`` email header
+# (one per entry in a notification's ``kinds``) and of the webhook event types. Part of the
+# public contract like the topics: names are added, never changed.
+ALERT_NAMES: Final[dict[NotificationKind, str]] = {
+    NotificationKind.TARGET_PRICE_REACHED: "target_price",
+    NotificationKind.DROP_PERCENT_REACHED: "drop_percent",
+    NotificationKind.PRICE_DROPPED: "any_drop",
+    NotificationKind.PRICE_INCREASED: "price_increase",
+    NotificationKind.BACK_IN_STOCK: "back_in_stock",
+    NotificationKind.SOLD_OUT: "sold_out",
+    NotificationKind.REMOVED: "removed",
+}
+
+
 class WireRecord(BaseModel):
     # Unknown fields are ignored so a producer may add optional fields without a new version.
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -282,6 +296,19 @@ class AccountEmailKind(StrEnum):
     # Start (or change) one subscription of an address that is already verified: anyone can
     # ask for one, so only its owner's click makes it take effect.
     CONFIRM_SUBSCRIPTION = "confirm_subscription"
+    # A channel of the address failed permanently too many times in a row and was paused.
+    CHANNEL_PAUSED = "channel_paused"
+
+
+class ChannelNotice(WireRecord):
+    """What an account email says about one of the address's channels."""
+
+    channel_id: str
+    kind: str = Field(description="webhook, ntfy, telegram, discord, slack or apprise.")
+    target: str = Field(description="The channel as shown to its owner, masked.")
+    label: str | None = None
+    failures: int = Field(description="Permanent failures in a row that paused it.")
+    last_error: str | None = None
 
 
 class AccountEmail(WireRecord):
@@ -303,6 +330,32 @@ class AccountEmail(WireRecord):
         description="kind confirm_subscription: the subscription the link starts, as it will "
         "be published (so the email can say what is being confirmed).",
     )
+    channel: ChannelNotice | None = Field(
+        default=None, description="kind channel_paused: the channel that was paused."
+    )
+
+    @model_validator(mode="after")
+    def _paused_names_its_channel(self) -> AccountEmail:
+        if self.kind is AccountEmailKind.CHANNEL_PAUSED and self.channel is None:
+            raise ValueError("a channel_paused email names its channel")
+        return self
+
+
+class ChannelConfirmation(WireRecord):
+    """Topic ``channel-confirmations``, key: ``channel_id``. The test message a new channel
+    gets, with the link that confirms it: nothing else is sent to a channel before. Sent at
+    most once per ``idempotency_key`` (the channels sink's ledger)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    idempotency_key: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="Deterministic: the channel and a time bucket (asking again within it "
+        "sends nothing more).",
+    )
+    channel_id: str
+    email: str = Field(description="The address that owns the channel.")
+    link: str = Field(description="The signed link that confirms the channel.")
+    created_at: AwareDatetime
 
 
 class DeadLetter(WireRecord):
@@ -328,5 +381,6 @@ RECORD_TYPES: tuple[type[WireRecord], ...] = (
     Subscription,
     Notification,
     AccountEmail,
+    ChannelConfirmation,
     DeadLetter,
 )

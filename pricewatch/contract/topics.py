@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from pricewatch.contract.records import (
     AccountEmail,
+    ChannelConfirmation,
     DeadLetter,
     Notification,
     PriceEvent,
@@ -36,6 +37,7 @@ SUBSCRIPTIONS = TopicSpec(
 )
 NOTIFICATIONS = TopicSpec("notifications", Notification, key="idempotency_key")
 ACCOUNT_EMAILS = TopicSpec("account-emails", AccountEmail, key="email")
+CHANNEL_CONFIRMATIONS = TopicSpec("channel-confirmations", ChannelConfirmation, key="channel_id")
 DEAD_LETTERS = TopicSpec("dead-letters", DeadLetter, key="source topic")
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
@@ -45,5 +47,6 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     SUBSCRIPTIONS,
     NOTIFICATIONS,
     ACCOUNT_EMAILS,
+    CHANNEL_CONFIRMATIONS,
     DEAD_LETTERS,
 )

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     Table,
@@ -24,7 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 # The longest URL the url columns get: longer ones (untrusted input) are cut, not refused.
 MAX_URL_CHARS = 8000
@@ -46,6 +47,11 @@ TIMESTAMPTZ = DateTime(timezone=True)
 
 PRODUCT_STATUSES = ("active", "gone", "error")
 NOTIFICATION_STATUSES = ("sending", "sent", "failed", "retrying")
+CHANNEL_KINDS = ("webhook", "ntfy", "telegram", "discord", "slack", "apprise")
+# pending: added, its test message sent, nothing else until its owner confirms it;
+# active: confirmed, gets alerts; paused: by its owner, or after failing too often.
+CHANNEL_STATUSES = ("pending", "active", "paused")
+CHANNEL_MESSAGES = ("alert", "confirmation")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -168,6 +174,10 @@ subscriptions = Table(
     Column("drop_percent", Numeric(5, 2, asdecimal=True)),
     Column("reference_price", MONEY),
     Column("notify_any_drop", Boolean, nullable=False),
+    # Revision 0005: the price-increase alert and the minimum change of the price alerts.
+    Column("notify_price_increase", Boolean, nullable=False, server_default=text("false")),
+    Column("min_change_amount", MONEY),
+    Column("min_change_percent", Numeric(5, 2, asdecimal=True)),
     Column("notify_back_in_stock", Boolean, nullable=False),
     Column("notify_sold_out", Boolean, nullable=False),
     Column("notify_removed", Boolean, nullable=False),
@@ -203,3 +213,75 @@ Index(
     price_events.c.observed_at.desc(),
 )
 Index("ix_price_events_observed_at", price_events.c.observed_at)
+
+
+# Where an address's alerts go besides email (revision 0006). The URL (and a webhook's
+# signing secret) are sealed with a key derived from the secret key (pricewatch.sealing):
+# the database never holds them in the clear. url_digest (a keyed hash) finds the same URL
+# added twice.
+channels = Table(
+    "channels",
+    metadata,
+    Column("channel_id", Text, primary_key=True),  # random: never guessable
+    Column("user_id", BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("label", Text),
+    Column("target", Text, nullable=False),  # masked, for display: scheme://host/…abcd
+    Column("url_sealed", LargeBinary, nullable=False),
+    Column("url_digest", Text, nullable=False),
+    Column("secret_sealed", LargeBinary),
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("paused_reason", Text),  # 'owner' or 'failures'
+    Column("consecutive_failures", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    Column("confirmed_at", TIMESTAMPTZ),
+    Column("paused_at", TIMESTAMPTZ),
+    Column("owner_told_at", TIMESTAMPTZ),  # the owner was emailed about this pause
+    Column("last_sent_at", TIMESTAMPTZ),
+    CheckConstraint(_one_of("kind", CHANNEL_KINDS), name="kind"),
+    CheckConstraint(_one_of("status", CHANNEL_STATUSES), name="status"),
+    UniqueConstraint("user_id", "url_digest"),
+)
+
+# The channels a subscription sends to, when its owner chose: no row, every active channel
+# of the address (the default); a row, only these (none: email only).
+channel_choices = Table(
+    "channel_choices",
+    metadata,
+    Column("subscription_id", Text, primary_key=True),
+    Column("channel_ids", ARRAY(Text), nullable=False),
+    Column("updated_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+)
+
+# One row per message meant for a channel: the claim that makes sending exactly once per
+# (notification or confirmation, channel), like ``notifications`` for email. A temporary
+# failure keeps the message (payload) for the retry at next_attempt_at; no foreign key to
+# channels, so the history stays when a channel is removed.
+channel_deliveries = Table(
+    "channel_deliveries",
+    metadata,
+    Column("idempotency_key", Text, primary_key=True),
+    Column("channel_id", Text, primary_key=True),
+    Column("channel_kind", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("email", Text, nullable=False),
+    Column("subscription_id", Text, nullable=False),  # '' for a confirmation
+    # sending / sent / failed / retrying, as in notifications.
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("next_attempt_at", TIMESTAMPTZ),
+    Column("payload", JSONB),  # the record to send again; NULL once sent or failed
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    Column("sent_at", TIMESTAMPTZ),
+    CheckConstraint(_one_of("status", NOTIFICATION_STATUSES), name="status"),
+    CheckConstraint(_one_of("message", CHANNEL_MESSAGES), name="message"),
+    Index("ix_channel_deliveries_channel_id", "channel_id"),
+    Index("ix_channel_deliveries_created_at", "created_at"),
+    Index(
+        "ix_channel_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=text("status = 'retrying'"),
+    ),
+)

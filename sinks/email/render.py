@@ -20,18 +20,17 @@ from urllib.parse import urlsplit
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from pricewatch.contract.records import (
+    ALERT_NAMES,
     AccountEmail,
     AccountEmailKind,
     Notification,
-    NotificationKind,
 )
 from pricewatch.links import UNSUBSCRIBE_PAGE, manage_link, unsubscribe_link
 from pricewatch.settings import Settings
-from pricewatch.wording import describe_wants, format_money
+from pricewatch.wording import alert_text, describe_wants, format_money
 
 IDEMPOTENCY_HEADER = "X-Pricewatch-Idempotency-Key"
-
-_MAX_SUBJECT_TITLE_CHARS = 80
+ALERT_HEADER = "X-Pricewatch-Alert"
 
 # The default 78-character folding turns a long unbreakable header value into RFC 2047
 # encoded words, which breaks List-Unsubscribe (clients want a literal <url>). 998 is
@@ -72,64 +71,22 @@ def _templates() -> Environment:
     )
 
 
-def _short(title: str) -> str:
-    if len(title) <= _MAX_SUBJECT_TITLE_CHARS:
-        return title
-    return title[: _MAX_SUBJECT_TITLE_CHARS - 3].rstrip() + "..."
-
-
-def _wording(kind: NotificationKind, title: str, money: dict[str, str | None]) -> tuple[str, str]:
-    """(subject, headline) for one kind of notification; headline is plain text."""
-    short = _short(title)
-    new, old, target = money["new_price"], money["old_price"], money["target_price"]
-    if kind is NotificationKind.TARGET_PRICE_REACHED:
-        return (
-            f"Price drop: {short} is now {new}" + (f" (your target {target})" if target else ""),
-            f"Good news: {title} is now {new}"
-            + (f", at or below your target of {target}." if target else "."),
-        )
-    if kind is NotificationKind.DROP_PERCENT_REACHED:
-        percent, reference = money["drop_percent"], money["reference_price"]
-        return (
-            f"Price drop: {short} is now {new}, {percent}% or more below {reference}",
-            f"Good news: {title} is now {new}, at least {percent}% below {reference}.",
-        )
-    if kind is NotificationKind.PRICE_DROPPED:
-        return (
-            f"Price drop: {short} is now {new}" + (f" (was {old})" if old else ""),
-            f"{title} dropped" + (f" from {old}" if old else "") + f" to {new}.",
-        )
-    if kind is NotificationKind.BACK_IN_STOCK:
-        return (
-            f"Back in stock: {short}",
-            f"{title} is back in stock" + (f" at {new}." if new else "."),
-        )
-    if kind is NotificationKind.SOLD_OUT:
-        return f"Sold out: {short}", f"{title} is sold out at the moment."
-    return (
-        f"No longer listed: {short}",
-        f"{title} is no longer listed by the shop: its page is gone.",
-    )
-
-
 def render(notification: Notification, settings: Settings) -> EmailMessage:
     """The email for one notification: plain text with an HTML alternative."""
 
     def money(amount: Decimal | None) -> str | None:
         return None if amount is None else format_money(amount, notification.currency)
 
-    percent = notification.drop_percent
+    # "Before" is the price the rule compared with (the highest since the last drop alert,
+    # say), not merely the previous reading.
+    before = notification.baseline_price
     prices = {
-        "old_price": money(notification.old_price),
+        "old_price": money(before if before is not None else notification.old_price),
         "new_price": money(notification.new_price),
         "target_price": money(notification.target_price),
-        "reference_price": money(notification.reference_price),
-        "drop_percent": None if percent is None else f"{percent:f}",
     }
-    # Titles are scraped text: no line breaks in a subject, and something to call it by.
-    title = " ".join((notification.title or "").split()) or urlsplit(notification.url).netloc
-    title = title or "Your product"
-    subject, headline = _wording(notification.kind, title, prices)
+    text = alert_text(notification)
+    title, subject, headline = text.title, text.subject, text.headline
     issued_at = notification.created_at
     unsubscribe = unsubscribe_link(
         settings, issued_at=issued_at, subscription_id=notification.subscription_id
@@ -139,6 +96,7 @@ def render(notification: Notification, settings: Settings) -> EmailMessage:
         "title": title,
         "subject": subject,
         "headline": headline,  # autoescaped in HTML: the title is scraped text
+        "also": text.also,
         "product_url": _safe_link(notification.url, settings.api_base_url),
         "unsubscribe_url": unsubscribe_link(
             settings,
@@ -163,6 +121,8 @@ def render(notification: Notification, settings: Settings) -> EmailMessage:
     message["Date"] = format_datetime(notification.created_at.astimezone(UTC))
     message["Message-ID"] = f"<{notification.idempotency_key}@{_message_domain(settings)}>"
     message[IDEMPOTENCY_HEADER] = notification.idempotency_key
+    # Every rule the alert answers, for mail filters: "target_price, any_drop".
+    message[ALERT_HEADER] = ", ".join(ALERT_NAMES[kind] for kind in notification.kinds)
     message["List-Unsubscribe"] = f"<{unsubscribe}>"
     # RFC 8058 one-click: the mail client POSTs "List-Unsubscribe=One-Click" to that URL.
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -177,6 +137,7 @@ _ACCOUNT_SUBJECTS = {
     AccountEmailKind.VERIFY: "Confirm your email address for Pricewatch",
     AccountEmailKind.MANAGE_LINK: "Your Pricewatch subscriptions",
     AccountEmailKind.CONFIRM_SUBSCRIPTION: "Confirm your Pricewatch alert",
+    AccountEmailKind.CHANNEL_PAUSED: "A Pricewatch alert channel was paused",
 }
 
 
@@ -190,6 +151,7 @@ def render_account_email(account_email: AccountEmail, settings: Settings) -> Ema
         "link": _safe_link(account_email.link, settings.api_base_url),
         "product_url": None,
         "wants": [],
+        "channel": account_email.channel,
     }
     if account_email.subscription is not None:
         context["product_url"] = _safe_link(account_email.subscription.url, "")

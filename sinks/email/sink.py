@@ -1,14 +1,14 @@
 """Notifications into emails, one email per idempotency key however often one is delivered.
 
-Each notification is claimed in the ``notifications`` table before it is sent: the claim is
-committed first, so a redelivered notification finds it and is skipped. The one case without
-a certain answer is a crash between sending and recording 'sent': the row stays 'sending' and
-the notification is skipped with a warning -- at most once, and the row says so.
+Each notification is claimed in the ``notifications`` table before it is sent
+(``sinks.ledger``: claim, send, record): a redelivered notification finds its claim and is
+skipped. The one case without a certain answer is a crash between sending and recording
+'sent': the row stays 'sending' and the notification is skipped with a warning -- at most
+once, and the row says so. A temporary failure raises, so the consumer retries the batch.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +16,6 @@ from typing import Any
 
 import sqlalchemy
 from prometheus_client import Counter
-from sqlalchemy import text
 
 from pricewatch.contract.records import AccountEmail, Notification
 from pricewatch.contract.topics import ACCOUNT_EMAILS, NOTIFICATIONS
@@ -26,12 +25,12 @@ from sinks.base import describe_error
 from sinks.contract import Batch, Feed, SinkKind
 from sinks.email.backends import EmailBackend, PermanentSendError, backend_from_settings
 from sinks.email.render import InvalidRecipientError, render, render_account_email
+from sinks.ledger import CLAIMED, UNCONFIRMED, Ledger
 
 log = logging.getLogger(__name__)
 
 ROLE = "email-sink"
 ACCOUNT_ROLE = "account-email-sink"  # its own group: a backlog of alerts never delays them
-MAX_ERROR_CHARS = 2000
 
 EMAILS_SENT = Counter("pricewatch_emails_sent_total", "Emails handed to the backend.", ["backend"])
 EMAILS_FAILED = Counter(
@@ -48,36 +47,10 @@ EMAILS_SKIPPED_UNCONFIRMED = Counter(
     "Notifications not sent because an earlier attempt crashed mid-send (may have gone out).",
 )
 
-# Inserts the claim, or takes back one released after a temporary error. No row back: the
-# key is 'sending', 'sent' or 'failed' already.
-CLAIM = text(
-    """
-    INSERT INTO notifications AS n (
-        idempotency_key, kind, subscription_id, email, product_id, event_id, status, attempts
-    )
-    VALUES (:idempotency_key, :kind, :subscription_id, :email, :product_id, :event_id,
-            'sending', 1)
-    ON CONFLICT (idempotency_key) DO UPDATE SET status = 'sending', attempts = n.attempts + 1
-    WHERE n.status = 'retrying'
-    RETURNING n.attempts
-    """
-)
-CURRENT_STATUS = text("SELECT status FROM notifications WHERE idempotency_key = :idempotency_key")
-MARK_SENT = text(
-    """
-    UPDATE notifications SET status = 'sent', sent_at = now(), last_error = NULL
-    WHERE idempotency_key = :idempotency_key AND status = 'sending'
-    """
-)
-MARK_UNSENT = text(
-    """
-    UPDATE notifications SET status = :status, last_error = :last_error
-    WHERE idempotency_key = :idempotency_key AND status = 'sending'
-    """
-)
-
-
 Mail = Notification | AccountEmail
+
+
+LEDGER_COLUMNS = ("kind", "subscription_id", "email", "product_id", "event_id")
 
 
 def _ledger_row(mail: Mail) -> dict[str, Any]:
@@ -107,10 +80,7 @@ class EmailSink:
         self.engine = engine
         self.backend = backend
         self.settings = settings
-        # Outcomes (status, error) this process knows but could not record because the
-        # database went away after the send: the retried batch records them instead of
-        # finding the row 'sending' and skipping it as unconfirmed.
-        self.unrecorded: dict[str, tuple[str, str | None]] = {}
+        self.ledger = Ledger(engine, "notifications", ("idempotency_key",), LEDGER_COLUMNS)
 
     async def write(self, batch: Batch[Mail]) -> None:
         seen: set[str] = set()
@@ -124,13 +94,11 @@ class EmailSink:
     async def deliver(self, notification: Mail) -> None:
         """Claim, send and record one email. Raises on a temporary failure."""
         key = notification.idempotency_key
-        known = self.unrecorded.pop(key, None)
-        if known is not None:
-            await self._record(key, *known)
-            if known[0] != "retrying":
-                return  # sent, or failed for good: now recorded
-        status = await asyncio.to_thread(self._claim, notification)
-        if status == "sending-unconfirmed":
+        ledger_key = (key,)
+        if await self.ledger.settle_unrecorded(ledger_key):
+            return  # sent, or failed for good: now recorded
+        status = (await self.ledger.claim(_ledger_row(notification))).status
+        if status == UNCONFIRMED:
             EMAILS_SKIPPED_UNCONFIRMED.inc()
             log.warning(
                 "notification %s was being sent when a process stopped; not sending it again "
@@ -138,7 +106,7 @@ class EmailSink:
                 key,
             )
             return
-        if status != "claimed":
+        if status != CLAIMED:
             EMAILS_SKIPPED_DUPLICATE.inc()
             log.info("notification %s already %s; skipped", key, status)
             return
@@ -154,46 +122,15 @@ class EmailSink:
             reason = exc.reason if isinstance(exc, PermanentSendError) else "invalid_recipient"
             EMAILS_FAILED.labels(backend, reason).inc()
             log.warning("notification %s not deliverable, marked failed (%s)", key, exc)
-            await self._record(key, "failed", str(exc))
+            await self.ledger.record(ledger_key, "failed", str(exc))
             return
         except Exception as exc:
             EMAILS_FAILED.labels(backend, "temporary").inc()
             # Nothing was sent: release the claim so the retried batch sends it.
-            await self._record(key, "retrying", describe_error(exc))
+            await self.ledger.record(ledger_key, "retrying", describe_error(exc))
             raise
         EMAILS_SENT.labels(backend).inc()
-        await self._record(key, "sent", None)
-
-    async def _record(self, key: str, status: str, error: str | None) -> None:
-        """Record a send's outcome; if that fails, remember it for the retried batch."""
-        try:
-            if status == "sent":
-                await asyncio.to_thread(self._mark_sent, key)
-            else:
-                await asyncio.to_thread(self._mark_unsent, key, status, error or "")
-        except Exception:
-            self.unrecorded[key] = (status, error)
-            raise
-
-    def _claim(self, notification: Mail) -> str:
-        """'claimed' if this process may send it now, else the status that forbids it."""
-        params = _ledger_row(notification)
-        with self.engine.begin() as connection:
-            if connection.execute(CLAIM, params).first() is not None:
-                return "claimed"
-            status = connection.execute(CURRENT_STATUS, params).scalar_one()
-        return "sending-unconfirmed" if status == "sending" else str(status)
-
-    def _mark_sent(self, key: str) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(MARK_SENT, {"idempotency_key": key})
-
-    def _mark_unsent(self, key: str, status: str, error: str) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(
-                MARK_UNSENT,
-                {"idempotency_key": key, "status": status, "last_error": error[:MAX_ERROR_CHARS]},
-            )
+        await self.ledger.record(ledger_key, "sent", None)
 
 
 @asynccontextmanager

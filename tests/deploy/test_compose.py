@@ -85,6 +85,7 @@ def test_every_pricewatch_role_is_there() -> None:
         "subscriptions-sink": ("sink", "subscriptions"),
         "events-sink": ("sink", "events"),
         "email-sink": ("sink", "email"),
+        "channels-sink": ("sink", "channels"),
         "archive-sink": ("sink", "archive"),
         "api": ("api",),
         "demo-shop": ("demo-shop",),
@@ -323,8 +324,9 @@ def test_api_starts_after_the_schema_and_postgresql() -> None:
 
 # --- Secrets: the link-signing key and the admin token ----------------------------------------
 
-# The processes that sign or check the links in emails: both refuse to start without the key.
-LINK_SIGNERS = {"api", "email-sink"}
+# The processes that sign or check the links in emails, and seal or open channel URLs: each
+# refuses to start without the key.
+LINK_SIGNERS = {"api", "email-sink", "channels-sink"}
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ PRICEWATCH_ROLES = {
     "subscriptions-sink",
     "events-sink",
     "email-sink",
+    "channels-sink",
     "archive-sink",
 }
 
@@ -229,7 +230,7 @@ def test_each_task_gets_exactly_the_secrets_it_needs(admin_api_enabled: bool) ->
     admin = "${one(aws_secretsmanager_secret.admin_token[*].arn)}"
     for task, secrets in by_task.items():
         expected = {"PRICEWATCH_DATABASE_URL": database}
-        if task in {"api", "email-sink"}:
+        if task in {"api", "email-sink", "channels-sink"}:
             expected["PRICEWATCH_SECRET_KEY"] = key
         if task == "api" and admin_api_enabled:
             expected["PRICEWATCH_ADMIN_TOKEN"] = admin

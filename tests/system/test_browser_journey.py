@@ -1,12 +1,15 @@
 """A person's journey in a real browser (Debian's chromium, headless, via chromedriver):
 subscribe through the form, follow the verification link from the email the outbox sink
-wrote, and see the subscription with its price-history chart on the manage page. The whole
-pipeline runs as real processes (Stack). Screenshots: test-artifacts/browser/."""
+wrote, and see the subscription with its price-history chart on the manage page; then add
+a webhook channel on that page, confirm it by the link of the test message it receives,
+choose it for one subscription, pause it and remove it. The whole pipeline runs as real
+processes (Stack). Screenshots: test-artifacts/browser/."""
 
 from __future__ import annotations
 
 import email
 import email.policy
+import json
 import re
 import shutil
 import uuid
@@ -26,6 +29,7 @@ from launcher.stack import Stack
 from pricewatch.settings import Settings
 from tests.conftest import ARTIFACTS, REQUIRE_SERVICES, Broker, fresh_database
 from tests.helpers import wait_for
+from tests.system.conftest import WebhookReceiver
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -102,7 +106,12 @@ def _price_rows(database_url: str, url: str) -> int:
 
 @pytest.mark.integration
 def test_subscribe_verify_and_manage_in_a_real_browser(
-    browser: Any, tmp_path: Path, broker: Broker, postgres_server: str, unique_prefix: str
+    browser: Any,
+    tmp_path: Path,
+    broker: Broker,
+    postgres_server: str,
+    unique_prefix: str,
+    hook: WebhookReceiver,
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -119,11 +128,13 @@ def test_subscribe_verify_and_manage_in_a_real_browser(
                 kafka_bootstrap_servers=broker.bootstrap_servers,
                 kafka_embedded=broker.embedded,
                 database_url=database_url,
+                allowed_private_hosts=f"127.0.0.1:{hook.port}",  # the webhook channel
             )
         )
         with Stack(settings) as stack:
             try:
-                _journey(browser, stack, By)
+                manage_url = _journey(browser, stack, By)
+                _channels(browser, manage_url, By, hook)
             finally:
                 target = ARTIFACTS / "browser-logs"
                 shutil.rmtree(target, ignore_errors=True)
@@ -145,7 +156,8 @@ def heading(driver: Any, By: Any, text: str) -> None:
     WebDriverWait(driver, 15).until(shown)
 
 
-def _journey(driver: Any, stack: Stack, By: Any) -> None:
+def _journey(driver: Any, stack: Stack, By: Any) -> str:
+    """The journey; the manage page's URL (its link's token) for what follows."""
     settings = stack.settings
     product = DEFAULT_PRODUCTS[0]
     product_url = _shop_page(settings, product)
@@ -231,3 +243,70 @@ def _journey(driver: Any, stack: Stack, By: Any) -> None:
     sections = driver.find_elements(By.CSS_SELECTOR, "section.card h2")
     assert {element.text for element in sections} >= {product.title}
     assert any(second_url in element.text or second.title in element.text for element in sections)
+    return str(manage_url)
+
+
+def _channels(driver: Any, manage_url: str, By: Any, hook: WebhookReceiver) -> None:
+    """Add, confirm, choose, pause and remove a channel through the pages."""
+    driver.get(manage_url)
+    heading(driver, By, "Your subscriptions")
+    assert "No channels yet." in driver.page_source
+
+    # 1. Add a webhook: its form is folded away under "Add a channel".
+    driver.find_element(By.XPATH, "//summary[contains(., 'a webhook')]").click()
+    url_field = driver.find_element(By.ID, "add-webhook-url")
+    url_field.send_keys(f"http://127.0.0.1:{hook.port}/pricewatch")
+    driver.find_element(By.ID, "add-webhook-label").send_keys("my server")
+    _shot(driver, "8-add-channel")
+    driver.find_element(By.XPATH, "//button[contains(., 'Add a webhook')]").click()
+    heading(driver, By, "Channel added")
+    secret = driver.find_element(By.ID, "signing-secret").text
+    assert secret.startswith("whsec_")
+    _shot(driver, "9-channel-added")
+    driver.find_element(By.LINK_TEXT, "Back to your subscriptions").click()
+    heading(driver, By, "Your subscriptions")
+    assert "waiting for confirmation" in driver.page_source
+    assert secret not in driver.page_source  # shown once
+
+    # 2. The test message reaches the webhook with its link; open it and press Confirm.
+    def confirm_link() -> str | None:
+        for _, body in hook.received:
+            event = json.loads(body)
+            if event["type"] == "org.pricewatch.channel.confirmation":
+                return str(event["data"]["confirm_url"])
+        return None
+
+    driver.get(wait_for(confirm_link, timeout=60, what="the channel's test message"))
+    heading(driver, By, "Confirm this channel?")
+    driver.find_element(By.XPATH, "//button[contains(., 'Confirm this channel')]").click()
+    heading(driver, By, "Channel confirmed")
+
+    # 3. Choose it for the first subscription only: untick "every channel", tick it.
+    driver.get(manage_url)
+    heading(driver, By, "Your subscriptions")
+    assert "my server" in driver.page_source and "waiting for confirmation" not in (
+        driver.page_source
+    )
+    form = driver.find_elements(By.CSS_SELECTOR, "section.card form")[0]
+    every = form.find_element(By.XPATH, ".//input[@name='channels_all']")
+    assert every.is_selected()
+    every.click()
+    form.find_element(By.XPATH, ".//input[@name='channel']").click()
+    _shot(driver, "10-choose-channel")
+    form.find_element(By.XPATH, ".//button[contains(., 'Save')]").click()
+    WebDriverWait(driver, 15).until(lambda d: "Saved." in d.page_source)
+    form = driver.find_elements(By.CSS_SELECTOR, "section.card form")[0]
+    assert not form.find_element(By.XPATH, ".//input[@name='channels_all']").is_selected()
+    assert form.find_element(By.XPATH, ".//input[@name='channel']").is_selected()
+
+    # 4. Pause it, resume it, remove it.
+    driver.find_element(By.XPATH, "//button[@value='pause']").click()
+    WebDriverWait(driver, 15).until(lambda d: "Channel paused" in d.page_source)
+    assert driver.find_elements(By.XPATH, "//button[@value='resume']")
+    _shot(driver, "11-channel-paused")
+    driver.find_element(By.XPATH, "//button[@value='resume']").click()
+    WebDriverWait(driver, 15).until(lambda d: "Channel resumed." in d.page_source)
+    driver.find_element(By.XPATH, "//button[@value='remove']").click()
+    WebDriverWait(driver, 15).until(lambda d: "Channel removed." in d.page_source)
+    assert "No channels yet." in driver.page_source
+    _shot(driver, "12-channel-removed")

@@ -96,6 +96,7 @@ def check_metrics(stack: Stack) -> None:
         "subscriptions-sink",
         "events-sink",
         "email-sink",
+        "channels-sink",
         "archive-sink",
         "api",
     }

@@ -242,6 +242,23 @@ async def only_the_sentinel_was_published(api: Api) -> bool:
         ({"email": "a@example.com", "url": SHOP, "drop_percent": "100"}, "drop_percent"),
         ({"email": "a@example.com", "url": SHOP, "drop_percent": "0"}, "drop_percent"),
         ({"email": "a@example.com", "url": SHOP}, "body"),
+        # A minimum change only applies to price alerts (the Subscription record's rule).
+        (
+            {"email": "a@x.org", "url": SHOP, "notify_sold_out": True, "min_change_amount": "1"},
+            "body",
+        ),
+        (
+            {"email": "a@x.org", "url": SHOP, "notify_any_drop": True, "min_change_amount": "0"},
+            "min_change_amount",
+        ),
+        (
+            {"email": "a@x.org", "url": SHOP, "notify_any_drop": True, "min_change_percent": "100"},
+            "min_change_percent",
+        ),
+        (
+            {"email": "a@x.org", "url": SHOP, "notify_price_increase": "maybe"},
+            "notify_price_increase",
+        ),
         ({"email": "a@example.com", "url": SHOP, "target_price": "1", "admin": True}, "admin"),
         ({"url": SHOP, "target_price": "1"}, "email"),
         ({"email": "a@example.com", "target_price": "1"}, "url"),
@@ -312,6 +329,74 @@ async def test_a_known_currency_is_accepted_and_travels_with_the_subscription(ap
         (True, False, "CHF"),
         (True, True, "CHF"),
     ]
+
+
+async def test_price_increase_and_minimum_change_travel_with_the_subscription(api: Api) -> None:
+    response = await api.client.post(
+        "/api/subscriptions",
+        json={
+            "email": "d@example.com",
+            "url": SHOP,
+            "notify_price_increase": True,
+            "min_change_amount": "2.50",
+            "min_change_percent": "1.5",
+        },
+    )
+    assert response.status == 201, await response.text()
+    body = await response.json()
+    assert (body["notify_price_increase"], body["min_change_amount"]) == (True, "2.50")
+    assert body["min_change_percent"] == "1.5"
+    [(_, _, record)] = await published(api.settings, 1)
+    assert record.notify_price_increase and record.min_change_amount == Decimal("2.50")
+    assert api.rows(
+        "SELECT notify_price_increase, min_change_amount, min_change_percent FROM subscriptions"
+    ) == [
+        {
+            "notify_price_increase": True,
+            "min_change_amount": Decimal("2.500000"),
+            "min_change_percent": Decimal("1.50"),
+        }
+    ]
+    # Verifying and editing rebuild the record from its row: the options survive them.
+    [mail] = await account_emails(api.settings, 1)
+    assert (await api.client.get("/api/verify", params={"token": token_of(mail.link)})).ok
+    token = api.token(TokenPurpose.MANAGE, "d@example.com")
+    edited = await api.client.patch(
+        f"/api/manage/subscriptions/{record.subscription_id}",
+        params={"token": token},
+        json={"notify_any_drop": True, "min_change_percent": None},
+    )
+    assert edited.status == 200, await edited.text()
+    view = await (await api.client.get("/api/manage", params={"token": token})).json()
+    [shown] = view["subscriptions"]
+    assert (shown["notify_price_increase"], shown["notify_any_drop"]) == (True, True)
+    assert (shown["min_change_amount"], shown["min_change_percent"]) == ("2.500000", None)
+    records = [r for _, _, r in await published(api.settings, 3)]
+    assert [
+        (r.verified, r.notify_price_increase, r.min_change_amount, r.min_change_percent)
+        for r in records
+    ] == [
+        (False, True, Decimal("2.50"), Decimal("1.5")),
+        (True, True, Decimal("2.5"), Decimal("1.5")),
+        (True, True, Decimal("2.5"), None),
+    ]
+    # The page shows them in its form, and says them in words.
+    page = await (await api.client.get("/manage", params={"token": token})).text()
+    assert 'name="min_change_amount" type="text"' in page and 'value="2.5"' in page
+    assert re.search(
+        r'id="[0-9a-f]+-notify_price_increase" name="notify_price_increase" '
+        r'value="on" checked',
+        page,
+    )
+    # Dropping the last price alert while a minimum change is set is refused, by field.
+    refused = await api.client.patch(
+        f"/api/manage/subscriptions/{record.subscription_id}",
+        params={"token": token},
+        json={"notify_any_drop": False, "notify_price_increase": False, "notify_sold_out": True},
+    )
+    assert refused.status == 422
+    [error] = (await refused.json())["errors"]
+    assert error["field"] == "body" and "only apply to price alerts" in error["message"]
 
 
 async def test_malformed_and_oversize_bodies(api: Api) -> None:

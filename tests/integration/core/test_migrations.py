@@ -19,7 +19,15 @@ from pricewatch.db.engine import alembic_config, make_engine, upgrade
 from pricewatch.db.schema import metadata
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-NEW_TABLES = ("websites", "users", "subscriptions", "price_events")
+NEW_TABLES = (
+    "websites",
+    "users",
+    "subscriptions",
+    "price_events",
+    "channels",
+    "channel_choices",
+    "channel_deliveries",
+)
 
 
 @pytest.fixture
@@ -60,10 +68,12 @@ def version(engine: sqlalchemy.Engine) -> str:
     return str(row["version_num"])
 
 
-def test_the_revisions_form_one_line_ending_in_0004_subscription_currency() -> None:
+def test_the_revisions_form_one_line_ending_in_0006_channels() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0004_subscription_currency"]
+    assert script.get_heads() == ["0006_channels"]
     assert [r.revision for r in script.walk_revisions()] == [
+        "0006_channels",
+        "0005_alert_options",
         "0004_subscription_currency",
         "0003_dashboards",
         "0002",

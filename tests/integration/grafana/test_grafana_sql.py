@@ -189,6 +189,33 @@ def _notify(
     )
 
 
+def _channel(
+    conn: psycopg.Connection[Any],
+    channel_id: str,
+    user_id: int,
+    kind: str,
+    status: str,
+    paused_reason: str | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO channels (channel_id, user_id, kind, target, url_sealed, url_digest,"
+        " status, paused_reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (channel_id, user_id, kind, f"{kind}://x/…abcd", b"sealed", channel_id, status,
+         paused_reason),
+    )  # fmt: skip
+
+
+def _delivery(
+    conn: psycopg.Connection[Any], key: str, channel_id: str, kind: str, status: str, at: datetime
+) -> None:
+    conn.execute(
+        "INSERT INTO channel_deliveries (idempotency_key, channel_id, channel_kind, message,"
+        " email, subscription_id, status, attempts, created_at)"
+        " VALUES (%s, %s, %s, 'alert', 'alice@example.com', 's-a1', %s, 1, %s)",
+        (key, channel_id, kind, status, at),
+    )
+
+
 def seed(conn: psycopg.Connection[Any]) -> Seeded:
     for name, host in WEBSITES:
         conn.execute(
@@ -269,6 +296,14 @@ def seed(conn: psycopg.Connection[Any]) -> Seeded:
         "sent",
         days_ago(45),
     )  # fmt: skip  (outside the 30-day range)
+    _channel(conn, "c-hook", alice, "webhook", "active")
+    _channel(conn, "c-tg", alice, "telegram", "paused", "failures")
+    _channel(conn, "c-ntfy", bob, "ntfy", "pending")
+    _channel(conn, "c-ntfy2", alice, "ntfy", "paused", "owner")
+    _delivery(conn, "n1", "c-hook", "webhook", "sent", today(0.5))
+    _delivery(conn, "n2", "c-hook", "webhook", "sent", today(0.25))
+    _delivery(conn, "n1", "c-tg", "telegram", "failed", today(0.5))
+    _delivery(conn, "n0", "c-tg", "telegram", "retrying", days_ago(45))  # outside the range
     failing = {
         "https://gamma.example/p/g1",
         "https://beta.example/p/b3",
@@ -403,6 +438,19 @@ def test_business_figures(db: tuple[psycopg.Connection[Any], Seeded]) -> None:
     per_day = run(conn, admin.ALERTS_PER_DAY.queries[0].sql)  # type: ignore[union-attr]
     assert sum(per_day.column("value")) == 4  # n5 is older than the range
     assert {t.time() for t in per_day.column("time")} == {datetime.min.time()}  # UTC days
+
+    sql = admin.CHANNEL_MESSAGES_PER_DAY.queries[0].sql  # type: ignore[union-attr]
+    messages = run(conn, sql)
+    assert dict(zip(messages.column("metric"), messages.column("value"), strict=True)) == {
+        "webhook sent": 2,
+        "telegram failed": 1,
+    }
+    channels = run(conn, admin.CHANNELS_BY_KIND.queries[0].sql)  # type: ignore[union-attr]
+    assert channels.rows == [
+        ("ntfy", 0, 1, 0, 1),
+        ("telegram", 0, 0, 1, 0),
+        ("webhook", 1, 0, 0, 0),
+    ]
 
 
 def test_user_dashboard_shows_one_users_products(

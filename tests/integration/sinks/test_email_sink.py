@@ -171,7 +171,9 @@ async def test_smtp_receives_one_message_for_three_deliveries(
     )
     assert claims.subject == f"subscription:{alert.subscription_id}"
     assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert received["Subject"] == "Price drop: Trail Shoe is now €79.00 (your target €80.00)"
+    assert received["Subject"] == (
+        "Target price reached: Trail Shoe is now €79.00 (your target €80.00)"
+    )
     assert received["Message-ID"] == f"<{alert.idempotency_key}@pricewatch.example.org>"
     assert [row["status"] for row in ledger(engine)] == ["sent", "sent"]
 

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from pricewatch.contract.records import EventType, Notification, NotificationKind
+from pricewatch.contract.records import ALERT_NAMES, EventType, Notification, NotificationKind
 from pricewatch.links import unsubscribe_link
 from pricewatch.settings import Settings
 from pricewatch.wording import format_money
 from sinks.email.render import (
+    ALERT_HEADER,
     IDEMPOTENCY_HEADER,
     InvalidRecipientError,
     render,
@@ -71,7 +72,9 @@ UNSUBSCRIBE_PAGE = UNSUBSCRIBE.replace("/api/unsubscribe", "/unsubscribe")
 
 def test_subject_names_the_product_the_new_price_and_the_target() -> None:
     message = render(notification(), SETTINGS)
-    assert message["Subject"] == "Price drop: Trail Shoe is now €79.00 (your target €80.00)"
+    assert (
+        message["Subject"] == "Target price reached: Trail Shoe is now €79.00 (your target €80.00)"
+    )
 
 
 def test_headers() -> None:
@@ -123,7 +126,7 @@ def test_missing_optional_fields() -> None:
     message = render(
         notification(title=None, old_price=None, target_price=None, currency="CHF"), SETTINGS
     )
-    assert message["Subject"] == "Price drop: shop.example is now CHF 79.00"
+    assert message["Subject"] == "Target price reached: shop.example is now CHF 79.00"
     text, html = parts(message)
     assert "Before" not in text
     assert "target" not in text.lower().split("stop these alerts")[0]
@@ -135,7 +138,7 @@ def test_a_title_cannot_break_the_subject_line() -> None:
     subject = message["Subject"]
     assert "\n" not in subject
     assert "\r" not in subject
-    assert subject.startswith("Price drop: Shoe Bcc: victim@example.com xxx")
+    assert subject.startswith("Target price reached: Shoe Bcc: victim@example.com xxx")
     assert len(subject) < 140
     assert message["Bcc"] is None
 
@@ -174,35 +177,24 @@ def test_format_money(amount: str, currency: str | None, expected: str) -> None:
     assert format_money(Decimal(amount), currency) == expected
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(
-            kind,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 18: the email wording of price_increased comes with the email "
-                "work; until then no subscription can ask for it through the API",
-            ),
-        )
-        if kind is NotificationKind.PRICE_INCREASED
-        else kind
-        for kind in NotificationKind
-    ],
-)
+@pytest.mark.parametrize("kind", list(NotificationKind))
 def test_every_notification_kind_renders_with_its_own_subject(kind: NotificationKind) -> None:
     message = render(
         notification(kind=kind, drop_percent=Decimal("20"), reference_price=Decimal("99.5")),
         SETTINGS,
     )
     subjects = {
-        NotificationKind.TARGET_PRICE_REACHED: "Price drop:",
-        NotificationKind.DROP_PERCENT_REACHED: "Price drop:",
-        NotificationKind.PRICE_DROPPED: "Price drop:",
-        NotificationKind.BACK_IN_STOCK: "Back in stock:",
-        NotificationKind.SOLD_OUT: "Sold out:",
-        NotificationKind.REMOVED: "No longer listed:",
+        NotificationKind.TARGET_PRICE_REACHED: "Target price reached: Trail Shoe is now €79.00",
+        NotificationKind.DROP_PERCENT_REACHED: "Price down 20%: Trail Shoe is now €79.00",
+        NotificationKind.PRICE_DROPPED: "Price drop: Trail Shoe is now €79.00 (was €99.50)",
+        NotificationKind.PRICE_INCREASED: "Price up: Trail Shoe is now €79.00 (was €99.50)",
+        NotificationKind.BACK_IN_STOCK: "Back in stock: Trail Shoe",
+        NotificationKind.SOLD_OUT: "Sold out: Trail Shoe",
+        NotificationKind.REMOVED: "No longer listed: Trail Shoe",
     }
+    assert set(subjects) == set(NotificationKind)
+    # One header value per rule, stable names a mail filter can match.
+    assert message[ALERT_HEADER] == ALERT_NAMES[kind]
     assert message["Subject"].startswith(subjects[kind])
     text = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))
@@ -318,3 +310,130 @@ def test_an_account_emails_link_is_whole_in_the_raw_message() -> None:
         created_at=CREATED_AT,
     )
     assert link.encode() in render_account_email(mail, SETTINGS).as_bytes()
+
+
+def test_the_alert_header_names_every_rule_the_event_met_main_rule_first() -> None:
+    message = render(
+        notification(
+            kinds=[NotificationKind.TARGET_PRICE_REACHED, NotificationKind.PRICE_DROPPED],
+            threshold_price=Decimal("80"),
+            baseline_price=Decimal("110"),
+        ),
+        SETTINGS,
+    )
+    assert message[ALERT_HEADER] == "target_price, any_drop"
+    assert f"{ALERT_HEADER}: target_price, any_drop".encode() in message.as_bytes()
+    text, html = parts(message)
+    # The second rule is said too, measured from the price it compared with.
+    assert "Also: Trail Shoe dropped from €110.00 to €79.00." in text
+    assert "Before: €110.00" in text
+    assert "Also: Trail Shoe dropped from €110.00 to €79.00." in html
+
+
+def test_the_alert_names_are_stable_and_cover_every_kind() -> None:
+    assert ALERT_NAMES == {
+        NotificationKind.TARGET_PRICE_REACHED: "target_price",
+        NotificationKind.DROP_PERCENT_REACHED: "drop_percent",
+        NotificationKind.PRICE_DROPPED: "any_drop",
+        NotificationKind.PRICE_INCREASED: "price_increase",
+        NotificationKind.BACK_IN_STOCK: "back_in_stock",
+        NotificationKind.SOLD_OUT: "sold_out",
+        NotificationKind.REMOVED: "removed",
+    }
+
+
+def test_a_drop_percent_subject_says_how_far_below_the_reference_it_is() -> None:
+    message = render(
+        notification(
+            kind=NotificationKind.DROP_PERCENT_REACHED,
+            drop_percent=Decimal("10"),
+            reference_price=Decimal("90"),
+            new_price=Decimal("79"),
+            threshold_price=Decimal("81"),
+        ),
+        SETTINGS,
+    )
+    # 12.2% below 90.00: rounded down, never more than the drop.
+    assert message["Subject"] == "Price down 12%: Trail Shoe is now €79.00 (was €90.00)"
+    assert "12% below €90.00 (you asked for 10% or more)." in parts(message)[0]
+
+
+def test_a_price_increase_names_the_price_it_rose_from() -> None:
+    message = render(
+        notification(
+            kind=NotificationKind.PRICE_INCREASED,
+            kinds=[NotificationKind.PRICE_INCREASED],
+            event_type=EventType.PRICE_INCREASE,
+            old_price=Decimal("104"),
+            new_price=Decimal("109.9"),
+            baseline_price=Decimal("99"),
+        ),
+        SETTINGS,
+    )
+    assert message["Subject"] == "Price up: Trail Shoe is now €109.90 (was €99.00)"
+    assert message[ALERT_HEADER] == "price_increase"
+    text = parts(message)[0]
+    assert "Trail Shoe went up from €99.00 to €109.90." in text
+    assert "Before: €99.00" in text
+
+
+def test_a_stock_change_told_after_its_flap_window_says_since_when() -> None:
+    message = render(
+        notification(
+            kind=NotificationKind.SOLD_OUT,
+            kinds=[NotificationKind.SOLD_OUT],
+            event_type=EventType.STOCK_SETTLED,
+            observed_at=datetime(2025, 3, 1, 14, 0, tzinfo=UTC),
+            stock_changed_at=datetime(2025, 3, 1, 12, 30, tzinfo=UTC),
+        ),
+        SETTINGS,
+    )
+    assert message["Subject"] == "Sold out: Trail Shoe"
+    assert "Trail Shoe has been sold out since 2025-03-01 12:30 UTC." in parts(message)[0]
+
+
+def test_a_restock_below_the_target_says_both() -> None:
+    message = render(
+        notification(
+            kind=NotificationKind.TARGET_PRICE_REACHED,
+            kinds=[NotificationKind.TARGET_PRICE_REACHED, NotificationKind.BACK_IN_STOCK],
+            event_type=EventType.BACK_IN_STOCK,
+            threshold_price=Decimal("80"),
+        ),
+        SETTINGS,
+    )
+    assert message["Subject"] == (
+        "Target price reached: Trail Shoe is back in stock at €79.00 (your target €80.00)"
+    )
+    assert message[ALERT_HEADER] == "target_price, back_in_stock"
+    assert "Also: Trail Shoe is back in stock at €79.00." in parts(message)[0]
+
+
+def test_a_paused_channel_email_says_which_and_why_and_links_to_manage() -> None:
+    from pricewatch.contract.records import AccountEmail, AccountEmailKind, ChannelNotice
+
+    link = "https://pricewatch.example.org/manage?token=abc.def"
+    mail = AccountEmail(
+        idempotency_key="channel-paused-1",
+        kind=AccountEmailKind.CHANNEL_PAUSED,
+        email="ann@example.com",
+        link=link,
+        created_at=CREATED_AT,
+        channel=ChannelNotice(
+            channel_id="c" * 32,
+            kind="telegram",
+            target="tgram://api.telegram.org/…4567",
+            label="<b>phone</b>",
+            failures=5,
+            last_error="HTTP 403 Forbidden: bot was blocked by the user",
+        ),
+    )
+    message = render_account_email(mail, SETTINGS)
+    assert message["Subject"] == "A Pricewatch alert channel was paused"
+    text, html = parts(message)
+    for body in (text, html):
+        assert "tgram://api.telegram.org/…4567" in body and "5 messages in a row" in body
+        assert "bot was blocked by the user" in body and link in body
+    assert "<b>phone</b>" not in html and "&lt;b&gt;phone&lt;/b&gt;" in html
+    with pytest.raises(ValueError, match="names its channel"):
+        AccountEmail.model_validate({**mail.model_dump(), "channel": None})
