@@ -52,6 +52,7 @@ from producers.extractors.chain import (
     extract_with_adapter,
     load_site_adapters,
 )
+from producers.fetch.blocked import BLOCKED_ERROR, Blocked, detect_block
 from producers.fetch.conditional import ConditionalCache, Remembered
 from producers.fetch.redirects import (
     Response,
@@ -267,6 +268,7 @@ class PageFetcher:
             observation.error,
             attempts.http_seconds,
             attempts.response_bytes,
+            observation.blocked_by,
         )
         return FetchResult(
             observation=observation,
@@ -350,19 +352,35 @@ def _failed(error: str) -> dict[str, object]:
 def _read_page(
     response: Response, url: str, adapter: HtmlAdapter | JsonApiAdapter | None = None
 ) -> dict[str, object]:
-    """The observation fields a received response gives (``url``: the URL requested)."""
+    """The observation fields a received response gives (``url``: the URL requested).
+
+    A bot check, captcha or consent wall (``producers.fetch.blocked``) is an error
+    ``blocked``, never a removal or a missing price: it says nothing about the product."""
     status = response.status
+    text = response.body.decode(response.charset or "utf-8", errors="replace")
+    away = redirected_away(URL(url), response.final_url)
+    if status != 200 or away:
+        blocked = detect_block(
+            status,
+            response.headers,
+            text,
+            redirected_to=str(response.final_url) if away else None,
+        )
+        if blocked is not None:
+            return _blocked(blocked)
     if status in GONE_STATUSES:
         return {"outcome": Outcome.GONE, "error": f"http_{status}"}
     if status != 200:
         return _failed(f"http_{status}")
-    if redirected_away(URL(url), response.final_url):
+    if away:
         return {"outcome": Outcome.GONE, "error": "redirected_away"}
-    text = response.body.decode(response.charset or "utf-8", errors="replace")
     if isinstance(adapter, JsonApiAdapter):
         extraction = extract_with_adapter(adapter, text, str(response.final_url))
     else:
         extraction = extract(text, str(response.final_url), adapter=adapter)
+    blocked = detect_block(status, response.headers, text, price_found=extraction.price is not None)
+    if blocked is not None:
+        return _blocked(blocked)
     return {
         "outcome": Outcome.OK if extraction.price is not None else Outcome.ERROR,
         "price": extraction.price,
@@ -372,3 +390,7 @@ def _read_page(
         "extractor": extraction.extractor,
         "error": extraction.error,
     }
+
+
+def _blocked(blocked: Blocked) -> dict[str, object]:
+    return {"outcome": Outcome.ERROR, "error": BLOCKED_ERROR, "blocked_by": blocked.by}
