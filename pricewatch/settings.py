@@ -94,6 +94,37 @@ class Settings(BaseSettings):
         "API URL and paths), tried before the generic extractors. Unset: none.",
     )
 
+    # --- Render tier (pages that need JavaScript) ----------------------------------------
+    render_fallback: bool = Field(
+        default=False,
+        description="Render a page in the browser when its static HTML shows no price "
+        "(besides websites whose site adapter says render: true).",
+    )
+    render_cdp_url: str | None = Field(
+        default=None,
+        description="A long-running Chromium's DevTools URL (http://chromium:9222) to render "
+        "in. Unset: launch render_chromium_path on the first render.",
+    )
+    render_chromium_path: Path = Field(
+        default=Path("/usr/bin/chromium"),
+        description="The Chromium launched for renders without render_cdp_url (the "
+        "system's; 'make browser-deps' installs Debian's).",
+    )
+    render_concurrency: int = Field(
+        default=2, ge=1, description="Pages rendered at once per scraper process."
+    )
+    render_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest render of one page (and longest wait for a free render slot).",
+    )
+    render_settle_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="After the page's load event, how long a render waits at most for the "
+        "network to go quiet (prices often arrive by a script's request).",
+    )
+
     # --- Scraper politeness, retries and check scheduling -----------------------------
     scraper_queue_limit: int = Field(
         default=128,

@@ -1,0 +1,320 @@
+"""The browser that renders pages whose price only appears after their scripts run.
+
+One Chromium per scraper process, started on the first render (a scraper that never renders
+never starts one): the system's Chromium launched by Playwright (``render_chromium_path``;
+Playwright's own browser download is not used), or a long-running one reached over the
+DevTools protocol (``render_cdp_url``, e.g. docker-compose's ``chromium`` service). Each
+render gets a fresh browser context (no cookies or storage shared between pages), at most
+``render_concurrency`` at once, each within ``render_timeout_seconds``.
+
+A render is: fetch the document through the guard (``routing``), and unless it is a 200
+HTML page (a 404, a redirect loop: read as it came), open it in the browser, serve it the
+document we fetched and every further request through the guard, wait for ``load`` and
+then up to ``render_settle_seconds`` for the network to go quiet (prices often arrive by
+a script's request after ``load``), and take the page's HTML as it is now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+from yarl import URL
+
+from pricewatch.settings import Settings
+from pricewatch.urlguard import UrlRefused
+from producers.fetch.redirects import Response, ResponseTooLarge, TooManyRedirects
+from producers.render import metrics
+from producers.render.routing import (
+    SKIPPED_RESOURCE_TYPES,
+    Fetched,
+    RequestBudget,
+    guarded_request,
+    make_session,
+    refuse,
+    request_headers,
+)
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Playwright, Route, WebSocketRoute
+
+log = logging.getLogger(__name__)
+
+# Belt and braces for a browser we launch: should any request ever escape interception,
+# it goes to a proxy that is not there (loopback included), and WebRTC may not go around it.
+LAUNCH_ARGS = (
+    "--proxy-server=http://127.0.0.1:1",
+    "--proxy-bypass-list=<-loopback>",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--disable-dev-shm-usage",
+)
+
+
+class RenderFailed(Exception):
+    """The browser could not render the page (timeout, crash, unreachable browser)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Renderer:
+    """Renders pages in Chromium, every request through the URL guard. Create it anywhere;
+    the browser starts on the first ``render`` (inside the running loop); ``close()`` it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._allowed = settings.allowed_private_host_set
+        self._max_bytes = settings.max_response_bytes
+        self._timeout = settings.render_timeout_seconds
+        self._settle_ms = settings.render_settle_seconds * 1000
+        self._cdp_url = settings.render_cdp_url
+        self._chromium = settings.render_chromium_path
+        self._user_agent = settings.user_agent
+        self._concurrency = settings.render_concurrency
+        self._slots: asyncio.Semaphore | None = None
+        self._starting: asyncio.Lock | None = None
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start (or reconnect) the browser; harmless when it runs."""
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+            self._slots = asyncio.Semaphore(self._concurrency)
+        async with self._starting:
+            if self._browser is not None and self._browser.is_connected():
+                return
+            from playwright.async_api import async_playwright
+
+            if self._session is None:
+                self._session = make_session(self._allowed, self._timeout, self._user_agent)
+            if self._playwright is None:
+                self._playwright = await async_playwright().start()
+            chromium = self._playwright.chromium
+            if self._cdp_url:
+                endpoint = await cdp_endpoint(self._cdp_url)
+                self._browser = await chromium.connect_over_cdp(
+                    endpoint, timeout=self._timeout * 1000
+                )
+                log.info("render: connected to the browser at %s", self._cdp_url)
+            else:
+                self._browser = await chromium.launch(
+                    executable_path=str(self._chromium),
+                    args=list(LAUNCH_ARGS),
+                    timeout=self._timeout * 1000,
+                )
+                log.info("render: launched %s (%s)", self._chromium, self._browser.version)
+
+    async def close(self) -> None:
+        if self._browser is not None:
+            with suppress(Exception):  # a browser that already went away
+                await self._browser.close()
+            self._browser = None
+        if self._playwright is not None:
+            with suppress(Exception):
+                await self._playwright.stop()
+            self._playwright = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Renderer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def browser_pid(self) -> int | None:
+        """The launched browser's process id (None over CDP or before the first render)."""
+        if self._browser is None or self._cdp_url:
+            return None
+        process = getattr(getattr(self._browser, "_impl_obj", None), "_browser_process", None)
+        return getattr(process, "pid", None)
+
+    # --- one render --------------------------------------------------------------------
+    async def render(self, url: str) -> Response:
+        """The page at ``url`` as its scripts leave it, as a ``Response`` the fetcher reads
+        like any other. Raises ``RenderFailed``, and for the document request what a static
+        fetch raises (``UrlRefused``, ``TooManyRedirects``, ``ResponseTooLarge``, aiohttp's
+        errors)."""
+        try:
+            await self.start()
+        except Exception as exc:
+            metrics.RENDERS.labels("failed").inc()
+            raise RenderFailed(f"render_failed: browser unavailable: {_first_line(exc)}") from exc
+        assert self._slots is not None
+        try:
+            async with asyncio.timeout(self._timeout):  # a queue longer than this: give up
+                await self._slots.acquire()
+        except TimeoutError:
+            metrics.RENDERS.labels("timeout").inc()
+            raise RenderFailed("render_timeout: no browser slot") from None
+        metrics.RENDERS_IN_FLIGHT.inc()
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            async with asyncio.timeout(self._timeout):
+                response, outcome = await self._render(url)
+            return response
+        except TimeoutError:
+            outcome = "timeout"
+            raise RenderFailed("render_timeout") from None
+        except (UrlRefused, TooManyRedirects, ResponseTooLarge, aiohttp.ClientError):
+            raise  # the document itself: the fetcher says why, as for a static fetch
+        except Exception as exc:
+            # Playwright's errors (a crashed page, a lost browser) and anything odd: one
+            # page must not take the scraper down.
+            log.warning("render %s failed: %s", url, _first_line(exc))
+            raise RenderFailed(f"render_failed: {type(exc).__name__}") from exc
+        finally:
+            self._slots.release()
+            metrics.RENDERS_IN_FLIGHT.dec()
+            metrics.RENDERS.labels(outcome).inc()
+            metrics.RENDER_SECONDS.observe(time.perf_counter() - started)
+
+    async def _render(self, url: str) -> tuple[Response, str]:
+        assert self._browser is not None and self._session is not None
+        document = await guarded_request(
+            self._session, url, allowed=self._allowed, max_bytes=self._max_bytes
+        )
+        if document.status != 200 or not _is_html(document):
+            return (
+                _response(document, document.body, document.url, document.charset),
+                "not_rendered",
+            )
+        context = await self._browser.new_context(
+            user_agent=self._user_agent, service_workers="block", locale="en-US"
+        )
+        try:
+            page = await context.new_page()
+            budget = RequestBudget()
+            served = False
+
+            async def handle(route: Route) -> None:
+                nonlocal served
+                request = route.request
+                if not served and request.is_navigation_request():
+                    served = True  # the document, as we fetched it already
+                    await _fulfill(route, document)
+                    return
+                await self._forward(route, budget)
+
+            await page.route("**/*", handle)
+            await page.route_web_socket("**/*", _refuse_websocket)
+            await page.goto(str(document.url), wait_until="load")
+            with suppress(Exception):  # still busy after the settle time: take it as it is
+                await page.wait_for_load_state("networkidle", timeout=self._settle_ms)
+            html = await page.content()
+            final_url = URL(page.url)
+        finally:
+            with suppress(Exception):
+                await context.close()
+        return _response(document, html.encode(), final_url, "utf-8"), "ok"
+
+    async def _forward(self, route: Route, budget: RequestBudget) -> None:
+        """Fetch one of the page's requests through the guard, or refuse it."""
+        assert self._session is not None
+        request = route.request
+        if request.resource_type in SKIPPED_RESOURCE_TYPES:
+            refuse("resource_type", request.url)
+            await _abort(route)
+            return
+        if not budget.take():
+            refuse("limit", request.url)
+            await _abort(route)
+            return
+        try:
+            fetched = await guarded_request(
+                self._session,
+                request.url,
+                allowed=self._allowed,
+                max_bytes=self._max_bytes,
+                method=request.method,
+                headers=request_headers(await request.all_headers()),
+                body=request.post_data_buffer,
+            )
+        except UrlRefused as exc:
+            refuse("url_guard", request.url, exc)
+            await _abort(route)
+            return
+        except Exception as exc:  # unreachable, too large, too many redirects, timeout
+            log.debug("render: %s failed: %s", request.url, _first_line(exc))
+            await _abort(route, "failed")
+            return
+        await _fulfill(route, fetched)
+
+
+async def _fulfill(route: Route, fetched: Fetched) -> None:
+    with suppress(Exception):  # the page may be gone (timeout, closed context)
+        await route.fulfill(
+            status=fetched.status, headers=fetched.browser_headers, body=fetched.body
+        )
+
+
+async def _abort(route: Route, error: str = "blockedbyclient") -> None:
+    with suppress(Exception):
+        await route.abort(error)
+
+
+async def _refuse_websocket(websocket: WebSocketRoute) -> None:
+    # Never connected to the server: a socket would bypass the guard.
+    refuse("websocket", websocket.url)
+    with suppress(Exception):
+        await websocket.close()
+
+
+def _is_html(fetched: Fetched) -> bool:
+    kind = fetched.headers.get("content-type", "text/html").lower()
+    return "html" in kind or "xml" in kind
+
+
+def _response(document: Fetched, body: bytes, final_url: URL, charset: str | None) -> Response:
+    return Response(
+        status=document.status,
+        final_url=final_url,
+        body=body,
+        charset=charset,
+        headers=document.headers,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+async def cdp_endpoint(url: str) -> str:
+    """``url`` with its host name replaced by an address it resolves to.
+
+    Chromium's DevTools server answers only requests whose Host header is an IP address or
+    ``localhost`` (a defence against DNS rebinding), so ``http://chromium:9222`` from
+    another container is refused as written; its address is not."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host or host == "localhost" or _is_ip(host):
+        return url
+    loop = asyncio.get_running_loop()
+    infos: list[Any] = await loop.getaddrinfo(
+        host, parts.port or 9222, family=socket.AF_INET, type=socket.SOCK_STREAM
+    )
+    address = infos[0][4][0]
+    netloc = f"{address}:{parts.port}" if parts.port else address
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
