@@ -281,6 +281,24 @@ ERRORS = Row(
             "or removed product), or a plain 401/403/429 or an over-long Retry-After.",
         ),
         Panel(
+            "Render tier: renders / s by outcome, in flight, browser requests refused",
+            "timeseries",
+            (
+                PromQuery(_rate("pricewatch_scraper_renders_total", "outcome"), "{{outcome}}"),
+                PromQuery("sum(pricewatch_scraper_renders_in_flight)", "in flight"),
+                PromQuery(
+                    _rate("pricewatch_scraper_render_requests_blocked_total", "reason"),
+                    "refused: {{reason}}",
+                ),
+                *_quantiles("pricewatch_scraper_render_seconds")[1:2],
+            ),
+            width=12,
+            unit="short",
+            description="Pages rendered in the browser (site adapters with render: true, "
+            "the no-price fallback); requests of the browser refused by the URL guard or "
+            "skipped (images, fonts, styles); p95 render time in seconds.",
+        ),
+        Panel(
             "Scrapers: pages extracted / s by extractor",
             "timeseries",
             (

@@ -10,16 +10,20 @@ Without Chromium these tests skip (``make browser-deps`` installs it); with
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
+import urllib.request
 from collections import Counter as Tally
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
@@ -366,3 +370,78 @@ async def test_a_scraper_process_publishes_the_rendered_price(
         code = scraper.stop()
         keep_logs(logs, "render-scraper")
     assert code == 0
+
+
+@pytest.fixture
+def cdp_browser(tmp_path: Path) -> Iterator[str]:
+    """A long-running headless Chromium with its DevTools port open, as docker-compose's
+    ``chromium`` service runs; its CDP URL."""
+    from launcher.processes import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--remote-debugging-address=127.0.0.1",
+            f"--remote-debugging-port={port}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/json/version", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None, "chromium exited"
+                assert time.monotonic() < deadline, "chromium's DevTools port never opened"
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def test_over_cdp_a_long_running_browser_renders_and_stays_guarded(
+    shop: Shop, cdp_browser: str
+) -> None:
+    settings = settings_for(shop, render_cdp_url=cdp_browser)
+    renderer = Renderer(settings)
+    async with PageFetcher(settings, renderer=renderer, render_all=True) as fetcher:
+        kettle = await fetch(fetcher, shop.url("/p/js-kettle"))
+        lamp = await fetch(fetcher, shop.url("/p/leaky"))
+        assert renderer.browser_pid is None  # not ours: nothing launched
+
+    assert (kettle.outcome, str(kettle.price)) == (Outcome.OK, "49.90")
+    assert (lamp.outcome, lamp.error) == (Outcome.ERROR, "no_price_found")
+    assert shop.private_seen == []
+    # The browser is still there for the next scraper (close() left it running).
+    assert b"webSocketDebuggerUrl" in await asyncio.to_thread(_get, f"{cdp_browser}/json/version")
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        body: bytes = answer.read()
+        return body
+
+
+async def test_a_cdp_url_by_host_name_is_turned_into_an_address() -> None:
+    from producers.render.browser import cdp_endpoint
+
+    assert await cdp_endpoint("http://localhost:9222") == "http://localhost:9222"
+    assert await cdp_endpoint("http://10.0.0.7:9222/") == "http://10.0.0.7:9222/"
+    resolved = await cdp_endpoint(f"http://{socket.gethostname()}:9222")
+    host = urlsplit(resolved).hostname or ""
+    assert ipaddress.ip_address(host) and urlsplit(resolved).port == 9222
