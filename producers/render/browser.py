@@ -133,14 +133,6 @@ class Renderer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    @property
-    def browser_pid(self) -> int | None:
-        """The launched browser's process id (None over CDP or before the first render)."""
-        if self._browser is None or self._cdp_url:
-            return None
-        process = getattr(getattr(self._browser, "_impl_obj", None), "_browser_process", None)
-        return getattr(process, "pid", None)
-
     # --- one render --------------------------------------------------------------------
     async def render(self, url: str) -> Response:
         """The page at ``url`` as its scripts leave it, as a ``Response`` the fetcher reads
@@ -212,8 +204,9 @@ class Renderer:
             await page.route("**/*", handle)
             await page.route_web_socket("**/*", _refuse_websocket)
             await page.goto(str(document.url), wait_until="load")
-            with suppress(Exception):  # still busy after the settle time: take it as it is
-                await page.wait_for_load_state("networkidle", timeout=self._settle_ms)
+            if self._settle_ms > 0:  # (a timeout of 0 would mean no timeout at all)
+                with suppress(Exception):  # still busy after the settle time: take it as is
+                    await page.wait_for_load_state("networkidle", timeout=self._settle_ms)
             html = await page.content()
             final_url = URL(page.url)
         finally:
