@@ -3,9 +3,12 @@
 One Chromium per scraper process, started on the first render (a scraper that never renders
 never starts one): the system's Chromium launched by Playwright (``render_chromium_path``;
 Playwright's own browser download is not used), or a long-running one reached over the
-DevTools protocol (``render_cdp_url``, e.g. docker-compose's ``chromium`` service). Each
-render gets a fresh browser context (no cookies or storage shared between pages), at most
-``render_concurrency`` at once, each within ``render_timeout_seconds``.
+DevTools protocol (``render_cdp_url``, e.g. docker-compose's ``chromium`` service). At most
+``render_concurrency`` at once, each within ``render_timeout_seconds``. A render runs in a
+tab (a browser context and its page) kept for the next renders, because opening a page
+costs about as much as rendering one; between renders the tab is wiped (a blank page, no
+cookies, the storage of every origin it touched cleared), so nothing of one page reaches
+the next, and it is replaced after ``RENDERS_PER_TAB`` renders or any failure.
 
 A render is: fetch the document through the guard (``routing``), and unless it is a 200
 HTML page (a 404, a redirect loop: read as it came), open it in the browser, serve it the
@@ -22,6 +25,7 @@ import logging
 import socket
 import time
 from contextlib import suppress
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -43,7 +47,15 @@ from producers.render.routing import (
 )
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Playwright, Route, WebSocketRoute
+    from playwright.async_api import (
+        Browser,
+        BrowserContext,
+        CDPSession,
+        Page,
+        Playwright,
+        Route,
+        WebSocketRoute,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +77,51 @@ class RenderFailed(Exception):
         self.reason = reason
 
 
+# A tab (context and page) serves this many renders, then a fresh one replaces it: opening
+# a page costs about as much CPU as rendering one, and a bound keeps leaks bounded.
+RENDERS_PER_TAB = 50
+
+
+@dataclass
+class _Job:
+    """The render a tab is doing: its document (already fetched) and request budget."""
+
+    document: Fetched
+    budget: RequestBudget
+    served: bool = False
+
+
+@dataclass
+class _Tab:
+    context: BrowserContext
+    page: Page
+    cdp: CDPSession
+    job: _Job | None = None
+    origins: set[str] = field(default_factory=set)  # whose storage to wipe afterwards
+    renders: int = 0
+
+
+async def _wipe(tab: _Tab) -> bool:
+    """Leave nothing of the last page for the next: a blank page, no cookies, and no
+    storage of any origin it touched. False when the tab is not fit to be reused."""
+    try:
+        await tab.page.goto("about:blank")
+        await tab.context.clear_cookies()
+        for origin in tab.origins:
+            await tab.cdp.send(
+                "Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"}
+            )
+    except Exception:
+        return False
+    tab.origins.clear()
+    return True
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 class Renderer:
     """Renders pages in Chromium, every request through the URL guard. Create it anywhere;
     the browser starts on the first ``render`` (inside the running loop); ``close()`` it."""
@@ -83,6 +140,7 @@ class Renderer:
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._idle_tabs: list[_Tab] = []
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -93,6 +151,7 @@ class Renderer:
         async with self._starting:
             if self._browser is not None and self._browser.is_connected():
                 return
+            self._idle_tabs.clear()  # they belonged to a browser that went away
             from playwright.async_api import async_playwright
 
             if self._session is None:
@@ -115,6 +174,10 @@ class Renderer:
                 log.info("render: launched %s (%s)", self._chromium, self._browser.version)
 
     async def close(self) -> None:
+        for tab in self._idle_tabs:
+            with suppress(Exception):
+                await tab.context.close()
+        self._idle_tabs.clear()
         if self._browser is not None:
             with suppress(Exception):  # a browser that already went away
                 await self._browser.close()
@@ -184,35 +247,63 @@ class Renderer:
                 _response(document, document.body, document.url, document.charset),
                 "not_rendered",
             )
+        tab = self._idle_tabs.pop() if self._idle_tabs else await self._open_tab()
+        reusable = False
+        try:
+            tab.job = _Job(document, RequestBudget())
+            tab.origins.add(_origin(str(document.url)))
+            await tab.page.goto(str(document.url), wait_until="load")
+            if self._settle_ms > 0:  # (a timeout of 0 would mean no timeout at all)
+                with suppress(Exception):  # still busy after the settle time: take it as is
+                    await tab.page.wait_for_load_state("networkidle", timeout=self._settle_ms)
+            html = await tab.page.content()
+            final_url = URL(tab.page.url)
+            reusable = True
+        finally:
+            tab.job = None
+            tab.renders += 1
+            if reusable and tab.renders < RENDERS_PER_TAB:
+                reusable = await _wipe(tab)
+            if reusable:
+                self._idle_tabs.append(tab)
+            else:
+                with suppress(Exception):
+                    await tab.context.close()
+        return _response(document, html.encode(), final_url, "utf-8"), "ok"
+
+    async def _open_tab(self) -> _Tab:
+        """A browser context with one page, every request of which is routed here."""
+        assert self._browser is not None
         context = await self._browser.new_context(
             user_agent=self._user_agent, service_workers="block", locale="en-US"
         )
         try:
             page = await context.new_page()
-            budget = RequestBudget()
-            served = False
+            tab = _Tab(context, page, await context.new_cdp_session(page))
 
             async def handle(route: Route) -> None:
-                nonlocal served
-                request = route.request
-                if not served and request.is_navigation_request():
-                    served = True  # the document, as we fetched it already
-                    await _fulfill(route, document)
-                    return
-                await self._forward(route, budget)
+                await self._route(tab, route)
 
             await page.route("**/*", handle)
             await page.route_web_socket("**/*", _refuse_websocket)
-            await page.goto(str(document.url), wait_until="load")
-            if self._settle_ms > 0:  # (a timeout of 0 would mean no timeout at all)
-                with suppress(Exception):  # still busy after the settle time: take it as is
-                    await page.wait_for_load_state("networkidle", timeout=self._settle_ms)
-            html = await page.content()
-            final_url = URL(page.url)
-        finally:
+        except BaseException:
             with suppress(Exception):
                 await context.close()
-        return _response(document, html.encode(), final_url, "utf-8"), "ok"
+            raise
+        return tab
+
+    async def _route(self, tab: _Tab, route: Route) -> None:
+        job = tab.job
+        if job is None:  # a straggler of the previous page
+            await _abort(route)
+            return
+        request = route.request
+        if not job.served and request.is_navigation_request():
+            job.served = True  # the document, as we fetched it already
+            await _fulfill(route, job.document)
+            return
+        tab.origins.add(_origin(request.url))
+        await self._forward(route, job.budget)
 
     async def _forward(self, route: Route, budget: RequestBudget) -> None:
         """Fetch one of the page's requests through the guard, or refuse it."""

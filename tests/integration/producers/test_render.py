@@ -97,6 +97,21 @@ fetch('http://169.254.169.254/latest/meta-data/').then(r => r.text()).then(show)
   .catch(() => {});
 </script></body></html>"""
 
+# One page leaves a cookie and storage behind; the next (same shop) shows 1.00 if it finds
+# any of them, 2.00 if it starts clean.
+MARKING_PAGE = """<!doctype html><html><head><title>Mug</title></head><body><h1>Mug</h1>
+<div class="buy-box"><span class="price">5.00 EUR</span>
+<button class="add-to-cart">Add to cart</button></div>
+<script>document.cookie = 'seen=1; path=/'; localStorage.setItem('seen', '1');
+sessionStorage.setItem('seen', '1');</script></body></html>"""
+CHECKING_PAGE = """<!doctype html><html><head><title>Cup</title></head><body><h1>Cup</h1>
+<div class="buy-box"><span class="price" id="price"></span>
+<button class="add-to-cart">Add to cart</button></div>
+<script>const seen = document.cookie.includes('seen') || localStorage.getItem('seen')
+  || sessionStorage.getItem('seen');
+document.getElementById('price').textContent = (seen ? '1.00' : '2.00') + ' EUR';</script>
+</body></html>"""
+
 # A script that never arrives: the page never reaches its load event.
 NEVER_LOADS_PAGE = """<!doctype html><html><head><title>Fan</title>
 <script src="/slow.js"></script></head><body><h1>Fan</h1></body></html>"""
@@ -111,6 +126,7 @@ class Shop:
     api_delay: float = 0.0
     api_in_flight: int = 0
     api_max_in_flight: int = 0
+    cookies_sent: list[str] = field(default_factory=list)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server.port}{path}"
@@ -133,7 +149,11 @@ async def shop() -> AsyncIterator[Shop]:
             "inline": INLINE_SCRIPT_PAGE,
             "leaky": LEAKY_PAGE % {"private": current.private_url},
             "never-loads": NEVER_LOADS_PAGE,
+            "marking": MARKING_PAGE,
+            "checking": CHECKING_PAGE,
         }.get(name)
+        if "Cookie" in request.headers:
+            current.cookies_sent.append(request.path)
         if body is None:
             raise web.HTTPNotFound()
         return web.Response(text=body, content_type="text/html")
@@ -277,6 +297,19 @@ async def test_fallback_renders_only_a_page_without_a_static_price(shop: Shop) -
     assert shop.seen["/p/js-kettle"] == 2  # the static fetch, then the render's
     assert (missing.outcome, missing.error) == (Outcome.GONE, "http_404")
     assert shop.seen["/p/nothing-here"] == 1  # a 404 is not worth a browser
+
+
+async def test_nothing_of_one_render_reaches_the_next(shop: Shop) -> None:
+    # One slot: both renders run in the same (reused) tab.
+    settings = settings_for(shop, render_concurrency=1)
+    async with PageFetcher(settings, renderer=Renderer(settings), render_all=True) as fetcher:
+        marking = await fetch(fetcher, shop.url("/p/marking"))
+        checking = await fetch(fetcher, shop.url("/p/checking"))
+        again = await fetch(fetcher, shop.url("/p/checking"))
+
+    assert str(marking.price) == "5.00"
+    assert [str(checking.price), str(again.price)] == ["2.00", "2.00"]
+    assert shop.cookies_sent == []
 
 
 async def test_a_page_that_never_loads_ends_as_a_render_timeout(shop: Shop) -> None:
