@@ -175,6 +175,12 @@ async def run(
     facts["events_seen"] = await wait_for_events(settings, expected, 120)
     facts["seconds_to_last_event"] = round(time.monotonic() - t0, 1)
     facts["observed_after_restart"] = worker.metric(OBSERVED)
+    # The restarted worker said where it rewound the partitions without a commit.
+    topic = settings.topic(PRICE_OBSERVATIONS)
+    log = worker.log_text()
+    facts["rewound_to_reset_position"] = [
+        p for p in range(PARTITIONS) if f"{topic}[{p}] to its reset position" in log
+    ]
     assert worker.terminate() == 0, worker.log_tail()
     return facts
 
@@ -220,6 +226,9 @@ def test_a_restarted_worker_processes_every_observation_of_uncommitted_partition
                 )
             )
         print(f"facts: {facts}")
+        assert facts["rewound_to_reset_position"] == [
+            p for p in range(PARTITIONS) if p not in COMMITTED_BEFORE
+        ]
         dead = asyncio.run(read_topic(settings, settings.topic(DEAD_LETTERS))).records
         assert [r.value for r in dead] == []
         # Every observation's event, exactly as one uninterrupted worker publishes it (a
