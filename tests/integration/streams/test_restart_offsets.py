@@ -11,12 +11,15 @@ One real worker on the test broker, commits held back (a long commit interval) s
 state at the kill is known: partitions 0 and 1 have a committed offset (from a clean stop
 before), partitions 2 and 3 none. Every observation changes its product's price, so every
 observation but a product's first has one price event of its own: a lost one shows as a
-missing event (and as a wrong ``old_price`` on the next one).
+missing event (and as a wrong ``old_price`` on the next one). The worker restarts on its
+local table store, or without it (a new machine or container): then it recovers its tables
+from the changelogs first, while its consumer already fetches from the source partitions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -122,7 +125,10 @@ async def wait_for_events(settings: Settings, observation_ids: set[str], seconds
 
 
 async def run(
-    settings: Settings, worker: WorkerProcess, observations: dict[str, list[PriceObservation]]
+    settings: Settings,
+    worker: WorkerProcess,
+    observations: dict[str, list[PriceObservation]],
+    wipe_store: bool,
 ) -> dict[str, object]:
     facts: dict[str, object] = {}
     async with ObservationProducer(settings) as producer:
@@ -160,6 +166,8 @@ async def run(
         await producer.send(stream[kill_at - 800 : kill_at], burst=400, pause=0)
         facts["observed_before_kill"] = worker.metric(OBSERVED)
         worker.kill()
+        if wipe_store:  # a new machine: the tables are recovered from their changelogs
+            shutil.rmtree(settings.data_dir / "workers" / worker.worker_id)
         at_kill = await committed(settings)
         facts["committed_at_kill"] = at_kill
         assert all(at_kill[p] is None for p in set(range(PARTITIONS)) - set(COMMITTED_BEFORE))
@@ -185,8 +193,9 @@ async def run(
     return facts
 
 
+@pytest.mark.parametrize("local_store", ["kept", "lost"])
 def test_a_restarted_worker_processes_every_observation_of_uncommitted_partitions(
-    tmp_path: Path, broker: Broker, unique_prefix: str
+    tmp_path: Path, broker: Broker, unique_prefix: str, local_store: str
 ) -> None:
     settings = worker_settings(
         broker.bootstrap_servers,
@@ -223,6 +232,7 @@ def test_a_restarted_worker_processes_every_observation_of_uncommitted_partition
                     settings,
                     worker,
                     {"committed_first": committed_first, "rest": rest, "changes": changes},
+                    wipe_store=local_store == "lost",
                 )
             )
         print(f"facts: {facts}")
@@ -240,4 +250,4 @@ def test_a_restarted_worker_processes_every_observation_of_uncommitted_partition
             "rocksdb product_state", table_store(settings, "w0", "product_state"), reference
         )
     finally:
-        keep_logs(logs, "restart-offsets")
+        keep_logs(logs, f"restart-offsets-{local_store}")
