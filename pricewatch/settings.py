@@ -53,6 +53,13 @@ class Settings(BaseSettings):
         description="Consumer session timeout. Unset: 6 s on the embedded broker "
         "(its group joins take ~timeout/2), 30 s on a real cluster.",
     )
+    kafka_commit_interval_seconds: float = Field(
+        default=2.8,
+        gt=0,
+        description="How often a stream worker commits the offsets it has processed. A "
+        "restarted worker re-reads what came after its last commit (replays change nothing), "
+        "so a longer interval means more re-reading after a crash, not lost data.",
+    )
 
     # --- PostgreSQL --------------------------------------------------------------
     database_url: str | None = Field(
