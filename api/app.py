@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from http import HTTPStatus
 
 import sqlalchemy
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_server import Server
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 
@@ -93,6 +96,11 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
+    add_security_headers(request, response)
+    return response
+
+
+def add_security_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")  # tokens stay in our URLs
     response.headers.setdefault("X-Frame-Options", "DENY")
@@ -107,7 +115,43 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
             "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         )
-    return response
+
+
+class _ProblemRequestHandler(RequestHandler):
+    """aiohttp answers a request it cannot parse (bad request line, headers, chunking)
+    before any middleware runs, as text/plain echoing the offending input. This answers
+    it like every other error instead: a problem document, no echo, the security headers."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        plain = super().handle_error(request, status, exc, message)  # logs; may raise
+        title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        response = problem_response(ApiProblem(status, title))
+        add_security_headers(request, response)
+        response.force_close()  # as aiohttp does: the stream may be out of step
+        api_requests.labels(route="unparsed", status=str(plain.status)).inc()
+        return response
+
+
+class _ProblemServer(Server):
+    def __call__(self) -> RequestHandler:
+        return _ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ApiRunner(web.AppRunner):
+    """An AppRunner whose connections answer unparseable requests as problems."""
+
+    async def _make_server(self) -> Server:
+        server = await super()._make_server()
+        # aiohttp has no hook for the request handler's class: the server it built for
+        # this app is given the one subclass that differs only in handle_error.
+        server.__class__ = _ProblemServer
+        return server
 
 
 def create_api_app(
@@ -135,12 +179,15 @@ def create_api_app(
 
 
 async def run_api(settings: Settings, stop: asyncio.Event) -> None:
-    settings.secret_key_bytes()  # refuse to start without it: every link needs it
+    # Refuse to start without a key (every link needs it) or with a public one.
+    settings.refuse_public_secret_key()
+    if settings.demo:
+        log.warning("PRICEWATCH_DEMO=true: a demo; do not let others reach this API")
     producer = make_producer(settings)
     await producer.start()
     try:
         async with migrated_engine(settings) as engine:
-            runner = web.AppRunner(create_api_app(settings, producer, engine), access_log=None)
+            runner = ApiRunner(create_api_app(settings, producer, engine), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, settings.api_host, settings.api_port)
             await site.start()

@@ -21,6 +21,15 @@ DEFAULT_NOTIFY_SCHEMES = (
 )
 
 
+# Secret keys published in this repository (docker-compose.yml, .env.example); any key
+# starting "insecure" is taken to be one too.
+PUBLIC_SECRET_KEYS = frozenset({"insecure-laptop-only-link-signing-key-set-your-own"})
+
+
+def is_public_secret_key(key: str) -> bool:
+    return key in PUBLIC_SECRET_KEYS or key.lower().startswith("insecure")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRICEWATCH_", extra="ignore")
 
@@ -268,6 +277,11 @@ class Settings(BaseSettings):
         "the API, the email sink and the channels sink; at least 16 bytes. Unset: "
         "the demo/Stack generates one in data_dir/secret_key for its child processes.",
     )
+    demo: bool = Field(
+        default=False,
+        description="A demo or laptop run: the API may start with a public secret key "
+        "(docker-compose's default). Never set it where others can reach the API.",
+    )
     admin_token: SecretStr | None = Field(
         default=None,
         description="Bearer token of the /api/admin endpoints. Unset: the admin API is off.",
@@ -371,6 +385,17 @@ class Settings(BaseSettings):
                 "PRICEWATCH_SECRET_KEY must be at least 16 bytes (32+ random is good)"
             )
         return key
+
+    def refuse_public_secret_key(self) -> None:
+        """A key anyone can read (docker-compose's default) lets anyone forge every link:
+        refused unless this is a demo (``PRICEWATCH_DEMO=true``)."""
+        key = self.secret_key_bytes().decode(errors="replace")
+        if is_public_secret_key(key) and not self.demo:
+            raise RuntimeError(
+                "PRICEWATCH_SECRET_KEY is a public default, so anyone could forge verify, "
+                "unsubscribe and manage links: set your own (openssl rand -hex 32), or "
+                "PRICEWATCH_DEMO=true for a laptop demo nobody else can reach"
+            )
 
     def database(self) -> str:
         if not self.database_url:

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from api.app import MAX_BODY_BYTES, create_api_app
+from api.app import MAX_BODY_BYTES, ApiRunner, create_api_app
 from pricewatch.contract.records import AccountEmail, AccountEmailKind, Subscription
 from pricewatch.contract.topics import ACCOUNT_EMAILS, SUBSCRIPTIONS, TopicSpec
 from pricewatch.db.engine import make_engine, upgrade
@@ -83,6 +83,13 @@ def api_settings(
     )
 
 
+class ApiTestServer(TestServer):
+    """A test server on a real socket, run by the API's own runner (as ``run_api`` does)."""
+
+    async def _make_runner(self, **kwargs: Any) -> ApiRunner:
+        return ApiRunner(self.app, **kwargs)
+
+
 @asynccontextmanager
 async def running_api(settings: Settings, database_url: str) -> AsyncIterator[Api]:
     """The API app on the real broker and database, with a client, as `pricewatch api` runs."""
@@ -90,7 +97,7 @@ async def running_api(settings: Settings, database_url: str) -> AsyncIterator[Ap
     producer = make_producer(settings)
     await producer.start()
     engine = make_engine(database_url)
-    client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
+    client: Client = TestClient(ApiTestServer(create_api_app(settings, producer, engine)))
     await client.start_server()
     try:
         yield Api(client, settings, engine)
