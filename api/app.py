@@ -26,6 +26,7 @@ from api.routing import Handler
 from api.services import Services
 from pricewatch.db.engine import migrated_engine
 from pricewatch.kafka import make_producer
+from pricewatch.links import UNSUBSCRIBE_API
 from pricewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,13 @@ api_requests = Counter(
 _MACHINE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+# Pages served under /api: the List-Unsubscribe URL opened with a GET asks a person first.
+_PAGES_UNDER_API = frozenset({("GET", UNSUBSCRIBE_API)})
+
+
 def _off_the_api(request: web.Request) -> bool:
+    if (request.method, request.path) in _PAGES_UNDER_API:
+        return True
     return not request.path.startswith("/api/") and request.path not in _MACHINE_PATHS
 
 

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.api.test_api import SHOP, Api, only_the_sentinel_was_published
+from pricewatch.links import unsubscribe_link
+from tests.integration.api.test_api import (
+    SHOP,
+    Api,
+    account_emails,
+    only_the_sentinel_was_published,
+    token_of,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -82,3 +91,78 @@ async def test_port_zero_is_refused_and_dot_segments_are_one_product(api: Api) -
         assert again["subscription_id"] == first["subscription_id"], spelling
         assert again["url"] == SHOP
     assert api.rows("SELECT DISTINCT url FROM subscriptions") == [{"url": SHOP}]
+
+
+# --- 2: nothing changes on a GET ---------------------------------------------------------------
+
+
+def _path_and_query(link: str) -> str:
+    parts = urlsplit(link)
+    return f"{parts.path}?{parts.query}"
+
+
+async def test_the_list_unsubscribe_url_acts_only_on_the_one_click_post(api: Api) -> None:
+    body = await api.subscribe("ann@example.com", SHOP)
+    # The very URL the email sink writes into List-Unsubscribe.
+    link = unsubscribe_link(
+        api.settings, issued_at=datetime.now(UTC), subscription_id=body["subscription_id"]
+    )
+    assert urlsplit(link).path == "/api/unsubscribe"
+    target = _path_and_query(link)
+
+    # A scanner, a link preview or a person opening it: a page that asks, nothing stopped.
+    for _ in range(2):
+        opened = await api.client.get(target)
+        assert opened.status == 200
+        assert opened.headers["Content-Type"].startswith("text/html")
+        assert "default-src 'none'" in opened.headers["Content-Security-Policy"]
+        page = await opened.text()
+        assert 'method="post"' in page.lower() and "/unsubscribe?token=" in page
+    assert api.rows("SELECT active FROM subscriptions") == [{"active": True}]
+
+    # A POST that is not the one-click body stops nothing either.
+    for data in ("", "List-Unsubscribe=Yes", "unsubscribe=One-Click"):
+        response = await api.client.post(
+            target, data=data, headers={"content-type": "application/x-www-form-urlencoded"}
+        )
+        assert response.status == 400, data
+    assert api.rows("SELECT active FROM subscriptions") == [{"active": True}]
+
+    # The page's button, and the one-click POST, do.
+    response = await api.client.post(
+        target,
+        data="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status == 200 and await response.json() == {"unsubscribed": 1}
+    assert api.rows("SELECT active FROM subscriptions") == [{"active": False}]
+
+
+async def test_verifying_an_address_changes_nothing_on_a_get(api: Api) -> None:
+    await api.subscribe("ann@example.com", SHOP)
+    [mail] = [m for m in await account_emails(api.settings, 1) if m.email == "ann@example.com"]
+    token = token_of(mail.link)
+    unverified = [{"v": False}]
+
+    response = await api.client.get("/api/verify", params={"token": token})
+    assert response.status == 405 and response.headers["Allow"] == "POST"
+    # The email's link opens a page whose button POSTs; the GET itself verifies nothing.
+    opened = await api.client.get(_path_and_query(mail.link))
+    assert opened.status == 200 and 'method="post"' in (await opened.text()).lower()
+    assert api.rows("SELECT verified_at IS NOT NULL AS v FROM users") == unverified
+
+    pressed = await api.client.post(_path_and_query(mail.link))
+    assert pressed.status == 200 and "Address confirmed" in await pressed.text()
+    assert api.rows("SELECT verified_at IS NOT NULL AS v FROM users") == [{"v": True}]
+    # The JSON API for programs is the same POST.
+    response = await api.client.post("/api/verify", params={"token": token})
+    assert response.status == 200 and (await response.json())["verified"] is True
+
+
+async def test_the_openapi_document_lists_only_the_state_changing_posts(api: Api) -> None:
+    paths = (await (await api.client.get("/api/openapi.json")).json())["paths"]
+    assert set(paths["/api/verify"]) == {"post"}
+    assert set(paths["/api/unsubscribe"]) == {"get", "post"}
+    one_click_body = paths["/api/unsubscribe"]["post"]["requestBody"]["content"]
+    assert "application/x-www-form-urlencoded" in one_click_body
+    assert "text/html" in paths["/api/unsubscribe"]["get"]["responses"]["200"]["content"]
