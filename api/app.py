@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 
 from api.context import BACKGROUND_KEY, OPENAPI_KEY, SERVICES_KEY, SETTINGS_KEY
+from api.csrf import UNSAFE_METHODS, cross_site_reason, origin_of
 from api.openapi import openapi_document
 from api.pages import problem_page
 from api.problems import ApiProblem, problem_response
@@ -36,6 +37,12 @@ MAX_BODY_BYTES = 16 * 1024
 api_requests = Counter(
     "pricewatch_api_requests_total", "API requests by route and status.", ["route", "status"]
 )
+
+CROSS_SITE_REFUSED = Counter(
+    "pricewatch_api_cross_site_refused_total",
+    "Requests that change something refused because another website's page sent them.",
+)
+OWN_ORIGINS_KEY = web.AppKey("own_origins", frozenset[str])
 
 _MACHINE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -79,6 +86,25 @@ async def answer_problems(request: web.Request, handler: Handler) -> web.StreamR
         # request is still counted (status 500) and still gets the security headers.
         log.exception("unhandled error in %s %s", request.method, request.path)
         return _problem_for(request, ApiProblem(500, "Internal error"))
+
+
+# Where a form may be posted from without an Origin check: the List-Unsubscribe URL, whose
+# one-click POST mail software makes from wherever it runs (webmail pages included); its
+# signed token is what proves the right to act, and it changes only the token's subject.
+_CROSS_SITE_ALLOWED = frozenset({("POST", UNSUBSCRIBE_API)})
+
+
+@web.middleware
+async def refuse_cross_site_forms(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method in UNSAFE_METHODS and (request.method, request.path) not in (
+        _CROSS_SITE_ALLOWED
+    ):
+        reason = cross_site_reason(request, request.app[OWN_ORIGINS_KEY])
+        if reason is not None:
+            CROSS_SITE_REFUSED.inc()
+            log.info("cross-site %s %s refused: %s", request.method, request.path, reason)
+            raise ApiProblem(403, "Requests from other websites are refused", reason="cross-site")
+    return await handler(request)
 
 
 def _problem_for(request: web.Request, problem: ApiProblem, *, page: bool = False) -> web.Response:
@@ -166,9 +192,10 @@ def create_api_app(
 ) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[count_requests, security_headers, answer_problems],
+        middlewares=[count_requests, security_headers, answer_problems, refuse_cross_site_forms],
     )
     app[SETTINGS_KEY] = settings
+    app[OWN_ORIGINS_KEY] = frozenset({origin_of(settings.api_base_url)})
     app[SERVICES_KEY] = Services.create(settings, producer, engine)
     app[BACKGROUND_KEY] = set()
     app[OPENAPI_KEY] = openapi_document(settings)

@@ -49,7 +49,17 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     return web.json_response(model.model_dump(mode="json"), status=status)
 
 
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
 async def parse_body(request: web.Request, model: type[M], title: str) -> M:
+    # Only JSON: a page of another site can send text/plain or a form without asking, but
+    # not application/json (that needs a CORS preflight, which this API never allows).
+    if not _is_json(request.content_type):
+        raise ApiProblem(415, "The body must be JSON, sent as Content-Type: application/json")
     try:
         payload = await request.json()
     except (ValueError, LookupError, RecursionError):
@@ -464,6 +474,7 @@ PUBLIC_ROUTES = [
                 "429": problem("Too many calls.", RETRY_AFTER),
                 "400": COMMON["400"],
                 "413": COMMON["413"],
+                "415": COMMON["415"],
             },
         ),
     ),

@@ -22,6 +22,11 @@ from tests.integration.api.test_api import (
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
+async def metrics_text(api: Api) -> str:
+    """This process's metrics, as its /metrics endpoint serves them."""
+    return await (await api.client.get("/metrics")).text()
+
+
 async def raw_exchange(api: Api, request: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send ``request`` as bytes on a socket (no client to tidy it up); the answer's status,
     headers (lower-case names) and body."""
@@ -166,3 +171,114 @@ async def test_the_openapi_document_lists_only_the_state_changing_posts(api: Api
     one_click_body = paths["/api/unsubscribe"]["post"]["requestBody"]["content"]
     assert "application/x-www-form-urlencoded" in one_click_body
     assert "text/html" in paths["/api/unsubscribe"]["get"]["responses"]["200"]["content"]
+
+
+# --- 5: cross-site requests ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",  # what a page of another site can send without asking
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        None,
+    ],
+)
+async def test_the_json_api_takes_only_json_bodies(api: Api, content_type: str | None) -> None:
+    body = json.dumps({"email": "ann@example.com", "url": SHOP, "target_price": "5"})
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response = await api.client.post(
+        "/api/subscriptions",
+        data=body.encode(),
+        headers=headers,
+        skip_auto_headers={"Content-Type"},
+    )
+    assert response.status == 415, await response.text()
+    assert (await response.json())["status"] == 415
+    response = await api.client.post(
+        "/api/manage-link",
+        data=b'{"email": "ann@example.com"}',
+        headers=headers,
+        skip_auto_headers={"Content-Type"},
+    )
+    assert response.status == 415
+    assert await only_the_sentinel_was_published(api)
+    # The same body as JSON is accepted (and a +json type is JSON too).
+    response = await api.client.post(
+        "/api/subscriptions",
+        data=body.encode(),
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert response.status == 201
+
+
+def _own_origin(api: Api) -> str:
+    return str(api.client.make_url("/")).rstrip("/")
+
+
+SUBSCRIBE_FORM = {"email": "ann@example.com", "url": SHOP, "target_price": "5"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "same-site"},
+        # A browser's Sec-Fetch-Site wins over an Origin that looks like ours.
+        {"Sec-Fetch-Site": "cross-site", "Origin": "http://pricewatch.test"},
+    ],
+    ids=["origin", "origin-null", "fetch-site", "same-site", "fetch-site-wins"],
+)
+async def test_forms_posted_from_another_site_are_refused(
+    api: Api, headers: dict[str, str]
+) -> None:
+    for path, form in (("/subscribe", SUBSCRIBE_FORM), ("/manage-link", {"email": "a@b.example"})):
+        response = await api.client.post(path, data=form, headers=headers)
+        assert response.status == 403, (path, await response.text())
+        assert response.headers["Content-Type"].startswith("text/html")
+        assert "other websites" in await response.text()
+    assert api.rows("SELECT count(*) AS n FROM users") == [{"n": 0}]
+    assert await only_the_sentinel_was_published(api)
+    metrics = await metrics_text(api)
+    assert "pricewatch_api_cross_site_refused_total" in metrics
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # no browser: curl, a script
+        {"Sec-Fetch-Site": "same-origin", "Origin": "http://pricewatch.test"},
+        {"Sec-Fetch-Site": "none"},  # typed, bookmarked
+        {"Origin": "http://pricewatch.test"},  # the public base URL (behind a proxy)
+        {"Origin": "OWN"},  # the address the request came to
+    ],
+    ids=["no-browser", "same-origin", "none", "public-origin", "addressed-origin"],
+)
+async def test_forms_of_our_own_pages_and_non_browsers_are_accepted(
+    api: Api, headers: dict[str, str]
+) -> None:
+    if headers.get("Origin") == "OWN":
+        headers = {"Origin": _own_origin(api)}
+    response = await api.client.post("/subscribe", data=SUBSCRIBE_FORM, headers=headers)
+    assert response.status == 200, await response.text()
+    assert "Check your inbox" in await response.text()
+
+
+async def test_the_one_click_post_works_from_mail_software_anywhere(api: Api) -> None:
+    body = await api.subscribe("ann@example.com", SHOP)
+    link = unsubscribe_link(
+        api.settings, issued_at=datetime.now(UTC), subscription_id=body["subscription_id"]
+    )
+    response = await api.client.post(
+        _path_and_query(link),
+        data="List-Unsubscribe=One-Click",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Origin": "https://mail.example",  # a webmail page
+            "Sec-Fetch-Site": "cross-site",
+        },
+    )
+    assert response.status == 200 and await response.json() == {"unsubscribed": 1}
