@@ -6,11 +6,12 @@ Nothing below the entry points reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pricewatch.contract.topics import TopicSpec
 
@@ -299,6 +300,15 @@ class Settings(BaseSettings):
         gt=0,
         description="How long the unsubscribe link of an email works (counted from the email).",
     )
+    trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = (
+        Field(
+            default_factory=list,
+            description="Comma-separated networks (CIDR) of the reverse proxies / load "
+            "balancers in front of the API. Only a request from one of them has its "
+            "X-Forwarded-For read, and the client is its rightmost address outside these "
+            "networks. Empty: the TCP peer is the client, X-Forwarded-For is ignored.",
+        )
+    )
     rate_limit_per_address_per_minute: float = Field(
         default=20.0,
         gt=0,
@@ -315,6 +325,16 @@ class Settings(BaseSettings):
         description="Subscription confirmation emails per verified address and day; requests "
         "beyond it are answered as usual but send nothing (anyone can ask for one).",
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        # From the environment: "10.0.0.0/24, 10.0.1.0/24"; a host address is a /32 (/128).
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list | tuple):
+            return [ipaddress.ip_network(str(item), strict=False) for item in value]
+        return value
 
     # ------------------------------------------------------------------------------
     @property

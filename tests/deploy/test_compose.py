@@ -391,6 +391,25 @@ def test_the_api_starts_with_the_public_key_only_as_a_demo(
             settings.refuse_public_secret_key()
 
 
+@pytest.mark.parametrize(
+    ("env", "trusted"),
+    [(None, []), ({"PRICEWATCH_TRUSTED_PROXIES": "172.16.0.0/12"}, ["172.16.0.0/12"])],
+    ids=["direct", "own-proxy"],
+)
+def test_the_api_trusts_x_forwarded_for_only_from_proxies_in_env(
+    env: dict[str, str] | None, trusted: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = load_compose(env)[0]["services"]
+    settings = settings_of(services["api"], monkeypatch)
+    assert [str(network) for network in settings.trusted_proxies] == trusted
+    others = {
+        name
+        for name, service in services.items()
+        if "PRICEWATCH_TRUSTED_PROXIES" in service.get("environment", {})
+    }
+    assert others == {"api"}
+
+
 def test_admin_api_is_off_unless_a_token_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the API may get the admin token, passed on from .env without a default (an empty
     or a default token would be worse than none), so without one the admin API answers 404."""

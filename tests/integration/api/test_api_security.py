@@ -6,16 +6,21 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from pricewatch.db.engine import upgrade
 from pricewatch.links import unsubscribe_link
+from tests.conftest import Broker
 from tests.integration.api.test_api import (
     SHOP,
     Api,
     account_emails,
+    api_settings,
     only_the_sentinel_was_published,
+    running_api,
     token_of,
 )
 
@@ -282,3 +287,47 @@ async def test_the_one_click_post_works_from_mail_software_anywhere(api: Api) ->
         },
     )
     assert response.status == 200 and await response.json() == {"unsubscribed": 1}
+
+
+# --- 4: real client addresses behind a proxy ----------------------------------------------------
+
+
+async def _statuses(api: Api, forwarded_for: str, emails: list[str]) -> list[int]:
+    out = []
+    for email in emails:
+        response = await api.client.post(
+            "/api/subscriptions",
+            json={"email": email, "url": SHOP, "target_price": "5"},
+            headers={"X-Forwarded-For": forwarded_for},
+        )
+        out.append(response.status)
+    return out
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["behind-trusted-proxy", "direct"])
+async def test_the_address_limit_keys_on_the_client_only_behind_a_trusted_proxy(
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str, trusted: bool
+) -> None:
+    upgrade(postgres_url)
+    settings = api_settings(
+        broker,
+        unique_prefix,
+        tmp_path,
+        postgres_url,
+        rate_limit_per_address_per_minute=2,
+        # The test client connects from loopback: here, loopback is the load balancer.
+        trusted_proxies="127.0.0.0/8,::1" if trusted else "",
+    )
+    async with running_api(settings, postgres_url) as api:
+        first = await _statuses(api, "198.51.100.1", ["a@example.com", "b@example.com"])
+        assert first == [201, 201]
+        # Another client behind the same proxy; a client forging an earlier hop is still
+        # the address the proxy saw.
+        other = await _statuses(api, "198.51.100.2", ["c@example.com"])
+        forged = await _statuses(api, "9.9.9.9, 198.51.100.1", ["d@example.com"])
+        if trusted:
+            assert other == [201], "one client's limit must not lock out another"
+            assert forged == [429], "a forged X-Forwarded-For hop must not evade the limit"
+        else:
+            # X-Forwarded-For from an untrusted peer is ignored: one peer, one bucket.
+            assert other == [429] and forged == [429]
