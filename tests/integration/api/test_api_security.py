@@ -13,6 +13,7 @@ import pytest
 
 from pricewatch.db.engine import upgrade
 from pricewatch.links import unsubscribe_link
+from sinks.email.render import render_account_email
 from tests.conftest import Broker
 from tests.integration.api.test_api import (
     SHOP,
@@ -331,3 +332,37 @@ async def test_the_address_limit_keys_on_the_client_only_behind_a_trusted_proxy(
         else:
             # X-Forwarded-For from an untrusted peer is ignored: one peer, one bucket.
             assert other == [429] and forged == [429]
+
+
+# --- 6: only addresses that can be delivered ------------------------------------------------------
+
+
+async def test_an_internationalised_domain_is_kept_and_mailed_in_ascii(api: Api) -> None:
+    body = await api.subscribe("Carol@Exämple.com", SHOP)
+    assert body["email"] == "Carol@xn--exmple-cua.com"
+    [mail] = await account_emails(api.settings, 1)
+    assert mail.email == "carol@xn--exmple-cua.com"  # the stored address, lower-cased
+    # What the email sink makes of that record: a To header every server reads.
+    message = render_account_email(mail, api.settings)
+    assert message["To"] == "carol@xn--exmple-cua.com"
+    assert api.rows("SELECT email FROM users") == [{"email": "carol@xn--exmple-cua.com"}]
+    # Written either way, it is one address.
+    again = await api.subscribe("carol@xn--exmple-cua.com", SHOP)
+    assert again["subscription_id"] == body["subscription_id"]
+
+
+async def test_a_non_ascii_local_part_is_refused_with_a_clear_422(api: Api) -> None:
+    response = await api.client.post(
+        "/api/subscriptions",
+        json={"email": "jösé@example.com", "url": SHOP, "target_price": "5"},
+    )
+    assert response.status == 422
+    [error] = (await response.json())["errors"]
+    assert error["field"] == "email" and "non-ASCII characters before the @" in error["message"]
+    response = await api.client.post("/api/manage-link", json={"email": "jösé@example.com"})
+    assert response.status == 422
+    page = await api.client.post(
+        "/subscribe", data={"email": "jösé@example.com", "url": SHOP, "target_price": "5"}
+    )
+    assert page.status == 422 and "non-ASCII characters before the @" in await page.text()
+    assert await only_the_sentinel_was_published(api)
