@@ -114,6 +114,8 @@ class Stack:
                 env.pop(key, None)
             elif isinstance(value, SecretStr):
                 env[key] = value.get_secret_value()
+            elif isinstance(value, list):
+                env[key] = ",".join(str(item) for item in value)  # e.g. trusted_proxies
             else:
                 env[key] = str(value).lower() if isinstance(value, bool) else str(value)
         # One port per child, passed as --metrics-port: a shared PRICEWATCH_METRICS_PORT

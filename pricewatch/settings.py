@@ -6,11 +6,12 @@ Nothing below the entry points reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pricewatch.contract.topics import TopicSpec
 
@@ -19,6 +20,15 @@ from pricewatch.contract.topics import TopicSpec
 DEFAULT_NOTIFY_SCHEMES = (
     "json,jsons,form,forms,gotify,gotifys,mmost,mmosts,matrix,matrixs,msteams,pover,rocket,rockets"
 )
+
+
+# Secret keys published in this repository (docker-compose.yml, .env.example); any key
+# starting "insecure" is taken to be one too.
+PUBLIC_SECRET_KEYS = frozenset({"insecure-laptop-only-link-signing-key-set-your-own"})
+
+
+def is_public_secret_key(key: str) -> bool:
+    return key in PUBLIC_SECRET_KEYS or key.lower().startswith("insecure")
 
 
 class Settings(BaseSettings):
@@ -306,6 +316,11 @@ class Settings(BaseSettings):
         "the API, the email sink and the channels sink; at least 16 bytes. Unset: "
         "the demo/Stack generates one in data_dir/secret_key for its child processes.",
     )
+    demo: bool = Field(
+        default=False,
+        description="A demo or laptop run: the API may start with a public secret key "
+        "(docker-compose's default). Never set it where others can reach the API.",
+    )
     admin_token: SecretStr | None = Field(
         default=None,
         description="Bearer token of the /api/admin endpoints. Unset: the admin API is off.",
@@ -323,6 +338,15 @@ class Settings(BaseSettings):
         gt=0,
         description="How long the unsubscribe link of an email works (counted from the email).",
     )
+    trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = (
+        Field(
+            default_factory=list,
+            description="Comma-separated networks (CIDR) of the reverse proxies / load "
+            "balancers in front of the API. Only a request from one of them has its "
+            "X-Forwarded-For read, and the client is its rightmost address outside these "
+            "networks. Empty: the TCP peer is the client, X-Forwarded-For is ignored.",
+        )
+    )
     rate_limit_per_address_per_minute: float = Field(
         default=20.0,
         gt=0,
@@ -339,6 +363,16 @@ class Settings(BaseSettings):
         description="Subscription confirmation emails per verified address and day; requests "
         "beyond it are answered as usual but send nothing (anyone can ask for one).",
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        # From the environment: "10.0.0.0/24, 10.0.1.0/24"; a host address is a /32 (/128).
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list | tuple):
+            return [ipaddress.ip_network(str(item), strict=False) for item in value]
+        return value
 
     # ------------------------------------------------------------------------------
     @property
@@ -409,6 +443,17 @@ class Settings(BaseSettings):
                 "PRICEWATCH_SECRET_KEY must be at least 16 bytes (32+ random is good)"
             )
         return key
+
+    def refuse_public_secret_key(self) -> None:
+        """A key anyone can read (docker-compose's default) lets anyone forge every link:
+        refused unless this is a demo (``PRICEWATCH_DEMO=true``)."""
+        key = self.secret_key_bytes().decode(errors="replace")
+        if is_public_secret_key(key) and not self.demo:
+            raise RuntimeError(
+                "PRICEWATCH_SECRET_KEY is a public default, so anyone could forge verify, "
+                "unsubscribe and manage links: set your own (openssl rand -hex 32), or "
+                "PRICEWATCH_DEMO=true for a laptop demo nobody else can reach"
+            )
 
     def database(self) -> str:
         if not self.database_url:
