@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 INITIAL_BACKOFF_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 10.0
 LAG_REPORT_INTERVAL_SECONDS = 1.0
-MAX_WAIT_MS = 200  # how long a fetch waits for a batch to fill
+# How long the loop waits for fetched records before it looks at ``stop`` and the lag
+# report again: records end the wait as soon as they arrive.
+POLL_TIMEOUT_MS = 1000
 
 RECORDS_WRITTEN = Counter(
     "pricewatch_sink_records_written_total", "Records a sink wrote (then committed).", ["sink"]
@@ -221,7 +223,9 @@ async def run_batch_consumer(
     ``stop``. The records of one partition reach the sink in offset order."""
     role = feed.role
     topic = settings.topic(feed.topic)
-    consumer = make_consumer(settings, settings.group(role), settings.group(role), topic)
+    consumer = make_consumer(
+        settings, settings.group(role), settings.group(role), topic, bulk=feed.bulk
+    )
     producer = make_producer(settings)
     await producer.start()
     try:
@@ -230,7 +234,9 @@ async def run_batch_consumer(
             log.info("%s: consuming %s as group %s", role, topic, settings.group(role))
             next_lag_report = 0.0
             while not stop.is_set():
-                fetched = await consumer.getmany(timeout_ms=MAX_WAIT_MS, max_records=feed.max_batch)
+                fetched = await consumer.getmany(
+                    timeout_ms=POLL_TIMEOUT_MS, max_records=feed.max_batch
+                )
                 if not fetched:
                     if time.monotonic() >= next_lag_report:
                         await _report_lag(consumer, settings.group(role))

@@ -10,14 +10,20 @@ state write but before delivery loses them for good (the replay looks like a dup
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from streams.faust_compat import current_event
+from streams.faust_compat import current_event, take_events_when_due
 
 BATCH_MAX = 1000
 BATCH_WITHIN_SECONDS = 0.01  # at most 10 ms added latency when the stream is quiet
+
+
+def batches(stream: Any) -> AsyncGenerator[Sequence[Any], None]:
+    """The stream's events in batches of up to ``BATCH_MAX``, each handed out at most
+    ``BATCH_WITHIN_SECONDS`` after its first event; an idle stream costs no wake-ups."""
+    return take_events_when_due(stream, BATCH_MAX, BATCH_WITHIN_SECONDS)
 
 
 def processing(event: Any) -> AbstractContextManager[None]:
@@ -31,7 +37,7 @@ class InFlightBatches:
     """Batches being processed, so that a stop or a rebalance can wait for them.
 
     Faust waits for unacknowledged messages before it revokes partitions or closes the
-    table stores, but ``take_events`` turns that tracking off: without this, a batch in
+    table stores, but batching (``take_events``) turns that tracking off: without this, a batch in
     flight would write into a closed or revoked store and its writes would be lost.
     """
 

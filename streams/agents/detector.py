@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 
 from pricewatch.contract.records import Outcome, PriceObservation
 from streams import metrics
-from streams.batching import BATCH_MAX, BATCH_WITHIN_SECONDS, processing
+from streams.batching import batches, processing
 from streams.codec import decode_product_state, encode_price_event, encode_product_state
 from streams.domain.detector import DetectorConfig, ProductState, detect
 from streams.topology import Topology
@@ -72,7 +73,7 @@ def register(topology: Topology) -> Any:
         outcome: metrics.observations_processed.labels(outcome=outcome.value) for outcome in Outcome
     }
 
-    async def process(events: list[Any]) -> None:
+    async def process(events: Sequence[Any]) -> None:
         changed: dict[bytes, tuple[Any, ProductState]] = {}
         deliveries: list[Any] = []
         observed_at_of_events: list[datetime] = []
@@ -135,7 +136,7 @@ def register(topology: Topology) -> Any:
 
     @topology.app.agent(topology.price_observations_topic, name="detector")
     async def detector(stream: Any) -> None:
-        async for events in stream.take_events(BATCH_MAX, BATCH_WITHIN_SECONDS):
+        async for events in batches(stream):
             await topology.app.in_flight.complete(process(events))
 
     return detector

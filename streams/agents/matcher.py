@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 from pricewatch.contract.records import PriceEvent, Subscription
 from pricewatch.contract.topics import SUBSCRIPTIONS
 from streams import metrics
-from streams.batching import BATCH_MAX, BATCH_WITHIN_SECONDS, processing
+from streams.batching import batches, processing
 from streams.codec import (
     alert_states_version,
     decode_alert_states,
@@ -145,7 +146,7 @@ def register(topology: Topology) -> Any:
         else:
             batch.delete_subscription(event, (event.key or b"").decode())
 
-    async def process(events: list[Any]) -> None:
+    async def process(events: Sequence[Any]) -> None:
         batch = MatchBatch(topology, rules)
         for event in events:
             try:
@@ -164,7 +165,7 @@ def register(topology: Topology) -> Any:
 
     @topology.app.agent(topology.matcher_input_topic, name="matcher")
     async def matcher(stream: Any) -> None:
-        async for events in stream.take_events(BATCH_MAX, BATCH_WITHIN_SECONDS):
+        async for events in batches(stream):
             await topology.app.in_flight.complete(process(events))
 
     return matcher
