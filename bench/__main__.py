@@ -11,6 +11,7 @@ from . import (
     detector_agent,
     detector_pure,
     e2e,
+    idle,
     postgres_sink,
     scale,
     scraper,
@@ -36,6 +37,7 @@ BENCHMARKS = (
     "stages",
     "time_to_alert",
     "scale",
+    "idle",
 )
 
 
@@ -163,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--scale-products", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     sc.add_argument(
         "--scale-sweeps", type=int, default=3, help="observations per product (first one learns)"
+    )
+    idl = parser.add_argument_group(
+        "idle (the demo stack at rest, under a light load, drop -> email)"
+    )
+    idl.add_argument("--idle-seconds", type=float, default=60.0, help="per measurement")
+    idl.add_argument("--idle-light-rate", type=float, default=5.0, help="obs/s, light load")
+    idl.add_argument("--idle-flips", type=int, default=8, help="price drops timed to email")
+    idl.add_argument(
+        "--idle-no-baseline",
+        action="store_true",
+        help="skip the baseline stack (one process per role, fixed 20 ms fetch wait)",
     )
     return parser
 
@@ -297,6 +310,15 @@ def main(argv: list[str] | None = None) -> int:
                 changes=10 if args.quick else args.tta_changes,
                 partitions=args.partitions,
                 bootstrap_servers=args.bootstrap_servers,
+                results_dir=args.results_dir,
+                log=log,
+            )
+        elif name == "idle":
+            result = idle.run(
+                rest_seconds=15.0 if args.quick else args.idle_seconds,
+                light_rate=args.idle_light_rate,
+                flips=2 if args.quick else args.idle_flips,
+                baseline=not args.idle_no_baseline,
                 results_dir=args.results_dir,
                 log=log,
             )
