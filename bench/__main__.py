@@ -127,10 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     lat = parser.add_argument_group("e2e (observation -> notification -> email latency)")
     lat.add_argument(
         "--loads",
-        type=float,
+        type=_loads,
         nargs="+",
-        default=[100.0, 1_000.0, 10_000.0],
-        help="offered loads, observations/second",
+        default=[[100.0, 1_000.0, 10_000.0]],
+        help="offered loads, observations/second (space- or comma-separated)",
+    )
+    lat.add_argument(
+        "--e2e-no-baseline",
+        action="store_true",
+        help="skip the naive-agent baseline worker (bench/naive_worker.py) at the same loads",
     )
     lat.add_argument("--e2e-duration", type=float, default=60.0, help="seconds per load")
     lat.add_argument("--e2e-products", type=int, default=10_000)
@@ -178,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the baseline stack (one process per role, fixed 20 ms fetch wait)",
     )
     return parser
+
+
+def _loads(text: str) -> list[float]:
+    return [float(part) for part in text.split(",") if part.strip()]
 
 
 def _print_extra(result: BenchResult) -> None:
@@ -280,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif name == "e2e":
             result = e2e.run(
-                loads=tuple(args.loads),
+                loads=tuple(load for group in args.loads for load in group),
+                baseline=not args.e2e_no_baseline,
                 duration=10.0 if args.quick else args.e2e_duration,
                 products=1_000 if args.quick else args.e2e_products,
                 change_fraction=args.e2e_change_fraction,

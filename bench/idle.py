@@ -101,6 +101,8 @@ class StackMeter:
     PostgreSQL backends, count while they are seen), RSS as the mean of the samples."""
 
     names: dict[int, str]
+    # The embedded PostgreSQL server detaches from its parent (pg_ctl): found by its pid file.
+    postgres_pids: list[int] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
     rss_samples: dict[str, list[int]] = field(default_factory=dict)
     _last: dict[int, float] = field(default_factory=dict)
@@ -122,7 +124,7 @@ class StackMeter:
 
     def _sample(self, first: bool = False) -> None:
         rss: dict[str, int] = {}
-        for process in psutil.Process().children(recursive=True):
+        for process in self._processes():
             kind = _kind(process)
             if kind == "gone":
                 continue
@@ -143,6 +145,16 @@ class StackMeter:
         if not first:
             for label, value in rss.items():
                 self.rss_samples.setdefault(label, []).append(value)
+
+    def _processes(self) -> list[psutil.Process]:
+        found = {p.pid: p for p in psutil.Process().children(recursive=True)}
+        for pid in self.postgres_pids:
+            try:
+                root = psutil.Process(pid)
+                found.update({p.pid: p for p in [root, *root.children(recursive=True)]})
+            except psutil.NoSuchProcess:
+                continue
+        return list(found.values())
 
     def _run(self) -> None:
         while not self._stop.wait(SAMPLE_SECONDS):
@@ -180,6 +192,17 @@ class StackMeter:
         }
 
 
+def postmaster_pids(data_dir: Path) -> list[int]:
+    """The embedded PostgreSQL server's pid, from ``postmaster.pid`` under ``data_dir``."""
+    pids = []
+    for pid_file in data_dir.glob("postgres/**/postmaster.pid"):
+        try:
+            pids.append(int(pid_file.read_text().split()[0]))
+        except (OSError, IndexError, ValueError):
+            continue
+    return pids
+
+
 def _mean(values: list[int]) -> float:
     return sum(values) / len(values) if values else 0.0
 
@@ -208,12 +231,14 @@ def _emails(outbox: Path) -> list[email.message.EmailMessage]:
     ]
 
 
-def _latest_price(database_url: str, product_url: str) -> Decimal | None:
+def _latest_price(database_url: str, product_url: str, after: float) -> Decimal | None:
+    """The price of the product's newest observation made after ``after`` (epoch s)."""
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
             "SELECT pr.price FROM prices pr JOIN products p USING (product_id)"
-            " WHERE p.url = %s ORDER BY pr.observed_at DESC LIMIT 1",
-            (product_url,),
+            " WHERE p.url = %s AND pr.observed_at > to_timestamp(%s)"
+            " ORDER BY pr.observed_at DESC LIMIT 1",
+            (product_url, after),
         ).fetchone()
     return None if row is None else Decimal(row[0])
 
@@ -239,9 +264,11 @@ class Demo:
         if status != 200:
             raise RuntimeError(f"the demo shop refused a price: {status} {body!r}")
 
-    def wait_price_seen(self, price: Decimal, timeout: float = 60) -> None:
+    def wait_price_seen(self, price: Decimal, after: float, timeout: float = 60) -> None:
+        """Until an observation made after ``after`` (epoch s) has seen ``price``."""
+
         def seen() -> bool:
-            return _latest_price(self.settings.database(), self.url) == price
+            return _latest_price(self.settings.database(), self.url, after) == price
 
         wait_until(seen, timeout, f"an observation of {price}")
 
@@ -277,7 +304,7 @@ def _subscribe_and_verify(settings: Settings) -> Demo:
     status, body = _http("POST", found.group(1))
     if status != 200:
         raise RuntimeError(f"verifying failed: {status} {body!r}")
-    demo.wait_price_seen(demo.high, timeout=90)  # the first check learnt the price
+    demo.wait_price_seen(demo.high, after=0.0, timeout=90)  # the first check learnt the price
     return demo
 
 
@@ -336,8 +363,9 @@ def _drop_to_email(demo: Demo, flips: int, log: Callable[[str], None]) -> dict[s
             wait_until(partial(seen.by_key.__contains__, key), 30, "the alert's notification")
             observed = seen.by_key[key][0]
             latencies.append(outbox_times(settings.outbox_path)[key] - observed)
+            raised_at = time.time()
             demo.set_price(demo.high)
-            demo.wait_price_seen(demo.high)
+            demo.wait_price_seen(demo.high, after=raised_at)
         log(f"  drop -> email: {', '.join(f'{s * 1000:.0f}' for s in latencies)} ms")
     finally:
         stop.set()
@@ -390,7 +418,8 @@ def measure(
         processes = [child.name for child in stack.children]
         log(f"  processes: broker, postgresql, {', '.join(processes)}; settling 10 s")
         time.sleep(10)
-        meter = StackMeter(names).start()
+        database_pids = postmaster_pids(settings.data_dir)
+        meter = StackMeter(names, database_pids).start()
         time.sleep(rest_seconds)
         rest = meter.stop()
         log(
@@ -398,7 +427,7 @@ def measure(
             f"{rest['stack_rss_mb']:.0f} MB (PostgreSQL {rest['postgresql_cpu_percent']:.1f}%, "
             f"{rest['postgresql_rss_mb']:.0f} MB)"
         )
-        meter = StackMeter(names).start()
+        meter = StackMeter(names, database_pids).start()
         sent = asyncio.run(_light_load(stack.settings, light_rate, rest_seconds, light_products))
         light = meter.stop()
         light["observations_sent"] = sent

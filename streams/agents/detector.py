@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from pricewatch.contract.records import Outcome, PriceObservation
 from streams import metrics
-from streams.batching import batches, processing
+from streams.batching import BatchTimer, batches, processing
 from streams.codec import decode_product_state, encode_price_event, encode_product_state
 from streams.domain.detector import DetectorConfig, ProductState, detect
 from streams.topology import Topology
@@ -73,7 +73,10 @@ def register(topology: Topology) -> Any:
         outcome: metrics.observations_processed.labels(outcome=outcome.value) for outcome in Outcome
     }
 
+    timed = BatchTimer("detector")
+
     async def process(events: Sequence[Any]) -> None:
+        timed.begin(len(events))
         changed: dict[bytes, tuple[Any, ProductState]] = {}
         deliveries: list[Any] = []
         observed_at_of_events: list[datetime] = []
@@ -123,16 +126,19 @@ def register(topology: Topology) -> Any:
             processed[observation.outcome].inc()
             if price_events:
                 observed_at_of_events.append(observation.observed_at)
+        timed.phase("process")
         if deliveries:
             await asyncio.gather(*deliveries)  # the broker has the events ...
             published_at = datetime.now(UTC)
             for observed_at in observed_at_of_events:
                 metrics.detection_latency.observe((published_at - observed_at).total_seconds())
+        timed.phase("deliver")
         for key, (event, new_state) in changed.items():  # ... so the state may move on
             with processing(event):
                 table[key] = encode_product_state(new_state)
             cache.put(key, new_state)
         metrics.state_writes.inc(len(changed))
+        timed.phase("store")
 
     @topology.app.agent(topology.price_observations_topic, name="detector")
     async def detector(stream: Any) -> None:
