@@ -24,6 +24,7 @@ from api.routing import (
     SUBSCRIPTION_ID,
     TOKEN,
     Route,
+    form_body,
     json_body,
     json_reply,
     operation,
@@ -34,6 +35,7 @@ from api.services.admin import Admin
 from api.services.subscriptions import subscription_out
 from pricewatch.contract.topics import SUBSCRIPTIONS
 from pricewatch.links import UNSUBSCRIBE_API
+from pricewatch.tokens import TokenPurpose
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,17 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     return web.json_response(model.model_dump(mode="json"), status=status)
 
 
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
 async def parse_body(request: web.Request, model: type[M], title: str) -> M:
+    # Only JSON: a page of another site can send text/plain or a form without asking, but
+    # not application/json (that needs a CORS preflight, which this API never allows).
+    if not _is_json(request.content_type):
+        raise ApiProblem(415, "The body must be JSON, sent as Content-Type: application/json")
     try:
         payload = await request.json()
     except (ValueError, LookupError, RecursionError):
@@ -114,9 +126,27 @@ async def verify(request: web.Request) -> web.Response:
     return _json(await services(request).accounts.verify(request.query.get("token")))
 
 
+ONE_CLICK = ("List-Unsubscribe", "One-Click")
+
+
 async def unsubscribe(request: web.Request) -> web.Response:
-    # GET (a link) and POST (RFC 8058 one-click, body "List-Unsubscribe=One-Click") alike.
-    stopped = await services(request).subscriptions.unsubscribe(request.query.get("token"))
+    """RFC 8058 one-click: the List-Unsubscribe header's URL acts only on a POST whose body
+    is ``List-Unsubscribe=One-Click`` (what mail software sends when a person presses
+    Unsubscribe); a GET (a scanner, a preview, a person following the URL) only shows the
+    page that asks (``api.pages.unsubscribe_page``)."""
+    svc = services(request)
+    token = request.query.get("token")
+    svc.backend.claims(token, TokenPurpose.UNSUBSCRIBE)  # a bad link says so first
+    try:
+        form = await request.post()
+    except ValueError:
+        form = None  # not a form body at all
+    if form is None or form.get(ONE_CLICK[0]) != ONE_CLICK[1]:
+        raise ApiProblem(
+            400,
+            "A one-click unsubscribe is a POST of List-Unsubscribe=One-Click (RFC 8058)",
+        )
+    stopped = await svc.subscriptions.unsubscribe(token)
     return _json(m.UnsubscribeResult(unsubscribed=stopped))
 
 
@@ -203,11 +233,20 @@ async def list_websites(request: web.Request) -> web.Response:
 
 
 _UNSUBSCRIBE = operation(
-    "Stop one subscription, or all of an address (the token says which)",
+    "RFC 8058 one-click unsubscribe: stop one subscription, or all of an address (the "
+    "token says which)",
+    description="The List-Unsubscribe URL of every alert. Only this POST, with the body "
+    "List-Unsubscribe=One-Click, changes anything; a GET of the same URL shows a page that "
+    "asks first.",
     parameters=[TOKEN],
+    body=form_body(
+        {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}, ["List-Unsubscribe"]
+    ),
     responses={
         "200": json_reply(m.UnsubscribeResult, "Stopped (0 when they already were)."),
+        "400": problem("The body is not List-Unsubscribe=One-Click."),
         **TOKEN_ERRORS,
+        "413": COMMON["413"],
         "503": COMMON["503"],
     },
 )
@@ -254,11 +293,13 @@ PUBLIC_ROUTES = [
         ),
     ),
     Route(
-        "GET",
+        "POST",
         "/api/verify",
         verify,
         operation(
-            "Confirm an address (the link of the verification email)",
+            "Confirm an address (the token of the verification email's link)",
+            description="The email's link opens a page (GET /verify) whose button does the "
+            "same; nothing changes on a GET.",
             parameters=[TOKEN],
             responses={
                 "200": json_reply(m.VerifyResult, "Verified; its subscriptions now alert."),
@@ -268,16 +309,7 @@ PUBLIC_ROUTES = [
             },
         ),
     ),
-    Route("GET", UNSUBSCRIBE_API, unsubscribe, _UNSUBSCRIBE),
-    Route(
-        "POST",
-        UNSUBSCRIBE_API,
-        unsubscribe,
-        {
-            **_UNSUBSCRIBE,
-            "summary": "RFC 8058 one-click unsubscribe (body List-Unsubscribe=One-Click)",
-        },
-    ),
+    Route("POST", UNSUBSCRIBE_API, unsubscribe, _UNSUBSCRIBE),
     Route(
         "GET",
         "/api/manage",
@@ -442,6 +474,7 @@ PUBLIC_ROUTES = [
                 "429": problem("Too many calls.", RETRY_AFTER),
                 "400": COMMON["400"],
                 "413": COMMON["413"],
+                "415": COMMON["415"],
             },
         ),
     ),

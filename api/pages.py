@@ -43,6 +43,7 @@ from pricewatch.links import (
     CHANNEL_CONFIRM_PAGE,
     CONFIRM_PAGE,
     MANAGE_PAGE,
+    UNSUBSCRIBE_API,
     UNSUBSCRIBE_PAGE,
     VERIFY_PAGE,
     manage_link,
@@ -704,6 +705,22 @@ ROUTES = [
         unsubscribe_page,
         operation(
             "Page: confirm unsubscribing",
+            parameters=[TOKEN],
+            responses={
+                "200": html("A confirmation button."),
+                "403": _BAD_LINK,
+                "422": _NO_TOKEN,
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        UNSUBSCRIBE_API,
+        unsubscribe_page,
+        operation(
+            "Page: the List-Unsubscribe URL opened (not one-click): confirm unsubscribing",
+            description="Mail scanners and link previews open this URL; only the one-click "
+            "POST (or this page's button) stops anything.",
             parameters=[TOKEN],
             responses={
                 "200": html("A confirmation button."),

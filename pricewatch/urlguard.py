@@ -53,6 +53,9 @@ def check_url(url: str) -> None:
         parts.port  # noqa: B018 - parsing the port validates it
     except ValueError as exc:
         raise UrlRefused(f"malformed URL: {exc}") from exc
+    if parts.port == 0:
+        # No server listens on port 0; writing it must not mean "the default port".
+        raise UrlRefused("port 0 is not a port a page can be fetched from")
     if parts.scheme.lower() not in ("http", "https"):
         raise UrlRefused(f"scheme {parts.scheme or '(none)'!r} is not http or https")
     host = parts.hostname

@@ -207,7 +207,9 @@ class _Pipeline(ConsumerRebalanceListener):
 async def run_scraper(settings: Settings, stop: asyncio.Event) -> None:
     """Consume scrape requests and publish observations until ``stop`` is set."""
     source_topic = settings.topic(SCRAPE_REQUESTS)
-    consumer = make_consumer(settings, settings.group("scrapers"), f"{settings.app_id}-scraper")
+    consumer = make_consumer(
+        settings, settings.group("scrapers"), f"{settings.app_id}-scraper", bulk=True
+    )
     producer = make_producer(settings)
     await producer.start()
     try:

@@ -48,6 +48,12 @@ locals {
     PRICEWATCH_LOG_LEVEL                      = "INFO"
   }
 
+  # The API's own settings. The load balancer (in the public subnets) is the only proxy in
+  # front of it: only its X-Forwarded-For names the client the rate limits key on.
+  api_environment = {
+    PRICEWATCH_TRUSTED_PROXIES = join(",", aws_subnet.public[*].cidr_block)
+  }
+
   # The API serves /metrics on its own port; every other process on metrics_port.
   metrics_ports = { for name in keys(local.services) : name => name == "api" ? 0 : local.metrics_port }
 }
@@ -126,7 +132,7 @@ resource "aws_ecs_task_definition" "service" {
       environment = [
         for name, value in merge(local.common_environment, {
           PRICEWATCH_METRICS_PORT = tostring(local.metrics_ports[each.key])
-        }) : { name = name, value = value }
+        }, { for key, value in local.api_environment : key => value if each.key == "api" }) : { name = name, value = value }
       ]
       # secrets.tf: which task gets which secret.
       secrets = local.secrets_of[each.key]

@@ -179,6 +179,21 @@ def test_every_pricewatch_variable_is_a_setting() -> None:
     assert not set(environment) & set(TF.locals["task_secrets"])
 
 
+def test_the_api_believes_x_forwarded_for_only_from_the_load_balancer() -> None:
+    """The rate limits key on the client the load balancer forwards for: the API trusts
+    the public subnets (where the ALB lives, nothing else does), and only the API does."""
+    assert TF.resources[("aws_lb", "api")]["subnets"] == "${aws_subnet.public[*].id}"
+    assert TF.locals["api_environment"] == {
+        "PRICEWATCH_TRUSTED_PROXIES": '${join(",", aws_subnet.public[*].cidr_block)}'
+    }
+    definitions = TF.resources[("aws_ecs_task_definition", "service")]["container_definitions"]
+    assert (
+        '{for key, value in local.api_environment : key => value if each.key == "api"}'
+        in definitions
+    )
+    assert "PRICEWATCH_TRUSTED_PROXIES" not in TF.locals["common_environment"]
+
+
 # --- Secrets: which task gets which ---------------------------------------------------------
 
 # Every task: the services and the one-off set-up tasks.

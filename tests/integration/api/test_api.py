@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from api.app import MAX_BODY_BYTES, create_api_app
+from api.app import MAX_BODY_BYTES, ApiRunner, create_api_app
 from pricewatch.contract.records import AccountEmail, AccountEmailKind, Subscription
 from pricewatch.contract.topics import ACCOUNT_EMAILS, SUBSCRIPTIONS, TopicSpec
 from pricewatch.db.engine import make_engine, upgrade
@@ -83,6 +83,13 @@ def api_settings(
     )
 
 
+class ApiTestServer(TestServer):
+    """A test server on a real socket, run by the API's own runner (as ``run_api`` does)."""
+
+    async def _make_runner(self, **kwargs: Any) -> ApiRunner:
+        return ApiRunner(self.app, **kwargs)
+
+
 @asynccontextmanager
 async def running_api(settings: Settings, database_url: str) -> AsyncIterator[Api]:
     """The API app on the real broker and database, with a client, as `pricewatch api` runs."""
@@ -90,7 +97,7 @@ async def running_api(settings: Settings, database_url: str) -> AsyncIterator[Ap
     producer = make_producer(settings)
     await producer.start()
     engine = make_engine(database_url)
-    client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
+    client: Client = TestClient(ApiTestServer(create_api_app(settings, producer, engine)))
     await client.start_server()
     try:
         yield Api(client, settings, engine)
@@ -156,7 +163,7 @@ def token_of(link: str) -> str:
 async def verified_address(api: Api, email: str, url: str = SHOP) -> None:
     await api.subscribe(email, url)
     mails = [m for m in await account_emails(api.settings, 1) if m.email == email]
-    response = await api.client.get("/api/verify", params={"token": token_of(mails[-1].link)})
+    response = await api.client.post("/api/verify", params={"token": token_of(mails[-1].link)})
     assert response.status == 200, await response.text()
 
 
@@ -311,7 +318,7 @@ async def test_a_known_currency_is_accepted_and_travels_with_the_subscription(ap
     # Verifying, editing and unsubscribing rebuild the record from its row: the currency
     # must survive them, or a price in another currency could alert.
     [mail] = await account_emails(api.settings, 1)
-    assert (await api.client.get("/api/verify", params={"token": token_of(mail.link)})).ok
+    assert (await api.client.post("/api/verify", params={"token": token_of(mail.link)})).ok
     token = api.token(TokenPurpose.MANAGE, "c@example.com")
     edited = await api.client.patch(
         f"/api/manage/subscriptions/{record.subscription_id}",
@@ -359,7 +366,7 @@ async def test_price_increase_and_minimum_change_travel_with_the_subscription(ap
     ]
     # Verifying and editing rebuild the record from its row: the options survive them.
     [mail] = await account_emails(api.settings, 1)
-    assert (await api.client.get("/api/verify", params={"token": token_of(mail.link)})).ok
+    assert (await api.client.post("/api/verify", params={"token": token_of(mail.link)})).ok
     token = api.token(TokenPurpose.MANAGE, "d@example.com")
     edited = await api.client.patch(
         f"/api/manage/subscriptions/{record.subscription_id}",
@@ -428,7 +435,7 @@ async def test_verifying_republishes_every_subscription_verified(api: Api) -> No
     await api.subscribe("ann@example.com", SHOP)
     await api.subscribe("ann@example.com", HAT, notify_sold_out=True)
     [mail, *_] = await account_emails(api.settings, 2)
-    response = await api.client.get("/api/verify", params={"token": token_of(mail.link)})
+    response = await api.client.post("/api/verify", params={"token": token_of(mail.link)})
     assert response.status == 200
     assert await response.json() == {
         "email": "ann@example.com",
@@ -442,7 +449,7 @@ async def test_verifying_republishes_every_subscription_verified(api: Api) -> No
     [user] = api.rows("SELECT verified_at FROM users")
     assert user["verified_at"] is not None
     # Verifying again is harmless and keeps the first time.
-    again = await api.client.get("/api/verify", params={"token": token_of(mail.link)})
+    again = await api.client.post("/api/verify", params={"token": token_of(mail.link)})
     assert again.status == 200
     assert api.rows("SELECT verified_at FROM users")[0]["verified_at"] == user["verified_at"]
 
@@ -631,7 +638,7 @@ async def test_confirm_refuses_bad_tokens(api: Api) -> None:
     response = await api.client.post("/api/subscriptions/confirm", params={"token": expired})
     assert response.status == 403 and (await response.json())["reason"] == "expired"
     # A confirm token is no verify token either.
-    response = await api.client.get("/api/verify", params={"token": genuine})
+    response = await api.client.post("/api/verify", params={"token": genuine})
     assert response.status == 403
     response = await api.client.post("/api/subscriptions/confirm")
     assert response.status == 422
@@ -676,15 +683,15 @@ async def test_verify_refuses_bad_tokens(api: Api) -> None:
         "garbage": "not-a-token",
     }
     for name, token in cases.items():
-        response = await api.client.get("/api/verify", params={"token": token})
+        response = await api.client.post("/api/verify", params={"token": token})
         assert response.status == 403, name
         assert (await response.json())["reason"] == "invalid", name
     expired = api.token(
         TokenPurpose.VERIFY, "ann@example.com", now=datetime.now(UTC) - timedelta(days=8)
     )
-    response = await api.client.get("/api/verify", params={"token": expired})
+    response = await api.client.post("/api/verify", params={"token": expired})
     assert response.status == 403 and (await response.json())["reason"] == "expired"
-    response = await api.client.get("/api/verify")
+    response = await api.client.post("/api/verify")
     assert response.status == 422
     assert api.rows("SELECT verified_at FROM users")[0]["verified_at"] is None
     metrics = await (await api.client.get("/metrics")).text()
@@ -705,25 +712,30 @@ async def test_the_test_helper_verifies_like_the_link(api: Api) -> None:
 
 async def test_verifying_an_unknown_address_is_404(api: Api) -> None:
     token = api.token(TokenPurpose.VERIFY, "nobody@example.com")
-    response = await api.client.get("/api/verify", params={"token": token})
+    response = await api.client.post("/api/verify", params={"token": token})
     assert response.status == 404
 
 
 # --- unsubscribe ---------------------------------------------------------------------------
 
 
-async def test_unsubscribe_one_by_get_and_one_click_post(api: Api) -> None:
-    shop = await api.subscribe("ann@example.com", SHOP)
-    hat = await api.subscribe("ann@example.com", HAT)
-    token = api.token(TokenPurpose.UNSUBSCRIBE, f"subscription:{shop['subscription_id']}")
-    response = await api.client.post(
+async def one_click(api: Api, token: str) -> Any:
+    """What mail software does when a person presses Unsubscribe (RFC 8058)."""
+    return await api.client.post(
         "/api/unsubscribe",
         params={"token": token},
         data="List-Unsubscribe=One-Click",
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
+
+
+async def test_unsubscribe_one_by_one_click_post(api: Api) -> None:
+    shop = await api.subscribe("ann@example.com", SHOP)
+    hat = await api.subscribe("ann@example.com", HAT)
+    token = api.token(TokenPurpose.UNSUBSCRIBE, f"subscription:{shop['subscription_id']}")
+    response = await one_click(api, token)
     assert response.status == 200 and await response.json() == {"unsubscribed": 1}
-    again = await api.client.get("/api/unsubscribe", params={"token": token})
+    again = await one_click(api, token)
     assert again.status == 200 and await again.json() == {"unsubscribed": 0}
     records = await published(api.settings, 3)
     newest = {r.subscription_id: r for _, _, r in records}
@@ -738,7 +750,7 @@ async def test_unsubscribe_all_of_an_address_and_nobody_elses(api: Api) -> None:
     await api.subscribe("ann@example.com", HAT)
     await api.subscribe("bob@example.com", SHOP)
     token = api.token(TokenPurpose.UNSUBSCRIBE, "user:ann@example.com")
-    response = await api.client.get("/api/unsubscribe", params={"token": token})
+    response = await one_click(api, token)
     assert await response.json() == {"unsubscribed": 2}
     rows = api.rows(
         "SELECT u.email, s.active FROM subscriptions s JOIN users u ON u.id = s.user_id"
@@ -754,11 +766,14 @@ async def test_unsubscribe_refuses_tokens_of_other_purposes(api: Api) -> None:
     body = await api.subscribe("ann@example.com")
     for purpose in (TokenPurpose.VERIFY, TokenPurpose.MANAGE):
         token = api.token(purpose, f"subscription:{body['subscription_id']}")
-        response = await api.client.get("/api/unsubscribe", params={"token": token})
+        response = await one_click(api, token)
         assert response.status == 403
     # A bare subscription id (the old, guessable link) is no longer enough.
-    response = await api.client.get(
-        "/api/unsubscribe", params={"subscription": body["subscription_id"]}
+    response = await api.client.post(
+        "/api/unsubscribe",
+        params={"subscription": body["subscription_id"]},
+        data="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert response.status == 422
     assert api.rows("SELECT active FROM subscriptions")[0]["active"] is True
@@ -770,11 +785,10 @@ async def test_expired_manage_and_unsubscribe_links_do_nothing(api: Api) -> None
     long_ago = datetime.now(UTC) - timedelta(seconds=settings.unsubscribe_token_ttl_seconds + 60)
     for subject in (f"subscription:{body['subscription_id']}", "user:ann@example.com"):
         expired = api.token(TokenPurpose.UNSUBSCRIBE, subject, now=long_ago)
-        for method in ("GET", "POST"):
-            response = await api.client.request(
-                method, "/api/unsubscribe", params={"token": expired}
-            )
-            assert response.status == 403 and (await response.json())["reason"] == "expired"
+        response = await one_click(api, expired)
+        assert response.status == 403 and (await response.json())["reason"] == "expired"
+        opened = await api.client.get("/api/unsubscribe", params={"token": expired})
+        assert opened.status == 403 and "new link" in await opened.text()
         page = await api.client.post("/unsubscribe", params={"token": expired})
         assert page.status == 403 and "new link" in await page.text()
     assert api.rows("SELECT active FROM subscriptions")[0]["active"] is True
