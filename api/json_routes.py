@@ -173,7 +173,9 @@ async def manage_link(request: web.Request) -> web.Response:
     svc = services(request)
     svc.backend.limit_address(client_address(request))
     body = await parse_body(request, m.ManageLinkRequest, "Invalid request")
-    svc.backend.limit_email(body.email)
+    # Not counted against the address's own limit: others' calls must not use up its
+    # owner's way back in. It needs none: one manage-link email an hour at most goes to an
+    # address (send_account_email's key), however often anyone asks.
     # Answered before the lookup, and the same for every address: neither the answer nor
     # its timing tells whether the address is known.
     run_in_background(request.app, svc.accounts.send_manage_link(body.email))
@@ -515,7 +517,7 @@ def _paging(request: web.Request) -> tuple[int, int]:
 
 def _admin(request: web.Request) -> Admin:
     admin = services(request).admin
-    admin.require(request.headers.get("Authorization", ""))
+    admin.require(request.headers.get("Authorization", ""), client_address(request))
     return admin
 
 
@@ -573,6 +575,7 @@ ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 ADMIN_ERRORS = {
     "401": problem("No admin token."),
     "403": problem("Wrong admin token."),
+    "429": problem("Too many wrong admin tokens from this client.", RETRY_AFTER),
     "404": problem("The admin API is off (no admin token configured), or no such item."),
 }
 PAGING = [

@@ -466,7 +466,7 @@ async def manage_link_form(request: web.Request) -> web.Response:
     try:
         svc.backend.limit_address(client_address(request))
         body = ManageLinkRequest.model_validate({"email": str(form.get("email", ""))})
-        svc.backend.limit_email(body.email)
+        # Not against the address's own limit (see api.json_routes.manage_link).
     except ValidationError as exc:
         return page(
             "subscribe.html",

@@ -317,7 +317,14 @@ class Settings(BaseSettings):
     rate_limit_per_email_per_hour: float = Field(
         default=10.0,
         gt=0,
-        description="Sign-up/subscription/manage-link calls per email address and hour.",
+        description="Sign-up/subscription calls per mailbox (lower-case, +tag dropped) and "
+        "hour. Manage-link calls are not counted: at most one such email an hour goes out.",
+    )
+    rate_limit_admin_failures_per_hour: float = Field(
+        default=10.0,
+        gt=0,
+        description="Wrong admin tokens per client address and hour; past it every admin "
+        "call of that client gets 429 until the bucket refills.",
     )
     confirmation_emails_per_email_per_day: float = Field(
         default=20.0,

@@ -84,7 +84,7 @@ class Channels:
 
     async def add(self, token: str | None, body: ChannelAdd) -> ChannelAdded:
         email = self._owner(token)
-        self.backend.limit_email(email)
+        self.backend.limit_owner(email)
         settings = self.backend.settings
         fields: dict[str, Any] = {name: getattr(body, name) for name in _FIELDS}
         try:
@@ -159,7 +159,7 @@ class Channels:
 
     async def resend_test(self, token: str | None, channel_id: str) -> ChannelOut:
         email = self._owner(token)
-        self.backend.limit_email(email)
+        self.backend.limit_owner(email)
         row = await self._own(email, channel_id)
         if row["status"] != "pending":
             raise ApiProblem(409, "This channel is confirmed already", reason="confirmed")

@@ -27,7 +27,7 @@ from api.models import (
     asks_for_something,
 )
 from api.problems import ApiProblem, field_errors, invalid
-from api.services.base import Backend, is_id
+from api.services.base import Backend, is_id, mailbox_key
 from api.services.channels import Channels
 from pricewatch.contract.records import AccountEmailKind, Subscription
 from pricewatch.ids import product_id_for, subscription_id_for
@@ -175,7 +175,8 @@ class Subscriptions:
         return record
 
     async def send_confirmation(self, email: str, body: SubscribeRequest) -> None:
-        if self.backend.limits.confirmations_per_email.take(email, time.monotonic()) > 0:
+        confirmations = self.backend.limits.confirmations_per_email
+        if confirmations.take(mailbox_key(email), time.monotonic()) > 0:
             CONFIRMATIONS_SUPPRESSED.inc()
             log.warning("confirmation email not sent: the address had its share today")
             return

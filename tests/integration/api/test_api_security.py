@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from pricewatch.contract.records import AccountEmail, AccountEmailKind
 from pricewatch.db.engine import upgrade
 from pricewatch.links import unsubscribe_link
+from pricewatch.settings import Settings
 from sinks.email.render import render_account_email
 from tests.conftest import Broker
 from tests.integration.api.test_api import (
+    ADMIN,
     SHOP,
     Api,
     account_emails,
@@ -366,3 +371,115 @@ async def test_a_non_ascii_local_part_is_refused_with_a_clear_422(api: Api) -> N
     )
     assert page.status == 422 and "non-ASCII characters before the @" in await page.text()
     assert await only_the_sentinel_was_published(api)
+
+
+# --- 7: abuse limits --------------------------------------------------------------------------
+
+
+def _limited(
+    broker: Broker, prefix: str, tmp_path: Path, database_url: str, **extra: Any
+) -> Settings:
+    upgrade(database_url)
+    return api_settings(
+        broker,
+        prefix,
+        tmp_path,
+        database_url,
+        rate_limit_per_address_per_minute=1000,  # one test client plays many people
+        **extra,
+    )
+
+
+async def _subscribe_statuses(api: Api, emails: list[str]) -> list[int]:
+    out = []
+    for email in emails:
+        response = await api.client.post(
+            "/api/subscriptions", json={"email": email, "url": SHOP, "target_price": "5"}
+        )
+        out.append(response.status)
+        if response.status == 429:
+            assert (await response.json())["reason"] == "email"
+    return out
+
+
+async def test_limits_count_per_mailbox_not_per_spelling(
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+) -> None:
+    settings = _limited(
+        broker, unique_prefix, tmp_path, postgres_url, rate_limit_per_email_per_hour=2
+    )
+    async with running_api(settings, postgres_url) as api:
+        tagged = ["victim+1@example.com", "Victim+2@Example.com", "victim+3@example.com"]
+        assert await _subscribe_statuses(api, tagged) == [201, 201, 429]
+        assert await _subscribe_statuses(api, ["victim@example.com"]) == [429]
+        dotted = ["v.ictim@gmail.com", "vic.tim+x@googlemail.com", "victim@gmail.com"]
+        assert await _subscribe_statuses(api, dotted) == [201, 201, 429]
+        # Another mailbox has its own share.
+        assert await _subscribe_statuses(api, ["other+1@example.com"]) == [201]
+
+
+async def test_others_cannot_use_up_the_owners_manage_link_or_channels(
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+) -> None:
+    settings = _limited(
+        broker, unique_prefix, tmp_path, postgres_url, rate_limit_per_email_per_hour=2
+    )
+    async with running_api(settings, postgres_url) as api:
+        # Strangers use up the victim's sign-up share and ask for its manage link often.
+        assert await _subscribe_statuses(api, ["victim@example.com"] * 3) == [201, 201, 429]
+        for _ in range(5):
+            response = await api.client.post(
+                "/api/manage-link", json={"email": "victim@example.com"}
+            )
+            assert response.status == 202
+        # The owner's own request still works ...
+        response = await api.client.post("/api/manage-link", json={"email": "victim@example.com"})
+        assert response.status == 202
+
+        async def manage_links() -> list[AccountEmail]:
+            mails = await account_emails(api.settings, 2)
+            return [m for m in mails if m.kind is AccountEmailKind.MANAGE_LINK]
+
+        # ... and however often anyone asked, one manage-link email went out this hour.
+        deadline = asyncio.get_running_loop().time() + 60
+        while not (links := await manage_links()):
+            assert asyncio.get_running_loop().time() < deadline, "no manage link published"
+        assert {m.idempotency_key for m in links} == {links[0].idempotency_key}
+        # With that link the owner can add a channel: strangers did not use that up either.
+        token = token_of(links[0].link)
+        response = await api.client.post(
+            "/api/manage/channels",
+            params={"token": token},
+            json={"kind": "webhook", "url": "https://hooks.example/x"},
+        )
+        assert response.status == 201, await response.text()
+
+
+async def test_admin_token_guesses_are_limited_per_client(
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+) -> None:
+    settings = _limited(
+        broker,
+        unique_prefix,
+        tmp_path,
+        postgres_url,
+        rate_limit_admin_failures_per_hour=3,
+        trusted_proxies="127.0.0.0/8,::1",  # X-Forwarded-For tells the two clients apart
+    )
+    async with running_api(settings, postgres_url) as api:
+
+        async def admin_call(client: str, token: str) -> int:
+            response = await api.client.get(
+                "/api/admin/websites",
+                headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": client},
+            )
+            return response.status
+
+        guesses = [await admin_call("198.51.100.66", f"guess-{n}") for n in range(5)]
+        assert guesses == [403, 403, 403, 429, 429]
+        # Locked out, the right token is refused too: an answer never confirms a guess.
+        assert await admin_call("198.51.100.66", ADMIN) == 429
+        # The admin elsewhere is not locked out.
+        assert await admin_call("198.51.100.7", ADMIN) == 200
+        metrics = await metrics_text(api)
+        assert re.search(r'pricewatch_api_rate_limited_total\{scope="admin"\} [1-9]', metrics)
