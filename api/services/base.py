@@ -48,8 +48,13 @@ RATE_LIMITED = Counter(
     "Calls refused with 429, by what was over its limit.",
     ["scope"],
 )
-ACCOUNT_EMAILS_REQUESTED = Counter(
-    "pricewatch_api_account_emails_total", "Account emails published, by kind.", ["kind"]
+# Requests that may email an address, by what was asked: counted when asked, so the same
+# for a new, an unverified and a verified address (an account-email counter by kind told
+# them apart: verify vs confirm_subscription, manage_link only for known addresses).
+ACCOUNT_REQUESTS = Counter(
+    "pricewatch_api_account_requests_total",
+    "Accepted requests that may email an address (subscribe, manage_link), by request.",
+    ["request"],
 )
 
 _ID = re.compile(ID_PATTERN)
@@ -211,7 +216,6 @@ class Backend:
         except KafkaError as exc:
             log.warning("could not publish account email: %r", exc)
             raise unavailable("Email") from exc
-        ACCOUNT_EMAILS_REQUESTED.labels(kind.value).inc()
 
     def limit_address(self, client: str) -> None:
         _check_limit(self.limits.per_address, client, "address")

@@ -6,36 +6,39 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from datetime import UTC, datetime
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from launcher.processes import Process, free_port, pricewatch_command
+from launcher.stack import Stack
 from pricewatch.contract.records import AccountEmail, AccountEmailKind
 from pricewatch.db.engine import upgrade
+from pricewatch.kafka import create_topics
 from pricewatch.links import unsubscribe_link
 from pricewatch.settings import Settings
+from pricewatch.tokens import TokenPurpose, issue_token
 from sinks.email.render import render_account_email
 from tests.conftest import Broker
 from tests.integration.api.test_api import (
     ADMIN,
+    HAT,
     SHOP,
     Api,
     account_emails,
     api_settings,
+    metrics_text,
     only_the_sentinel_was_published,
     running_api,
     token_of,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-async def metrics_text(api: Api) -> str:
-    """This process's metrics, as its /metrics endpoint serves them."""
-    return await (await api.client.get("/metrics")).text()
 
 
 async def raw_exchange(api: Api, request: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -253,7 +256,7 @@ async def test_forms_posted_from_another_site_are_refused(
         assert "other websites" in await response.text()
     assert api.rows("SELECT count(*) AS n FROM users") == [{"n": 0}]
     assert await only_the_sentinel_was_published(api)
-    metrics = await metrics_text(api)
+    metrics = metrics_text()
     assert "pricewatch_api_cross_site_refused_total" in metrics
 
 
@@ -481,5 +484,86 @@ async def test_admin_token_guesses_are_limited_per_client(
         assert await admin_call("198.51.100.66", ADMIN) == 429
         # The admin elsewhere is not locked out.
         assert await admin_call("198.51.100.7", ADMIN) == 200
-        metrics = await metrics_text(api)
+        metrics = metrics_text()
         assert re.search(r'pricewatch_api_rate_limited_total\{scope="admin"\} [1-9]', metrics)
+
+
+# --- 1: private metrics, and none that tells whether an address is known ----------------------
+
+
+def _get(url: str, data: bytes | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _api_series(exposition: str) -> dict[str, float]:
+    """Every pricewatch_api_* sample (name with labels -> value), _created ones left out."""
+    out = {}
+    for line in exposition.splitlines():
+        if line.startswith("pricewatch_api_") and "_created" not in line.split(" ")[0]:
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def _moved(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {
+        name: after[name] - before.get(name, 0.0)
+        for name in after
+        if after[name] != before.get(name, 0.0)
+    }
+
+
+def test_the_api_process_serves_metrics_only_on_its_own_port_and_they_do_not_tell_who_is_known(
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+) -> None:
+    upgrade(postgres_url)
+    settings = api_settings(broker, unique_prefix, tmp_path, postgres_url, api_port=free_port())
+    asyncio.run(create_topics(settings))
+    metrics_port = free_port()
+    command = pricewatch_command("api", "--metrics-port", str(metrics_port))
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    metrics_url = f"http://{settings.metrics_host}:{metrics_port}/metrics"
+    with Process("api", command, tmp_path / "api.log", env=Stack(settings).child_env()) as api:
+        api.start()
+        api.wait_for_port(settings.api_host, settings.api_port, 60)
+        status, body = _get(f"{base}/metrics")
+        assert status == 404 and json.loads(body)["status"] == 404
+        status, exposition = _get(metrics_url)
+        assert status == 200 and "pricewatch_api_requests_total" in exposition
+        assert "/metrics" not in json.loads(_get(f"{base}/api/openapi.json")[1])["paths"]
+
+        # A new, an unverified and a verified address: the same answer, the same counters.
+        verified = "verified@example.com"
+        assert _get(f"{base}/api/subscriptions", _subscription(verified, HAT))[0] == 201
+        token = issue_token(
+            settings.secret_key_bytes(),
+            TokenPurpose.VERIFY,
+            verified,
+            now=datetime.now(UTC),
+            ttl=timedelta(hours=1),
+        )
+        assert _get(f"{base}/api/verify?token={token}", b"")[0] == 200
+        assert _get(f"{base}/api/subscriptions", _subscription("known@example.com", HAT))[0] == 201
+        moved = []
+        for email in ("new@example.com", "known@example.com", verified):
+            before = _api_series(_get(metrics_url)[1])
+            status, answer = _get(f"{base}/api/subscriptions", _subscription(email, SHOP))
+            assert status == 201, answer
+            moved.append(_moved(before, _api_series(_get(metrics_url)[1])))
+        assert moved[0] == moved[1] == moved[2], moved
+        assert moved[0] == {
+            'pricewatch_api_requests_total{route="/api/subscriptions",status="201"}': 1.0,
+            'pricewatch_api_account_requests_total{request="subscribe"}': 1.0,
+        }
+        assert "pricewatch_api_account_emails_total" not in _get(metrics_url)[1]
+
+
+def _subscription(email: str, url: str) -> bytes:
+    return json.dumps({"email": email, "url": url, "target_price": "5"}).encode()
