@@ -211,6 +211,11 @@ def create_api_app(
             await asyncio.wait(tasks, timeout=10)
 
     app.on_shutdown.append(finish_background)
+
+    async def close_resolver(app: web.Application) -> None:
+        app[SERVICES_KEY].backend.resolver.close()
+
+    app.on_cleanup.append(close_resolver)
     return app
 
 

@@ -309,6 +309,19 @@ class Settings(BaseSettings):
             "networks. Empty: the TCP peer is the client, X-Forwarded-For is ignored.",
         )
     )
+    dns_lookup_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How long the API waits for a URL's host name to resolve when it is "
+        "subscribed to (the URL guard's check); a name that does not resolve in time is "
+        "refused with 422 (a name that does not exist is let through).",
+    )
+    dns_lookup_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Name lookups the API runs at once, on threads of their own (never the "
+        "database's): a hanging DNS server can hold no more than these.",
+    )
     rate_limit_per_address_per_minute: float = Field(
         default=20.0,
         gt=0,

@@ -48,7 +48,9 @@ class Admin:
     async def add_website(self, body: WebsiteCreate) -> queries.Row:
         try:
             # The same guard as for product URLs: a website's pages get fetched.
-            await check_resolved_host(body.base_url, self.backend.settings.allowed_private_host_set)
+            await check_resolved_host(
+                body.base_url, self.backend.settings.allowed_private_host_set, self.backend.resolver
+            )
         except UrlRefused as exc:
             raise ApiProblem(
                 422, "Invalid website", errors=[{"field": "base_url", "message": str(exc)}]

@@ -34,6 +34,7 @@ from pricewatch.contract.topics import ACCOUNT_EMAILS, SUBSCRIPTIONS
 from pricewatch.ids import ID_PATTERN, partition_for
 from pricewatch.settings import Settings
 from pricewatch.tokens import InvalidToken, TokenClaims, TokenPurpose, read_token
+from pricewatch.urlguard import BoundedResolver
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,6 +139,11 @@ class Backend:
         self.producer = producer
         self.engine = engine
         self.limits = RateLimits.from_settings(settings)
+        # Subscribe-time DNS checks on a bounded pool of their own, not asyncio's default
+        # executor, which self.db shares: hanging lookups cannot stall database calls.
+        self.resolver = BoundedResolver(
+            settings.dns_lookup_concurrency, settings.dns_lookup_timeout_seconds
+        )
         self.secret = settings.secret_key_bytes()
         self.clock = clock or (lambda: datetime.now(UTC))
 

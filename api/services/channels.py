@@ -95,7 +95,9 @@ class Channels:
             # Refused now rather than at the first alert; the sink checks again at every
             # send, on the address it connects to.
             try:
-                await check_resolved_host(target.probe_url(), settings.allowed_private_host_set)
+                await check_resolved_host(
+                    target.probe_url(), settings.allowed_private_host_set, self.backend.resolver
+                )
             except UrlRefused as exc:
                 field = "server" if body.kind is ChannelKind.NTFY else "url"
                 raise invalid(field, str(exc), "Invalid channel") from None

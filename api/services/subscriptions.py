@@ -115,7 +115,9 @@ class Subscriptions:
     async def check_trackable(self, url: str) -> None:
         """The URL's host resolves to a public address and its website is not paused."""
         try:
-            await check_resolved_host(url, self.backend.settings.allowed_private_host_set)
+            await check_resolved_host(
+                url, self.backend.settings.allowed_private_host_set, self.backend.resolver
+            )
         except UrlRefused as exc:
             raise invalid("url", str(exc), "Invalid subscription") from exc
         host = (urlsplit(url).hostname or "").lower()

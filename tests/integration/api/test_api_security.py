@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
+import threading
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -567,3 +569,60 @@ def test_the_api_process_serves_metrics_only_on_its_own_port_and_they_do_not_tel
 
 def _subscription(email: str, url: str) -> bytes:
     return json.dumps({"email": email, "url": url, "target_price": "5"}).encode()
+
+
+# --- 3: a slow DNS server cannot stall the API ---------------------------------------------------
+
+
+async def test_hanging_name_lookups_get_422_and_database_calls_keep_working(
+    broker: Broker,
+    unique_prefix: str,
+    tmp_path: Path,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    released = threading.Event()
+    hanging = []
+    original = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(host).endswith(".hang.example"):
+            hanging.append(host)
+            released.wait(90)  # a DNS server that never answers (until the test ends)
+            raise socket.gaierror(socket.EAI_AGAIN, "timed out")
+        return original(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    upgrade(postgres_url)
+    settings = api_settings(
+        broker, unique_prefix, tmp_path, postgres_url, dns_lookup_timeout_seconds=1.0
+    )
+    try:
+        async with running_api(settings, postgres_url) as api:
+            # More hanging lookups at once than asyncio's default executor has threads.
+            answers = await asyncio.gather(
+                *(
+                    api.client.post(
+                        "/api/subscriptions",
+                        json={
+                            "email": f"slow{n}@example.com",
+                            "url": f"https://shop{n}.hang.example/p",
+                            "target_price": "5",
+                        },
+                    )
+                    for n in range(10)
+                )
+            )
+            for answer in answers:
+                assert answer.status == 422, await answer.text()
+                [error] = (await answer.json())["errors"]
+                assert error["field"] == "url" and "did not resolve within 1 s" in error["message"]
+            assert hanging, "the lookups never reached the resolver"
+            # The lookups still hang; the database calls do not wait for them.
+            ready = await api.client.get("/readyz")
+            assert (await ready.json())["checks"]["database"] == "ok"
+            body = await api.subscribe("fast@example.com", "http://127.0.0.1:8081/p")
+            assert body["email"] == "fast@example.com"
+            assert api.rows("SELECT email FROM users") == [{"email": "fast@example.com"}]
+    finally:
+        released.set()
