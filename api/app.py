@@ -1,7 +1,9 @@
 """The HTTP API process: the aiohttp application serving the route table (``api.routes``:
-JSON under /api, the pages for people, /healthz, /readyz, /metrics), its middlewares, and
-``run_api``. Every error is a problem document (``api.problems``), or an error page for a
-person's browser; ``/api/openapi.json`` describes it all.
+JSON under /api, the pages for people, /healthz, /readyz), its middlewares, and
+``run_api``. Its Prometheus metrics are served on a port of their own (``run_service``,
+``PRICEWATCH_METRICS_PORT``), never on the public one. Every error is a problem document
+(``api.problems``), or an error page for a person's browser; ``/api/openapi.json``
+describes it all.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ CROSS_SITE_REFUSED = Counter(
 )
 OWN_ORIGINS_KEY = web.AppKey("own_origins", frozenset[str])
 
-_MACHINE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_MACHINE_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 # Pages served under /api: the List-Unsubscribe URL opened with a GET asks a person first.
@@ -209,6 +211,11 @@ def create_api_app(
             await asyncio.wait(tasks, timeout=10)
 
     app.on_shutdown.append(finish_background)
+
+    async def close_resolver(app: web.Application) -> None:
+        app[SERVICES_KEY].backend.resolver.close()
+
+    app.on_cleanup.append(close_resolver)
     return app
 
 

@@ -1,4 +1,5 @@
-"""The JSON API under /api, and /healthz, /readyz and /metrics: each handler parses its
+"""The JSON API under /api, and /healthz and /readyz (metrics are on a port of their own,
+``PRICEWATCH_METRICS_PORT``, never on this one): each handler parses its
 request, checks limits and renders the answer; what it does lives in ``api.services``.
 Every route is listed in ``ROUTES`` with its OpenAPI operation.
 """
@@ -10,7 +11,6 @@ import logging
 from typing import Any, TypeVar
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from api import models as m
@@ -32,6 +32,7 @@ from api.routing import (
     problem,
 )
 from api.services.admin import Admin
+from api.services.base import ACCOUNT_REQUESTS
 from api.services.subscriptions import subscription_out
 from pricewatch.contract.topics import SUBSCRIPTIONS
 from pricewatch.links import UNSUBSCRIBE_API
@@ -112,6 +113,7 @@ async def subscribe(request: web.Request) -> web.Response:
     svc.backend.limit_address(client_address(request))
     body = await parse_body(request, m.SubscribeRequest, "Invalid subscription")
     record = await svc.subscriptions.subscribe(body)
+    ACCOUNT_REQUESTS.labels("subscribe").inc()
     # The same words for every address: whether it is known shows only in its mailbox.
     next_step = f"Check your inbox: follow the link we sent to {record.email} to start alerts."
     out = m.SubscribeResponse(**subscription_out(record).model_dump(), next_step=next_step)
@@ -173,10 +175,13 @@ async def manage_link(request: web.Request) -> web.Response:
     svc = services(request)
     svc.backend.limit_address(client_address(request))
     body = await parse_body(request, m.ManageLinkRequest, "Invalid request")
-    svc.backend.limit_email(body.email)
+    # Not counted against the address's own limit: others' calls must not use up its
+    # owner's way back in. It needs none: one manage-link email an hour at most goes to an
+    # address (send_account_email's key), however often anyone asks.
     # Answered before the lookup, and the same for every address: neither the answer nor
     # its timing tells whether the address is known.
     run_in_background(request.app, svc.accounts.send_manage_link(body.email))
+    ACCOUNT_REQUESTS.labels("manage_link").inc()
     return _json(
         m.Accepted(status="If this address has subscriptions, a link is on its way."), status=202
     )
@@ -515,7 +520,7 @@ def _paging(request: web.Request) -> tuple[int, int]:
 
 def _admin(request: web.Request) -> Admin:
     admin = services(request).admin
-    admin.require(request.headers.get("Authorization", ""))
+    admin.require(request.headers.get("Authorization", ""), client_address(request))
     return admin
 
 
@@ -573,6 +578,7 @@ ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 ADMIN_ERRORS = {
     "401": problem("No admin token."),
     "403": problem("Wrong admin token."),
+    "429": problem("Too many wrong admin tokens from this client.", RETRY_AFTER),
     "404": problem("The admin API is off (no admin token configured), or no such item."),
 }
 PAGING = [
@@ -714,10 +720,6 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-async def metrics(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 MACHINE_ROUTES = [
     Route(
         "GET",
@@ -748,20 +750,6 @@ MACHINE_ROUTES = [
             responses={
                 "200": json_reply(m.Health, "Ready."),
                 "503": json_reply(m.Health, "Not ready; checks say what is missing."),
-            },
-        ),
-    ),
-    Route(
-        "GET",
-        "/metrics",
-        metrics,
-        operation(
-            "Prometheus metrics",
-            responses={
-                "200": {
-                    "description": "Text exposition format.",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
             },
         ),
     ),

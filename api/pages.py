@@ -38,6 +38,7 @@ from api.routing import (
     operation,
 )
 from api.services import Services
+from api.services.base import ACCOUNT_REQUESTS
 from pricewatch.channels import ChannelKind
 from pricewatch.links import (
     CHANNEL_CONFIRM_PAGE,
@@ -131,6 +132,7 @@ async def subscribe_form(request: web.Request) -> web.Response:
         svc.backend.limit_address(client_address(request))
         body = SubscribeRequest.model_validate({k: v for k, v in values.items() if v is not None})
         record = await svc.subscriptions.subscribe(body)
+        ACCOUNT_REQUESTS.labels("subscribe").inc()
     except ValidationError as exc:
         return page(
             "subscribe.html",
@@ -466,7 +468,7 @@ async def manage_link_form(request: web.Request) -> web.Response:
     try:
         svc.backend.limit_address(client_address(request))
         body = ManageLinkRequest.model_validate({"email": str(form.get("email", ""))})
-        svc.backend.limit_email(body.email)
+        # Not against the address's own limit (see api.json_routes.manage_link).
     except ValidationError as exc:
         return page(
             "subscribe.html",
@@ -476,6 +478,7 @@ async def manage_link_form(request: web.Request) -> web.Response:
             errors={"body": "That email address is not valid: " + _errors_by_field(exc)["email"]},
         )
     run_in_background(request.app, svc.accounts.send_manage_link(body.email))
+    ACCOUNT_REQUESTS.labels("manage_link").inc()
     return message(
         "Check your inbox",
         "If this address has subscriptions, a link to them is on its way.",

@@ -372,6 +372,19 @@ class Settings(BaseSettings):
             "networks. Empty: the TCP peer is the client, X-Forwarded-For is ignored.",
         )
     )
+    dns_lookup_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How long the API waits for a URL's host name to resolve when it is "
+        "subscribed to (the URL guard's check); a name that does not resolve in time is "
+        "refused with 422 (a name that does not exist is let through).",
+    )
+    dns_lookup_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Name lookups the API runs at once, on threads of their own (never the "
+        "database's): a hanging DNS server can hold no more than these.",
+    )
     rate_limit_per_address_per_minute: float = Field(
         default=20.0,
         gt=0,
@@ -380,7 +393,14 @@ class Settings(BaseSettings):
     rate_limit_per_email_per_hour: float = Field(
         default=10.0,
         gt=0,
-        description="Sign-up/subscription/manage-link calls per email address and hour.",
+        description="Sign-up/subscription calls per mailbox (lower-case, +tag dropped) and "
+        "hour. Manage-link calls are not counted: at most one such email an hour goes out.",
+    )
+    rate_limit_admin_failures_per_hour: float = Field(
+        default=10.0,
+        gt=0,
+        description="Wrong admin tokens per client address and hour; past it every admin "
+        "call of that client gets 429 until the bucket refills.",
     )
     confirmation_emails_per_email_per_day: float = Field(
         default=20.0,

@@ -204,9 +204,6 @@ def test_api_and_demo_shop_listen_where_they_are_published(
 def metrics_port_of(name: str, monkeypatch: pytest.MonkeyPatch) -> int | None:
     """Where the service's /metrics answers (None: it serves none)."""
     settings = settings_of(SERVICES[name], monkeypatch)
-    if name == "api":
-        assert not settings.metrics_port, "the API serves /metrics on its own port"
-        return settings.api_port
     return settings.metrics_port or None
 
 
@@ -219,8 +216,12 @@ def test_prometheus_scrapes_every_pricewatch_process(monkeypatch: pytest.MonkeyP
         port = metrics_port_of(name, monkeypatch)
         assert port and targets[name] == port, (name, port, targets[name])
         settings = settings_of(SERVICES[name], monkeypatch)
-        if name != "api":
-            assert settings.metrics_host == "0.0.0.0", f"{name}: /metrics unreachable"
+        assert settings.metrics_host == "0.0.0.0", f"{name}: /metrics unreachable"
+        # Metrics stay inside the compose network: no host port leads to them.
+        assert port not in published_container_ports(SERVICES[name]), name
+        if name == "api":
+            assert port != settings.api_port, "the API's public port serves no metrics"
+        else:
             # The health check asks the same endpoint Prometheus scrapes.
             assert urlsplit(healthcheck_url(SERVICES[name])).port == port
     assert {j["job_name"] for j in PROMETHEUS["scrape_configs"]} >= {

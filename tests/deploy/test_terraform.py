@@ -277,6 +277,35 @@ def test_secrets_are_generated_strong_and_stored() -> None:
     )
 
 
+def test_metrics_are_not_behind_the_load_balancer() -> None:
+    """Issue 19: every task serves /metrics on metrics_port, which only the tasks' own
+    security group (the Prometheus agent) reaches; the load balancer forwards the API port."""
+    assert TF.locals["metrics_ports"] == (
+        "${{for name in keys(local.services) : name => local.metrics_port}}"
+    )
+    assert TF.locals["metrics_port"] != TF.locals["api_port"]
+    assert TF.resources[("aws_lb_target_group", "api")]["port"] == "${local.api_port}"
+    ingress = {
+        name: body
+        for (kind, name), body in TF.resources.items()
+        if kind == "aws_vpc_security_group_ingress_rule"
+    }
+    metrics_rules = [
+        body for body in ingress.values() if body["from_port"] == "${local.metrics_port}"
+    ]
+    assert metrics_rules and all(
+        body["referenced_security_group_id"] == "${aws_security_group.tasks.id}"
+        for body in metrics_rules
+    )
+    from_alb = [
+        body
+        for body in ingress.values()
+        if body.get("referenced_security_group_id") == "${aws_security_group.alb.id}"
+    ]
+    assert [body["from_port"] for body in from_alb] == ["${local.api_port}"]
+    assert TF.locals["prometheus_jobs"]["pricewatch-api"]["port"] == "${local.metrics_port}"
+
+
 def test_metrics_are_scraped_like_in_docker_compose() -> None:
     """The Prometheus agent's jobs on AWS are those of infra/prometheus/prometheus.yml."""
     ports = {"${local.api_port}": TF.locals["api_port"], "${local.metrics_port}": 9100}

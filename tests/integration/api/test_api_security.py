@@ -5,32 +5,42 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+import re
+import socket
+import threading
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from launcher.processes import Process, free_port, pricewatch_command
+from launcher.stack import Stack
+from pricewatch.contract.records import AccountEmail, AccountEmailKind
 from pricewatch.db.engine import upgrade
+from pricewatch.kafka import create_topics
 from pricewatch.links import unsubscribe_link
+from pricewatch.settings import Settings
+from pricewatch.tokens import TokenPurpose, issue_token
 from sinks.email.render import render_account_email
 from tests.conftest import Broker
 from tests.integration.api.test_api import (
+    ADMIN,
+    HAT,
     SHOP,
     Api,
     account_emails,
     api_settings,
+    metrics_text,
     only_the_sentinel_was_published,
     running_api,
     token_of,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-async def metrics_text(api: Api) -> str:
-    """This process's metrics, as its /metrics endpoint serves them."""
-    return await (await api.client.get("/metrics")).text()
 
 
 async def raw_exchange(api: Api, request: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -248,7 +258,7 @@ async def test_forms_posted_from_another_site_are_refused(
         assert "other websites" in await response.text()
     assert api.rows("SELECT count(*) AS n FROM users") == [{"n": 0}]
     assert await only_the_sentinel_was_published(api)
-    metrics = await metrics_text(api)
+    metrics = metrics_text()
     assert "pricewatch_api_cross_site_refused_total" in metrics
 
 
@@ -366,3 +376,253 @@ async def test_a_non_ascii_local_part_is_refused_with_a_clear_422(api: Api) -> N
     )
     assert page.status == 422 and "non-ASCII characters before the @" in await page.text()
     assert await only_the_sentinel_was_published(api)
+
+
+# --- 7: abuse limits --------------------------------------------------------------------------
+
+
+def _limited(
+    broker: Broker, prefix: str, tmp_path: Path, database_url: str, **extra: Any
+) -> Settings:
+    upgrade(database_url)
+    return api_settings(
+        broker,
+        prefix,
+        tmp_path,
+        database_url,
+        rate_limit_per_address_per_minute=1000,  # one test client plays many people
+        **extra,
+    )
+
+
+async def _subscribe_statuses(api: Api, emails: list[str]) -> list[int]:
+    out = []
+    for email in emails:
+        response = await api.client.post(
+            "/api/subscriptions", json={"email": email, "url": SHOP, "target_price": "5"}
+        )
+        out.append(response.status)
+        if response.status == 429:
+            assert (await response.json())["reason"] == "email"
+    return out
+
+
+async def test_limits_count_per_mailbox_not_per_spelling(
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+) -> None:
+    settings = _limited(
+        broker, unique_prefix, tmp_path, postgres_url, rate_limit_per_email_per_hour=2
+    )
+    async with running_api(settings, postgres_url) as api:
+        tagged = ["victim+1@example.com", "Victim+2@Example.com", "victim+3@example.com"]
+        assert await _subscribe_statuses(api, tagged) == [201, 201, 429]
+        assert await _subscribe_statuses(api, ["victim@example.com"]) == [429]
+        dotted = ["v.ictim@gmail.com", "vic.tim+x@googlemail.com", "victim@gmail.com"]
+        assert await _subscribe_statuses(api, dotted) == [201, 201, 429]
+        # Another mailbox has its own share.
+        assert await _subscribe_statuses(api, ["other+1@example.com"]) == [201]
+
+
+async def test_others_cannot_use_up_the_owners_manage_link_or_channels(
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+) -> None:
+    settings = _limited(
+        broker, unique_prefix, tmp_path, postgres_url, rate_limit_per_email_per_hour=2
+    )
+    async with running_api(settings, postgres_url) as api:
+        # Strangers use up the victim's sign-up share and ask for its manage link often.
+        assert await _subscribe_statuses(api, ["victim@example.com"] * 3) == [201, 201, 429]
+        for _ in range(5):
+            response = await api.client.post(
+                "/api/manage-link", json={"email": "victim@example.com"}
+            )
+            assert response.status == 202
+        # The owner's own request still works ...
+        response = await api.client.post("/api/manage-link", json={"email": "victim@example.com"})
+        assert response.status == 202
+
+        async def manage_links() -> list[AccountEmail]:
+            mails = await account_emails(api.settings, 2)
+            return [m for m in mails if m.kind is AccountEmailKind.MANAGE_LINK]
+
+        # ... and however often anyone asked, one manage-link email went out this hour.
+        deadline = asyncio.get_running_loop().time() + 60
+        while not (links := await manage_links()):
+            assert asyncio.get_running_loop().time() < deadline, "no manage link published"
+        assert {m.idempotency_key for m in links} == {links[0].idempotency_key}
+        # With that link the owner can add a channel: strangers did not use that up either.
+        token = token_of(links[0].link)
+        response = await api.client.post(
+            "/api/manage/channels",
+            params={"token": token},
+            json={"kind": "webhook", "url": "https://hooks.example/x"},
+        )
+        assert response.status == 201, await response.text()
+
+
+async def test_admin_token_guesses_are_limited_per_client(
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+) -> None:
+    settings = _limited(
+        broker,
+        unique_prefix,
+        tmp_path,
+        postgres_url,
+        rate_limit_admin_failures_per_hour=3,
+        trusted_proxies="127.0.0.0/8,::1",  # X-Forwarded-For tells the two clients apart
+    )
+    async with running_api(settings, postgres_url) as api:
+
+        async def admin_call(client: str, token: str) -> int:
+            response = await api.client.get(
+                "/api/admin/websites",
+                headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": client},
+            )
+            return response.status
+
+        guesses = [await admin_call("198.51.100.66", f"guess-{n}") for n in range(5)]
+        assert guesses == [403, 403, 403, 429, 429]
+        # Locked out, the right token is refused too: an answer never confirms a guess.
+        assert await admin_call("198.51.100.66", ADMIN) == 429
+        # The admin elsewhere is not locked out.
+        assert await admin_call("198.51.100.7", ADMIN) == 200
+        metrics = metrics_text()
+        assert re.search(r'pricewatch_api_rate_limited_total\{scope="admin"\} [1-9]', metrics)
+
+
+# --- 1: private metrics, and none that tells whether an address is known ----------------------
+
+
+def _get(url: str, data: bytes | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _api_series(exposition: str) -> dict[str, float]:
+    """Every pricewatch_api_* sample (name with labels -> value), _created ones left out."""
+    out = {}
+    for line in exposition.splitlines():
+        if line.startswith("pricewatch_api_") and "_created" not in line.split(" ")[0]:
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def _moved(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {
+        name: after[name] - before.get(name, 0.0)
+        for name in after
+        if after[name] != before.get(name, 0.0)
+    }
+
+
+def test_the_api_process_serves_metrics_only_on_its_own_port_and_they_do_not_tell_who_is_known(
+    broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
+) -> None:
+    upgrade(postgres_url)
+    settings = api_settings(broker, unique_prefix, tmp_path, postgres_url, api_port=free_port())
+    asyncio.run(create_topics(settings))
+    metrics_port = free_port()
+    command = pricewatch_command("api", "--metrics-port", str(metrics_port))
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    metrics_url = f"http://{settings.metrics_host}:{metrics_port}/metrics"
+    with Process("api", command, tmp_path / "api.log", env=Stack(settings).child_env()) as api:
+        api.start()
+        api.wait_for_port(settings.api_host, settings.api_port, 60)
+        status, body = _get(f"{base}/metrics")
+        assert status == 404 and json.loads(body)["status"] == 404
+        status, exposition = _get(metrics_url)
+        assert status == 200 and "pricewatch_api_requests_total" in exposition
+        assert "/metrics" not in json.loads(_get(f"{base}/api/openapi.json")[1])["paths"]
+
+        # A new, an unverified and a verified address: the same answer, the same counters.
+        verified = "verified@example.com"
+        assert _get(f"{base}/api/subscriptions", _subscription(verified, HAT))[0] == 201
+        token = issue_token(
+            settings.secret_key_bytes(),
+            TokenPurpose.VERIFY,
+            verified,
+            now=datetime.now(UTC),
+            ttl=timedelta(hours=1),
+        )
+        assert _get(f"{base}/api/verify?token={token}", b"")[0] == 200
+        assert _get(f"{base}/api/subscriptions", _subscription("known@example.com", HAT))[0] == 201
+        moved = []
+        for email in ("new@example.com", "known@example.com", verified):
+            before = _api_series(_get(metrics_url)[1])
+            status, answer = _get(f"{base}/api/subscriptions", _subscription(email, SHOP))
+            assert status == 201, answer
+            moved.append(_moved(before, _api_series(_get(metrics_url)[1])))
+        assert moved[0] == moved[1] == moved[2], moved
+        assert moved[0] == {
+            'pricewatch_api_requests_total{route="/api/subscriptions",status="201"}': 1.0,
+            'pricewatch_api_account_requests_total{request="subscribe"}': 1.0,
+        }
+        assert "pricewatch_api_account_emails_total" not in _get(metrics_url)[1]
+
+
+def _subscription(email: str, url: str) -> bytes:
+    return json.dumps({"email": email, "url": url, "target_price": "5"}).encode()
+
+
+# --- 3: a slow DNS server cannot stall the API ---------------------------------------------------
+
+
+async def test_hanging_name_lookups_get_422_and_database_calls_keep_working(
+    broker: Broker,
+    unique_prefix: str,
+    tmp_path: Path,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    released = threading.Event()
+    hanging = []
+    original = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(host).endswith(".hang.example"):
+            hanging.append(host)
+            released.wait(90)  # a DNS server that never answers (until the test ends)
+            raise socket.gaierror(socket.EAI_AGAIN, "timed out")
+        return original(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    upgrade(postgres_url)
+    settings = api_settings(
+        broker, unique_prefix, tmp_path, postgres_url, dns_lookup_timeout_seconds=1.0
+    )
+    try:
+        async with running_api(settings, postgres_url) as api:
+            # More hanging lookups at once than asyncio's default executor has threads.
+            answers = await asyncio.gather(
+                *(
+                    api.client.post(
+                        "/api/subscriptions",
+                        json={
+                            "email": f"slow{n}@example.com",
+                            "url": f"https://shop{n}.hang.example/p",
+                            "target_price": "5",
+                        },
+                    )
+                    for n in range(10)
+                )
+            )
+            for answer in answers:
+                assert answer.status == 422, await answer.text()
+                [error] = (await answer.json())["errors"]
+                assert error["field"] == "url" and "did not resolve within 1 s" in error["message"]
+            assert hanging, "the lookups never reached the resolver"
+            # The lookups still hang; the database calls do not wait for them.
+            ready = await api.client.get("/readyz")
+            assert (await ready.json())["checks"]["database"] == "ok"
+            body = await api.subscribe("fast@example.com", "http://127.0.0.1:8081/p")
+            assert body["email"] == "fast@example.com"
+            assert api.rows("SELECT email FROM users") == [{"email": "fast@example.com"}]
+    finally:
+        released.set()
