@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from prometheus_client import Counter
 
 from pricewatch.contract.topics import ALL_TOPICS, TopicSpec
 from pricewatch.settings import FetchWait, Settings
@@ -69,6 +70,15 @@ async def create_topics(settings: Settings, specs: Iterable[TopicSpec] = ALL_TOP
     return created
 
 
+FETCHES_TOTAL = Counter(
+    "pricewatch_kafka_fetches_total",
+    "Fetch requests this process's consumers made, by whether they brought records: what an "
+    "idle consumer costs the broker.",
+    ["outcome"],
+)
+FETCHES = {True: FETCHES_TOTAL.labels("records"), False: FETCHES_TOTAL.labels("empty")}
+
+
 class AdaptiveFetchWait:
     """A consumer's fetch wait that doubles while fetches come back empty, up to
     ``wait.max_ms``, and drops to ``wait.min_ms`` as soon as one brings records.
@@ -89,6 +99,7 @@ class AdaptiveFetchWait:
     def answered(self, had_records: bool) -> int:
         """The wait for the next fetch, after one that had records or did not."""
         self.fetches += 1
+        FETCHES[had_records].inc()
         if had_records:
             self.current_ms = self.wait.min_ms
         else:

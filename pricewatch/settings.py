@@ -78,8 +78,9 @@ class Settings(BaseSettings):
         ge=1,
         description="A consumer's fetch wait after a quiet spell: what an idle consumer "
         "costs (one fetch per wait) and, on the embedded broker, the most latency the first "
-        "record after a quiet spell sees on the alert path (worker, email and channels "
-        "sinks). Bulk consumers (scraper, PostgreSQL and archive sinks) wait up to 8 times "
+        "record after a quiet spell sees on the alert path (the worker, and the email and "
+        "channels sinks' notifications). The other consumers (scraper, account emails, "
+        "channel confirmations, PostgreSQL and archive sinks) wait from this up to 8 times "
         "as long. Unset: 250 ms on the embedded broker, 500 ms on a real cluster. Raise "
         "both for tansu on s3:// storage, where every fetch is S3 requests.",
     )
