@@ -30,6 +30,7 @@ from producers.extractors.chain import (
     extract_with_adapter,
     load_site_adapters,
 )
+from producers.fetch.blocked import BLOCKED_ERROR, detect_block
 
 
 def is_url(target: str) -> bool:
@@ -79,6 +80,11 @@ def extract_file(
     shown: dict[str, Any] = report(
         found.price, found.currency, found.availability, found.title, found.extractor, found.error
     )
+    # A saved captcha or consent wall: say so, as a scraper would (a page with a price
+    # is never one).
+    blocked = detect_block(200, {}, html, price_found=found.price is not None)
+    if blocked is not None:
+        shown |= {"error": BLOCKED_ERROR, "blocked_by": blocked.by, "blocked_rule": blocked.rule}
     if explain:
         shown["explain"] = explanation(found)
     return shown

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -206,3 +207,18 @@ def test_the_detector_never_raises(
         redirected_to=redirected_to,
     )
     assert found is None or found.by in {CLOUDFLARE, CAPTCHA, BOT_CHECK, CONSENT}
+
+
+def test_extract_says_a_saved_captcha_page_is_blocked(tmp_path: Path) -> None:
+    from pricewatch.settings import Settings
+    from producers.extract_command import extract_file
+
+    walled = tmp_path / "walled.html"
+    walled.write_text(CAPTCHA_PAGE)
+    product = tmp_path / "product.html"
+    product.write_text(PRODUCT_WITH_REVIEW_CAPTCHA)
+    shown = extract_file(Settings(), walled, None)
+    assert (shown["price"], shown["error"], shown["blocked_by"]) == (None, "blocked", "captcha")
+    assert shown["blocked_rule"] == "captcha form"
+    read = extract_file(Settings(), product, None)
+    assert read["price"] == "49.90" and "blocked_by" not in read
