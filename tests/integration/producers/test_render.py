@@ -95,6 +95,18 @@ fetch('%(private)s/secret').then(r => r.text()).then(show).catch(() => {});
 fetch('/hop').then(r => r.text()).then(show).catch(() => {});
 fetch('http://169.254.169.254/latest/meta-data/').then(r => r.text()).then(show)
   .catch(() => {});
+const socket = new WebSocket('%(private_ws)s/socket');
+socket.onmessage = event => show(event.data);
+</script></body></html>"""
+
+# The price comes from a POST with a JSON body, as GraphQL shops ask for it.
+POST_PAGE = """<!doctype html><html><head><title>Grinder</title></head><body>
+<h1>Grinder</h1><div class="buy-box"><span class="price" id="price"></span>
+<button class="add-to-cart">Add to cart</button></div>
+<script>fetch('/graphql', {method: 'POST', headers: {'content-type': 'application/json'},
+  body: JSON.stringify({query: 'price', sku: 'grinder-7'})})
+  .then(r => r.json()).then(d => {
+    document.getElementById('price').textContent = d.data.price + ' EUR'; });
 </script></body></html>"""
 
 # One page leaves a cookie and storage behind; the next (same shop) shows 1.00 if it finds
@@ -147,7 +159,12 @@ async def shop() -> AsyncIterator[Shop]:
         body = {
             "js-kettle": JS_PRICE_PAGE % {"sku": "kettle"},
             "inline": INLINE_SCRIPT_PAGE,
-            "leaky": LEAKY_PAGE % {"private": current.private_url},
+            "leaky": LEAKY_PAGE
+            % {
+                "private": current.private_url,
+                "private_ws": current.private_url.replace("http://", "ws://"),
+            },
+            "post": POST_PAGE,
             "never-loads": NEVER_LOADS_PAGE,
             "marking": MARKING_PAGE,
             "checking": CHECKING_PAGE,
@@ -173,6 +190,10 @@ async def shop() -> AsyncIterator[Shop]:
     async def anything(request: web.Request) -> web.StreamResponse:
         current = holder[0]
         current.seen[request.path] += 1
+        if request.path == "/graphql" and request.method == "POST":
+            asked = await request.json()
+            price = "61.00" if asked == {"query": "price", "sku": "grinder-7"} else "0.00"
+            return web.json_response({"data": {"price": price}})
         if request.path == "/hop":
             raise web.HTTPFound(f"{current.private_url}/secret")
         if request.path == "/slow.js":
@@ -265,6 +286,7 @@ async def test_images_fonts_and_styles_are_never_requested(shop: Shop) -> None:
 async def test_the_guard_refuses_the_browsers_requests_to_private_addresses(shop: Shop) -> None:
     settings = settings_for(shop)
     refused_before = metric("pricewatch_scraper_render_requests_blocked_total", reason="url_guard")
+    sockets_before = metric("pricewatch_scraper_render_requests_blocked_total", reason="websocket")
     async with PageFetcher(settings, renderer=Renderer(settings), render_all=True) as fetcher:
         lamp = await fetch(fetcher, shop.url("/p/leaky"))
 
@@ -275,6 +297,16 @@ async def test_the_guard_refuses_the_browsers_requests_to_private_addresses(shop
     assert (lamp.outcome, lamp.error) == (Outcome.ERROR, "no_price_found")
     refused = metric("pricewatch_scraper_render_requests_blocked_total", reason="url_guard")
     assert refused - refused_before == 3  # the private URL, the redirect hop, the metadata
+    sockets = metric("pricewatch_scraper_render_requests_blocked_total", reason="websocket")
+    assert sockets - sockets_before == 1
+
+
+async def test_a_scripts_post_request_is_forwarded_with_its_body(shop: Shop) -> None:
+    settings = settings_for(shop)
+    async with PageFetcher(settings, renderer=Renderer(settings), render_all=True) as fetcher:
+        grinder = await fetch(fetcher, shop.url("/p/post"))
+
+    assert (grinder.outcome, str(grinder.price)) == (Outcome.OK, "61.00")
 
 
 async def test_the_document_itself_is_guarded_like_a_static_fetch(shop: Shop) -> None:
