@@ -239,13 +239,21 @@ async def measure(args: argparse.Namespace, port: int, server_pid: int) -> dict[
     sampler = BrowserSampler({server_pid})
     top = max(args.concurrency)
     settings = settings_for(port, top, args.chromium, args.cdp_url)
-    async with PageFetcher(settings, renderer=Renderer(settings), render_all=True) as fetcher:
+    renderer = Renderer(settings)
+    async with PageFetcher(settings, renderer=renderer, render_all=True) as fetcher:
 
         async def rendered(url: str) -> PriceObservation:
             return await fetcher.fetch(product_id_for(url), url)
 
-        await rendered(urls(1, 0)[0])  # starts the browser
-        await asyncio.sleep(2.0)  # let the closed context's processes go
+        if args.cdp_url is None:
+            await renderer.start()  # the browser alone, no page yet
+            await asyncio.sleep(2.0)
+            cold_pss = await asyncio.to_thread(sampler.sample)
+            cold_pss -= sampler.driver_pss  # Chromium alone
+        else:
+            cold_pss = 0  # not our process
+        await rendered(urls(1, 0)[0])
+        await asyncio.sleep(2.0)  # settled, its tab kept (wiped) for the next render
         idle_pss = await asyncio.to_thread(sampler.sample)
         idle_driver_pss = sampler.driver_pss
         for concurrency in args.concurrency:
@@ -284,6 +292,7 @@ async def measure(args: argparse.Namespace, port: int, server_pid: int) -> dict[
     return {
         "levels": levels,
         "idle_browser_pss_mb": idle_pss / 1e6,
+        "cold_browser_pss_mb": cold_pss / 1e6,
         "idle_driver_pss_mb": idle_driver_pss / 1e6,
         "differing": differing,
     }
@@ -344,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
             + peak
         )
     print(
-        f"idle browser (after one render): {result['idle_browser_pss_mb']:.0f} MB PSS, of "
+        f"Chromium started, no page yet: {result['cold_browser_pss_mb']:.0f} MB PSS "
+        "(without the driver); "
+        f"idle after one render: {result['idle_browser_pss_mb']:.0f} MB PSS, of "
         f"which the Playwright driver {result['idle_driver_pss_mb']:.0f} MB "
         "(the peaks above count both too)"
     )
@@ -374,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                 "load_before": load_before,
                 "load_after": load_after,
                 "idle_browser_pss_mb": result["idle_browser_pss_mb"],
+                "cold_browser_pss_mb": result["cold_browser_pss_mb"],
                 "idle_driver_pss_mb": result["idle_driver_pss_mb"],
                 "pages_read_differently": result["differing"],
                 "levels": [
