@@ -509,3 +509,24 @@ async def test_a_cdp_url_by_host_name_is_turned_into_an_address() -> None:
     resolved = await cdp_endpoint(f"http://{socket.gethostname()}:9222")
     host = urlsplit(resolved).hostname or ""
     assert ipaddress.ip_address(host) and urlsplit(resolved).port == 9222
+
+
+async def test_a_crashed_browser_is_started_again_for_the_next_render(shop: Shop) -> None:
+    import psutil
+
+    settings = settings_for(shop)
+    async with PageFetcher(settings, renderer=Renderer(settings), render_all=True) as fetcher:
+        first = await fetch(fetcher, shop.url("/p/inline"))
+        browsers = [p for p in psutil.Process().children(recursive=True) if p.name() == "chromium"]
+        assert browsers, "no Chromium process under this one"
+        for process in browsers:
+            process.kill()
+        psutil.wait_procs(browsers, timeout=10)
+        # The render that meets the dead browser may fail; the scraper goes on, and the
+        # next ones are read again.
+        observations = [await fetch(fetcher, shop.url("/p/inline")) for _ in range(3)]
+
+    assert first.outcome is Outcome.OK
+    assert observations[-1].outcome is Outcome.OK and str(observations[-1].price) == "39.50"
+    failed = [o.error for o in observations if o.outcome is not Outcome.OK]
+    assert len(failed) <= 1 and all(e and e.startswith("render_failed") for e in failed)
