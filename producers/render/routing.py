@@ -72,7 +72,12 @@ def make_session(
             limit=32, resolver=GuardedResolver(allowed), ttl_dns_cache=60
         ),
         timeout=aiohttp.ClientTimeout(total=timeout_seconds),
-        headers={"User-Agent": user_agent},
+        # What the document request sends (the browser's own requests bring theirs).
+        headers={
+            "User-Agent": user_agent,
+            "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8",
+            "Accept-Language": "en;q=0.9, *;q=0.5",
+        },
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,
         auto_decompress=True,
