@@ -80,6 +80,7 @@ class RenderFailed(Exception):
 # A tab (context and page) serves this many renders, then a fresh one replaces it: opening
 # a page costs about as much CPU as rendering one, and a bound keeps leaks bounded.
 RENDERS_PER_TAB = 50
+WIPE_SECONDS = 5.0
 
 
 @dataclass
@@ -105,16 +106,27 @@ async def _wipe(tab: _Tab) -> bool:
     """Leave nothing of the last page for the next: a blank page, no cookies, and no
     storage of any origin it touched. False when the tab is not fit to be reused."""
     try:
-        await tab.page.goto("about:blank")
-        await tab.context.clear_cookies()
-        for origin in tab.origins:
-            await tab.cdp.send(
-                "Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"}
-            )
-    except Exception:
+        async with asyncio.timeout(WIPE_SECONDS):
+            for other in tab.context.pages:
+                if other is not tab.page:  # popups the page opened
+                    await other.close()
+            await tab.page.goto("about:blank")
+            await tab.context.clear_cookies()
+            for origin in tab.origins:
+                await tab.cdp.send(
+                    "Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"}
+                )
+    except Exception:  # a timeout included: a tab that will not come clean is dropped
         return False
     tab.origins.clear()
     return True
+
+
+def _in_main_frame(tab: _Tab, route: Route) -> bool:
+    try:
+        return route.request.frame == tab.page.main_frame
+    except Exception:  # a request without a frame (a worker's)
+        return False
 
 
 def _origin(url: str) -> str:
@@ -284,8 +296,9 @@ class Renderer:
             async def handle(route: Route) -> None:
                 await self._route(tab, route)
 
-            await page.route("**/*", handle)
-            await page.route_web_socket("**/*", _refuse_websocket)
+            # On the context, not the page: a popup the page opens is routed too.
+            await context.route("**/*", handle)
+            await context.route_web_socket("**/*", _refuse_websocket)
         except BaseException:
             with suppress(Exception):
                 await context.close()
@@ -298,7 +311,7 @@ class Renderer:
             await _abort(route)
             return
         request = route.request
-        if not job.served and request.is_navigation_request():
+        if not job.served and request.is_navigation_request() and _in_main_frame(tab, route):
             job.served = True  # the document, as we fetched it already
             await _fulfill(route, job.document)
             return

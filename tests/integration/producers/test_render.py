@@ -95,6 +95,10 @@ fetch('%(private)s/secret').then(r => r.text()).then(show).catch(() => {});
 fetch('/hop').then(r => r.text()).then(show).catch(() => {});
 fetch('http://169.254.169.254/latest/meta-data/').then(r => r.text()).then(show)
   .catch(() => {});
+window.open('%(private)s/popup');
+const frame = document.createElement('iframe');
+frame.src = '%(private)s/frame';
+document.body.appendChild(frame);
 const socket = new WebSocket('%(private_ws)s/socket');
 socket.onmessage = event => show(event.data);
 </script></body></html>"""
@@ -296,7 +300,8 @@ async def test_the_guard_refuses_the_browsers_requests_to_private_addresses(shop
     assert shop.seen["/hop"] == 1  # the shop itself was asked; its redirect was not followed
     assert (lamp.outcome, lamp.error) == (Outcome.ERROR, "no_price_found")
     refused = metric("pricewatch_scraper_render_requests_blocked_total", reason="url_guard")
-    assert refused - refused_before == 3  # the private URL, the redirect hop, the metadata
+    # The private URL, the redirect hop, the metadata service, a popup, an iframe.
+    assert refused - refused_before == 5
     sockets = metric("pricewatch_scraper_render_requests_blocked_total", reason="websocket")
     assert sockets - sockets_before == 1
 
