@@ -99,6 +99,7 @@ window.open('%(private)s/popup');
 const frame = document.createElement('iframe');
 frame.src = '%(private)s/frame';
 document.body.appendChild(frame);
+new Worker(URL.createObjectURL(new Blob(["fetch('%(private)s/worker')"])));
 const socket = new WebSocket('%(private_ws)s/socket');
 socket.onmessage = event => show(event.data);
 </script></body></html>"""
@@ -300,8 +301,8 @@ async def test_the_guard_refuses_the_browsers_requests_to_private_addresses(shop
     assert shop.seen["/hop"] == 1  # the shop itself was asked; its redirect was not followed
     assert (lamp.outcome, lamp.error) == (Outcome.ERROR, "no_price_found")
     refused = metric("pricewatch_scraper_render_requests_blocked_total", reason="url_guard")
-    # The private URL, the redirect hop, the metadata service, a popup, an iframe.
-    assert refused - refused_before == 5
+    # The private URL, the redirect hop, the metadata service, a popup, an iframe, a worker.
+    assert refused - refused_before == 6
     sockets = metric("pricewatch_scraper_render_requests_blocked_total", reason="websocket")
     assert sockets - sockets_before == 1
 
