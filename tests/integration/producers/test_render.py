@@ -38,7 +38,7 @@ from pricewatch.settings import Settings
 from producers.extractors.chain import parse_site_adapters
 from producers.fetch import PageFetcher
 from producers.render import Renderer
-from tests.conftest import Broker
+from tests.conftest import REQUIRE_SERVICES, Broker
 from tests.integration.producers.test_two_scrapers import (
     ScraperProcess,
     produce_requests,
@@ -50,13 +50,14 @@ from tests.workers import TopicReader, keep_logs, worker_settings
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def _chromium_missing() -> bool:
-    return not (CHROMIUM.exists() or shutil.which("chromium"))
+@pytest.fixture(autouse=True)
+def chromium_installed() -> None:
+    if not CHROMIUM.exists():
+        message = "chromium missing: run `make browser-deps`"
+        if REQUIRE_SERVICES:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
 
-
-if _chromium_missing() and os.environ.get("REQUIRE_SERVICES") == "1":
-    raise RuntimeError("Chromium is required (make browser-deps)")
-pytestmark = pytest.mark.skipif(_chromium_missing(), reason="no Chromium (make browser-deps)")
 
 # The price is nowhere in the HTML the server sends: a script asks the shop's API for it and
 # writes it into the buy box and into a JSON-LD block, as single-page shops do.
