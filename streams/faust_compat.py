@@ -119,8 +119,7 @@ async def seek_to_committed_or_reset(
         await consumer.seek_to_beginning(*uncommitted)
     elif uncommitted:
         await consumer.seek_to_end(*uncommitted)
-    for tp in uncommitted:  # the reset is done when the position is known
-        await consumer.position(tp)
+    # (Both wait for the reset, at most the consumer's request timeout.)
     return committed
 
 
