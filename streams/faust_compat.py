@@ -95,12 +95,17 @@ class RevocationAwareApp(faust.App):
 
 # --- the rewind after recovery: committed offset, else auto_offset_reset -------------------
 #
-# After table recovery, and whenever its consumer was handed records while its flow was
-# stopped, Faust rewinds the source partitions with aiokafka's ``seek_to_committed``, which
-# seeks only partitions committed at an offset above 0. A partition with no committed offset
-# stayed where the fetcher had got to meanwhile, so records fetched and dropped in between
-# were never processed: a restarted worker lost observations (2 restarts in 43 under load).
-# Every source partition is rewound here; replays change nothing (see the README).
+# After table recovery (``Recovery.on_recovery_completed``), and whenever its consumer was
+# handed records while its flow was stopped, Faust rewinds the source partitions
+# (``Consumer.perform_seek``) with aiokafka's ``seek_to_committed``, which seeks only
+# partitions committed at an offset above 0. While that rewind runs, Faust's fetcher is
+# already handing source records to the agents' queues, and ``flow_control.resume()`` right
+# after empties those queues. A partition the rewind skipped never saw those records again;
+# on one it rewound, the rest of the batch in hand, delivered after the rewind, moved the
+# read offset past them, so they were dropped as already read. A restarted worker lost
+# observations and price events (tests/integration/streams/test_restart_offsets.py).
+# Here the flow stops first, which ends the batch in hand, then every source partition is
+# rewound; replays change nothing (see the README).
 
 
 async def seek_to_committed_or_reset(
@@ -127,8 +132,7 @@ async def seek_to_committed_or_reset(
         await consumer.seek_to_beginning(*uncommitted)
     elif uncommitted:
         await consumer.seek_to_end(*uncommitted)
-    for tp in uncommitted:  # the reset is done when the position is known
-        await consumer.position(tp)
+    # (Both wait for the reset, at most the consumer's request timeout.)
     return committed
 
 
@@ -150,8 +154,9 @@ class _SeekToCommittedOrResetConsumer(faust_aiokafka.Consumer):
     async def seek_to_committed(self) -> Mapping[Any, int]:
         """Faust's ``perform_seek`` calls this and takes the result as the partitions'
         read offsets. The flow is stopped while the partitions move, so that no record
-        fetched before the rewind is handed to an agent after it (Faust drops what its
-        consumer hands out meanwhile), then resumed if it was running."""
+        fetched before the rewind is handed to an agent after it (Faust ends the batch in
+        hand and drops what its consumer hands out meanwhile), then resumed if it was
+        running (not when Faust's ``getmany`` calls this because it was stopped)."""
         thread = self._thread
         assert isinstance(thread, _SeekToCommittedOrResetThread)
         was_flowing = self.flow_active
