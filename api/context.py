@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import Counter
 
 from api.problems import ApiProblem
 from api.services import Services
@@ -18,6 +19,13 @@ from pricewatch.settings import Settings
 log = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Work done after the answer (what a subscribe or manage-link request does for its
+# address): a failure can no longer reach the caller, so it is counted and logged.
+BACKGROUND_FAILURES = Counter(
+    "pricewatch_api_background_failures_total",
+    "Work done after answering (account emails, storing a request) that failed.",
+)
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 SERVICES_KEY = web.AppKey("services", Services)
@@ -74,8 +82,10 @@ def run_in_background(app: web.Application, work: Awaitable[None]) -> None:
         try:
             await work
         except ApiProblem as exc:
+            BACKGROUND_FAILURES.inc()
             log.warning("background request failed: %s", exc.title)
         except Exception:
+            BACKGROUND_FAILURES.inc()
             log.exception("background request failed")
 
     task = asyncio.ensure_future(guarded())

@@ -112,7 +112,10 @@ async def subscribe(request: web.Request) -> web.Response:
     svc = services(request)
     svc.backend.limit_address(client_address(request))
     body = await parse_body(request, m.SubscribeRequest, "Invalid subscription")
-    record = await svc.subscriptions.subscribe(body)
+    record = await svc.subscriptions.accept(body)
+    # What depends on the address (new, unverified or verified: which email, what is
+    # stored) runs after the answer, so neither the answer nor its timing tells.
+    run_in_background(request.app, svc.subscriptions.carry_out(body, record))
     ACCOUNT_REQUESTS.labels("subscribe").inc()
     # The same words for every address: whether it is known shows only in its mailbox.
     next_step = f"Check your inbox: follow the link we sent to {record.email} to start alerts."

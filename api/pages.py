@@ -131,7 +131,9 @@ async def subscribe_form(request: web.Request) -> web.Response:
     try:
         svc.backend.limit_address(client_address(request))
         body = SubscribeRequest.model_validate({k: v for k, v in values.items() if v is not None})
-        record = await svc.subscriptions.subscribe(body)
+        record = await svc.subscriptions.accept(body)
+        # The address's own part after the answer (api.json_routes.subscribe).
+        run_in_background(request.app, svc.subscriptions.carry_out(body, record))
         ACCOUNT_REQUESTS.labels("subscribe").inc()
     except ValidationError as exc:
         return page(

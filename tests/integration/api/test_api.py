@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from api.app import MAX_BODY_BYTES, ApiRunner, create_api_app
+from api.context import BACKGROUND_KEY
 from pricewatch.contract.records import AccountEmail, AccountEmailKind, Subscription
 from pricewatch.contract.topics import ACCOUNT_EMAILS, SUBSCRIPTIONS, TopicSpec
 from pricewatch.db.engine import make_engine, upgrade
@@ -84,6 +85,17 @@ def api_settings(
     )
 
 
+class SettledClient(TestClient[Any, Any]):
+    """A client whose every answer comes once the API has also done what it does after
+    answering (a subscribe's own part, a manage-link email): the test server runs on this
+    event loop, so a test reads the database and the topics as they end up."""
+
+    async def _request(self, *args: Any, **kwargs: Any) -> Any:
+        response = await super()._request(*args, **kwargs)
+        await asyncio.gather(*self.server.app[BACKGROUND_KEY])
+        return response
+
+
 class ApiTestServer(TestServer):
     """A test server on a real socket, run by the API's own runner (as ``run_api`` does)."""
 
@@ -98,7 +110,7 @@ async def running_api(settings: Settings, database_url: str) -> AsyncIterator[Ap
     producer = make_producer(settings)
     await producer.start()
     engine = make_engine(database_url)
-    client: Client = TestClient(ApiTestServer(create_api_app(settings, producer, engine)))
+    client: Client = SettledClient(ApiTestServer(create_api_app(settings, producer, engine)))
     await client.start_server()
     try:
         yield Api(client, settings, engine)

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 
+from api.context import BACKGROUND_KEY
 from launcher.processes import Process, free_port, pricewatch_command
 from launcher.stack import Stack
 from pricewatch.contract.records import AccountEmail, AccountEmailKind
@@ -626,3 +628,42 @@ async def test_hanging_name_lookups_get_422_and_database_calls_keep_working(
             assert api.rows("SELECT email FROM users") == [{"email": "fast@example.com"}]
     finally:
         released.set()
+
+
+async def test_the_answer_does_not_wait_for_the_addresss_own_part(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What differs between a new, an unverified and a verified address (reading it,
+    storing, which email) runs after the answer: its timing cannot tell them apart."""
+    from api import queries
+
+    released = threading.Event()
+    reached = threading.Event()
+    ensure_user = queries.ensure_user
+
+    def slow_ensure_user(*args: Any) -> Any:
+        reached.set()
+        released.wait(120)  # released by the test once the answer came
+        return ensure_user(*args)
+
+    monkeypatch.setattr(queries, "ensure_user", slow_ensure_user)
+    try:
+        # A plain session: the test client would wait for the work after the answer. If
+        # answering waited for the held part (as it did), no answer comes in time.
+        no_answer_after = aiohttp.ClientTimeout(total=60)
+        async with (
+            aiohttp.ClientSession(timeout=no_answer_after) as session,
+            session.post(
+                api.client.make_url("/api/subscriptions"),
+                json={"email": "ann@example.com", "url": SHOP, "target_price": "5"},
+            ) as response,
+        ):
+            assert response.status == 201
+        assert not released.is_set()  # answered while the address's part still waits
+        await asyncio.to_thread(reached.wait, 60)
+    finally:
+        released.set()
+    await asyncio.gather(*api.client.server.app[BACKGROUND_KEY])
+    assert api.rows("SELECT email FROM users") == [{"email": "ann@example.com"}]
+    [mail] = await account_emails(api.settings, 1)
+    assert mail.kind is AccountEmailKind.VERIFY
