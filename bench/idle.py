@@ -49,6 +49,7 @@ from pricewatch.contract.topics import PRICE_OBSERVATIONS
 from pricewatch.ids import partition_for, product_id_for
 from pricewatch.settings import Settings
 
+from .detector_agent import scrape
 from .e2e import Product, Seen, _consume_in_thread, observation_json
 from .pipeline import latency_summary, outbox_times, wait_until
 from .report import RESULTS_DIR, BenchResult, Figure, Row
@@ -57,6 +58,7 @@ NAME = "idle"
 AIM_CPU_PERCENT = 5.0
 AIM_RSS_MB = 300.0
 SAMPLE_SECONDS = 1.0
+FETCHES = "pricewatch_kafka_fetches_total"
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,18 @@ def postmaster_pids(data_dir: Path) -> list[int]:
         except (OSError, IndexError, ValueError):
             continue
     return pids
+
+
+def fetches_made(urls: dict[str, str]) -> float:
+    """Fetch requests the stack's consumers have made so far (every process with consumers
+    serves its own /metrics; the API's port serves the together process's registry too)."""
+    total = 0.0
+    for name, url in urls.items():
+        if name == "api":
+            continue
+        values = scrape(url, (FETCHES,))
+        total += 0.0 if values is None else values[FETCHES]
+    return total
 
 
 def _mean(values: list[int]) -> float:
@@ -419,17 +433,22 @@ def measure(
         log(f"  processes: broker, postgresql, {', '.join(processes)}; settling 10 s")
         time.sleep(10)
         database_pids = postmaster_pids(settings.data_dir)
+        urls = stack.metrics_urls()
+        fetched = fetches_made(urls)
         meter = StackMeter(names, database_pids).start()
         time.sleep(rest_seconds)
         rest = meter.stop()
+        rest["fetches_per_second"] = (fetches_made(urls) - fetched) / rest["wall_seconds"]
         log(
             f"  at rest: {rest['stack_cpu_percent']:.1f}% of a core, "
             f"{rest['stack_rss_mb']:.0f} MB (PostgreSQL {rest['postgresql_cpu_percent']:.1f}%, "
-            f"{rest['postgresql_rss_mb']:.0f} MB)"
+            f"{rest['postgresql_rss_mb']:.0f} MB), {rest['fetches_per_second']:.1f} fetches/s"
         )
+        fetched = fetches_made(urls)
         meter = StackMeter(names, database_pids).start()
         sent = asyncio.run(_light_load(stack.settings, light_rate, rest_seconds, light_products))
         light = meter.stop()
+        light["fetches_per_second"] = (fetches_made(urls) - fetched) / light["wall_seconds"]
         light["observations_sent"] = sent
         log(
             f"  light load ({light_rate:g} obs/s): {light['stack_cpu_percent']:.1f}% of a core, "
@@ -529,6 +548,7 @@ def _table(runs: list[dict[str, Any]]) -> dict[str, Any]:
                     f"{figures['stack_rss_mb']:.0f} MB",
                     f"{figures['postgresql_cpu_percent']:.1f}% / "
                     f"{figures['postgresql_rss_mb']:.0f} MB",
+                    f"{figures['fetches_per_second']:.1f}",
                     ", ".join(
                         f"{name} {v['cpu_percent']:.1f}%/{v['rss_mb']:.0f}MB"
                         for name, v in top
@@ -545,11 +565,12 @@ def _table(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 f"p95 {_ms(latency['p95_ms'])}",
                 f"{latency['count']}/{latency['expected']} alerts",
                 "",
+                "",
             ]
         )
     return {
         "title": "idle: the demo stack at rest and under a light load",
-        "columns": ["variant", "phase", "CPU", "RSS", "PostgreSQL", "per process"],
+        "columns": ["variant", "phase", "CPU", "RSS", "PostgreSQL", "fetches/s", "per process"],
         "rows": rows,
     }
 

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     kafka_fetch_wait_min_ms: int | None = Field(
         default=None,
         ge=1,
-        description="A consumer's fetch wait while records flow: the wait grows (doubling) "
+        description="A consumer's fetch wait while records flow: the wait grows (fourfold) "
         "while fetches come back empty, up to kafka_fetch_wait_max_ms, and drops back here "
         "when records arrive. Unset: 5 ms on the embedded broker (it answers a waiting "
         "fetch only when the wait ends, so the wait is latency on every hop), 500 ms on a "

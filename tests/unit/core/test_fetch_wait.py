@@ -11,12 +11,12 @@ from pricewatch.settings import FetchWait, Settings
 DEFAULT_WAITS: dict[str, Any] = {"kafka_fetch_wait_min_ms": None, "kafka_fetch_wait_max_ms": None}
 
 
-def test_the_wait_doubles_while_empty_up_to_the_longest_and_drops_on_records() -> None:
+def test_the_wait_grows_while_empty_up_to_the_longest_and_drops_on_records() -> None:
     wait = AdaptiveFetchWait(FetchWait(5, 250))
-    empty = [wait.answered(had_records=False) for _ in range(8)]
-    assert empty == [10, 20, 40, 80, 160, 250, 250, 250]
+    empty = [wait.answered(had_records=False) for _ in range(5)]
+    assert empty == [20, 80, 250, 250, 250]
     assert wait.answered(had_records=True) == 5
-    assert wait.answered(had_records=False) == 10
+    assert wait.answered(had_records=False) == 20
 
 
 def test_embedded_defaults_alert_path_short_bulk_path_long() -> None:
