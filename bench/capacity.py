@@ -383,6 +383,9 @@ class Plan:
     min_changes: int
     seed: int
     workdir: Path
+    # Alerts are awaited until interval + 10 s + this after the last drop (None: a
+    # quarter interval, at least 10 s); later ones count as missed.
+    extra_wait: float | None = None
 
     @property
     def window(self) -> float:
@@ -394,7 +397,7 @@ class Plan:
 
     @property
     def grace(self) -> float:
-        return max(10.0, self.interval / 4)
+        return max(10.0, self.interval / 4) if self.extra_wait is None else self.extra_wait
 
 
 def _load() -> list[float]:
@@ -704,11 +707,14 @@ def run(
     bootstrap_servers: str | None = None,
     kafka_embedded: bool = False,
     seed: int = 20,
+    extra_wait: float | None = None,
     results_dir: Path = RESULTS_DIR,
     log: Callable[[str], None] = print,
 ) -> BenchResult:
     started = time.perf_counter()
-    plan = Plan(interval, change_fraction, min_changes, seed, results_dir / "work" / NAME)
+    plan = Plan(
+        interval, change_fraction, min_changes, seed, results_dir / "work" / NAME, extra_wait
+    )
     (plan.workdir / "logs").mkdir(parents=True, exist_ok=True)
     versions = {"changedetection.io": None, "python": sys.version.split()[0]}
     if "changedetection" in systems:
@@ -785,7 +791,7 @@ def run(
         },
         rows=summary["rows"],
         extra={
-            "runs": runs,
+            "system_runs": runs,
             "largest_held": summary["largest_held"],
             "tables": [summary["table"]],
             "incomplete": incomplete,
