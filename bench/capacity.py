@@ -448,6 +448,12 @@ def measure(
     alerts. ``alerts()`` returns every alert of this system so far."""
     result: dict[str, Any] = {"system": label, "products": products, "load_start": _load()}
     began = time.monotonic()
+    fetches_at_start = capacity_shop.stats(shop_port)["fetches"]
+
+    def sweep_rate() -> float:
+        fetched = capacity_shop.stats(shop_port)["fetches"] - fetches_at_start
+        return fetched / max(time.monotonic() - began, 1e-9)
+
     while capacity_shop.stats(shop_port)["fetched_products"] < products:
         alive()
         meter.sample_rss()
@@ -455,17 +461,21 @@ def measure(
             done = capacity_shop.stats(shop_port)["fetched_products"]
             log(
                 f"[{NAME}] {label} N={products}: first sweep not done in "
-                f"{plan.sweep_timeout:.0f} s ({done:.0f}/{products} fetched): not held"
+                f"{plan.sweep_timeout:.0f} s ({done:.0f}/{products} fetched, "
+                f"{sweep_rate():.1f} checks/s): not held"
             )
             result.update(
                 first_sweep_seconds=None,
                 first_sweep_fetched=done,
+                # What it managed: N it could check per interval is about this x interval.
+                first_sweep_checks_per_second=sweep_rate(),
                 held=False,
                 reason="first sweep too slow",
                 load_end=_load(),
             )
             return result
         time.sleep(1.0)
+    result["first_sweep_checks_per_second"] = sweep_rate()
     result["first_sweep_seconds"] = time.monotonic() - began
     time.sleep(5)  # the last pages fetched are processed before any price moves
     start = time.time() + 2
@@ -826,6 +836,9 @@ def summarize(
                 f"{outcome.get('spurious', '-')}",
                 f"{r['checks_per_second']:.1f} / {r['checks_per_second_needed']:.1f}"
                 if "checks_per_second" in r
+                else f"first sweep {r['first_sweep_checks_per_second']:.1f} / "
+                f"{r['products'] / interval:.1f}"
+                if r.get("first_sweep_checks_per_second")
                 else "-",
                 f"{r['cpu_ms_per_check']:.1f}" if r.get("cpu_ms_per_check") else "-",
                 f"{100 * r['cpu_cores']:.0f}%" if "cpu_cores" in r else "-",
