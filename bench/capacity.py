@@ -386,6 +386,7 @@ class Plan:
     # Alerts are awaited until interval + 10 s + this after the last drop (None: a
     # quarter interval, at least 10 s); later ones count as missed.
     extra_wait: float | None = None
+    markup: str = "full"  # capacity_shop.MARKUPS
 
     @property
     def window(self) -> float:
@@ -418,6 +419,8 @@ def start_shop(plan: Plan, products: int, label: str) -> tuple[Process, int]:
             str(products),
             "--metrics-port",
             str(free_port()),
+            "--markup",
+            plan.markup,
         ],
         plan.workdir / "logs" / f"shop-{label}-{products}.log",
         cwd=ROOT,
@@ -718,12 +721,19 @@ def run(
     kafka_embedded: bool = False,
     seed: int = 20,
     extra_wait: float | None = None,
+    markup: str = "full",
     results_dir: Path = RESULTS_DIR,
     log: Callable[[str], None] = print,
 ) -> BenchResult:
     started = time.perf_counter()
     plan = Plan(
-        interval, change_fraction, min_changes, seed, results_dir / "work" / NAME, extra_wait
+        interval,
+        change_fraction,
+        min_changes,
+        seed,
+        results_dir / "work" / NAME,
+        extra_wait,
+        markup,
     )
     (plan.workdir / "logs").mkdir(parents=True, exist_ok=True)
     versions = {"changedetection.io": None, "python": sys.version.split()[0]}
@@ -781,6 +791,7 @@ def run(
             "held_rule": f"every drop alerted and time to alert p95 <= interval + "
             f"{SLACK_SECONDS:.0f} s",
             "page_bytes": capacity_shop.PAGE_BYTES,
+            "page_markup": markup,
             "partitions": partitions,
             "broker": "embedded tansu" if bootstrap_servers is None else bootstrap_servers,
             "changedetection_settings": {

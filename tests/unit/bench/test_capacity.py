@@ -67,6 +67,15 @@ def test_a_page_is_about_100_kb_and_extracts_as_its_product() -> None:
     assert template.render(41, Decimal("99.00")) != body
 
 
+def test_a_price_only_page_keeps_availability_out_of_its_structured_data() -> None:
+    body = PageTemplate.build(variant=0, markup="price-only").render(5, Decimal("10.00"))
+    assert b"schema.org/InStock" not in body
+    facts = extract(body.decode(), product_url(8000, 5))
+    assert facts.price == Decimal("10.00")
+    with pytest.raises(ValueError):
+        PageTemplate.build(variant=0, markup="nonsense")
+
+
 def test_product_and_subscriber_numbers_are_read_back() -> None:
     assert product_number(product_url(8000, 1234)) == 1234
     assert product_number("changed: http://127.0.0.1:1/products/item-7 now") == 7
