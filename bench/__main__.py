@@ -12,6 +12,7 @@ from . import (
     detector_agent,
     detector_pure,
     e2e,
+    idle,
     postgres_sink,
     scale,
     scraper,
@@ -37,6 +38,7 @@ BENCHMARKS = (
     "stages",
     "time_to_alert",
     "scale",
+    "idle",
     "capacity",
 )
 # Run only when named: it installs changedetection.io (pip) and takes ~1 h at 60 s.
@@ -130,10 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     lat = parser.add_argument_group("e2e (observation -> notification -> email latency)")
     lat.add_argument(
         "--loads",
-        type=float,
+        type=_loads,
         nargs="+",
-        default=[100.0, 1_000.0, 10_000.0],
-        help="offered loads, observations/second",
+        default=[[100.0, 1_000.0, 10_000.0]],
+        help="offered loads, observations/second (space- or comma-separated)",
+    )
+    lat.add_argument(
+        "--e2e-no-baseline",
+        action="store_true",
+        help="skip the naive-agent baseline worker (bench/naive_worker.py) at the same loads",
     )
     lat.add_argument("--e2e-duration", type=float, default=60.0, help="seconds per load")
     lat.add_argument("--e2e-products", type=int, default=10_000)
@@ -168,6 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--scale-products", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     sc.add_argument(
         "--scale-sweeps", type=int, default=3, help="observations per product (first one learns)"
+    )
+    idl = parser.add_argument_group(
+        "idle (the demo stack at rest, under a light load, drop -> email)"
+    )
+    idl.add_argument("--idle-seconds", type=float, default=60.0, help="per measurement")
+    idl.add_argument("--idle-light-rate", type=float, default=5.0, help="obs/s, light load")
+    idl.add_argument("--idle-flips", type=int, default=8, help="price drops timed to email")
+    idl.add_argument(
+        "--idle-no-baseline",
+        action="store_true",
+        help="skip the baseline stack (one process per role, fixed 20 ms fetch wait)",
     )
     cap = parser.add_argument_group(
         "capacity (Pricewatch vs changedetection.io and the polling baseline, same shop; "
@@ -215,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="try every N of the ladder even after a system did not hold a smaller one",
     )
     return parser
+
+
+def _loads(text: str) -> list[float]:
+    return [float(part) for part in text.split(",") if part.strip()]
 
 
 def _print_extra(result: BenchResult) -> None:
@@ -324,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif name == "e2e":
             result = e2e.run(
-                loads=tuple(args.loads),
+                loads=tuple(load for group in args.loads for load in group),
+                baseline=not args.e2e_no_baseline,
                 duration=10.0 if args.quick else args.e2e_duration,
                 products=1_000 if args.quick else args.e2e_products,
                 change_fraction=args.e2e_change_fraction,
@@ -354,6 +377,15 @@ def main(argv: list[str] | None = None) -> int:
                 changes=10 if args.quick else args.tta_changes,
                 partitions=args.partitions,
                 bootstrap_servers=args.bootstrap_servers,
+                results_dir=args.results_dir,
+                log=log,
+            )
+        elif name == "idle":
+            result = idle.run(
+                rest_seconds=15.0 if args.quick else args.idle_seconds,
+                light_rate=args.idle_light_rate,
+                flips=2 if args.quick else args.idle_flips,
+                baseline=not args.idle_no_baseline,
                 results_dir=args.results_dir,
                 log=log,
             )

@@ -253,8 +253,10 @@ def run(
     kafka_embedded: bool = False,
     results_dir: Any = RESULTS_DIR,
     log: Callable[[str], None] = print,
+    baseline: bool = False,
 ) -> BenchResult:
     started = time.perf_counter()
+    baseline_phases: list[dict[str, Any]] = []
     workdir = results_dir / "work" / NAME
     drain_timeout = drain_timeout or max(60.0, 3 * duration)
     phases: list[dict[str, Any]] = []
@@ -307,12 +309,21 @@ def run(
             finally:
                 stop.set()
                 consumer.join(10)
+        if baseline:
+            baseline_phases = _run_baseline(
+                services, loads, duration, products, change_fraction, partitions, log
+            )
     table = _table(phases)
     return BenchResult(
         name=NAME,
         description=__doc__ or "",
         candidate="worker + postgres sink + email sink (outbox), one process each",
-        baseline="none (latency against the aims)",
+        baseline=(
+            "naive agent (bench/naive_worker.py: one table write per observation, nothing "
+            "emitted) at the same loads, same broker"
+            if baseline
+            else "none (latency against the aims)"
+        ),
         params={
             "loads_obs_per_second": sorted(loads),
             "duration_seconds": duration,
@@ -322,9 +333,84 @@ def run(
             "partitions": partitions,
             "broker": "embedded tansu" if bootstrap_servers is None else bootstrap_servers,
         },
-        extra={"phases": phases, "tables": [table]},
+        extra={
+            "phases": phases,
+            "baseline_phases": baseline_phases,
+            "tables": [table] + ([_baseline_table(baseline_phases)] if baseline else []),
+        },
         elapsed_seconds=time.perf_counter() - started,
     )
+
+
+def _run_baseline(
+    services: Services,
+    loads: tuple[float, ...],
+    duration: float,
+    products: int,
+    change_fraction: float,
+    partitions: int,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """The naive agent at the same loads, on topics of its own: does it hold, and its CPU."""
+    settings = services.settings(f"{NAME}-naive", partitions)
+    plan = LoadPlan(make_products(products, partitions), change_fraction)
+    worker = spawn(
+        settings,
+        "worker-naive",
+        ["--worker-id", "naive", "--mode", "table"],
+        module="bench.naive_worker",
+    )
+    out = []
+    with roles(worker):
+        worker.wait_ready()
+        pids = {"worker": worker.pid}
+        if services.broker_pid is not None:
+            pids["broker"] = services.broker_pid
+        for rate in sorted(loads):
+
+            def poll() -> tuple[float, float] | None:
+                processed = worker.metric(OBSERVED)
+                return None if processed is None else (processed, processed)
+
+            base = poll() or (0.0, 0.0)
+            phase = Phase(rate, duration)
+            log(f"[{NAME}] baseline (naive agent): {rate:,.0f} obs/s for {duration:.0f} s")
+            meter = CpuMeter(pids).start()
+            asyncio.run(generate(settings, plan, phase, poll, base))
+            cpu = meter.stop()
+            lag = lag_verdict([(t, p, c) for t, p, c, _ in phase.samples], phase.rate)
+            log(f"  held={lag.held} (final lag {lag.final_lag}), CPU {cpu['processes']}")
+            out.append(
+                {
+                    "offered_obs_per_second": rate,
+                    "sent": phase.sent,
+                    "achieved_send_rate": phase.sent / max(phase.ended_at - phase.started_at, 1e-9),
+                    "worker": lag.to_json(),
+                    "cpu": cpu,
+                }
+            )
+    return out
+
+
+def _baseline_table(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = [
+        [
+            f"{p['offered_obs_per_second']:,.0f}",
+            f"{p['achieved_send_rate']:,.0f}",
+            _held(p["worker"]),
+            ", ".join(
+                f"{name} {100 * seconds / p['cpu']['wall_seconds']:.0f}%"
+                for name, seconds in p["cpu"]["processes"].items()
+            ),
+        ]
+        for p in phases
+    ]
+    return {
+        "title": "e2e baseline: the naive agent (one table write per observation) at the "
+        "same loads",
+        "columns": ["offered obs/s", "sent/s", "held", "CPU (% of a core)"],
+        "rows": rows,
+    }
 
 
 def _consume_in_thread(settings: Settings, seen: Seen, stop: threading.Event) -> None:

@@ -32,11 +32,15 @@ class Stack:
     workers: int = 1
     scrapers: int = 1
     with_demo_shop: bool = True
+    # One process for the scraper, every sink, the API and the demo shop (``pricewatch
+    # together``), beside the workers: what the demo runs, light at rest. Off: one process
+    # per role, as docker-compose deploys them.
+    together: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     children: list[Process] = field(default_factory=list)
     broker: EmbeddedBroker | None = None
     postgres: Any = None
-    # Child name -> the port of its /metrics endpoint (the API serves /metrics on its own
+    # Child name -> the port of its /metrics endpoint (the API's too: never on its public
     # port). settings.metrics_port, when set, is the first port and each child takes the
     # next; unset, every child gets a free port.
     metrics_ports: dict[str, int] = field(default_factory=dict)
@@ -69,6 +73,8 @@ class Stack:
 
         upgrade(settings.database())
 
+        if self.together:
+            return self._start_together()
         if self.with_demo_shop:
             shop = self._spawn("demo-shop", ["demo-shop"])
             shop.wait_for_port(settings.api_host, settings.demo_shop_port, 20)
@@ -83,16 +89,29 @@ class Stack:
         self._spawn_measured("channels-sink", ["sink", "channels"])
         if settings.s3_bucket:
             self._spawn_measured("archive-sink", ["sink", "archive"])
-        api = self._spawn("api", ["api"])
-        self.metrics_ports["api"] = settings.api_port
+        api = self._spawn_measured("api", ["api"])
         api.wait_for_port(settings.api_host, settings.api_port, 30)
+        return self
+
+    def _start_together(self) -> Stack:
+        settings = self.settings
+        for i in range(self.workers):
+            self._spawn_measured(f"worker-{i}", ["worker", "--worker-id", f"w{i}"])
+        roles = ["sinks", "api"]
+        roles += ["scraper"] if self.scrapers else []
+        roles += ["demo-shop"] if self.with_demo_shop else []
+        together = self._spawn_measured("together", ["together", *roles])
+        for i in range(1, self.scrapers):
+            self._spawn_measured(f"scraper-{i}", ["scraper"])
+        if self.with_demo_shop:
+            together.wait_for_port(settings.api_host, settings.demo_shop_port, 30)
+        together.wait_for_port(settings.api_host, settings.api_port, 30)
         return self
 
     def metrics_urls(self) -> dict[str, str]:
         """Child name -> its /metrics URL."""
-        hosts = {"api": self.settings.api_host}
         return {
-            name: f"http://{hosts.get(name, self.settings.metrics_host)}:{port}/metrics"
+            name: f"http://{self.settings.metrics_host}:{port}/metrics"
             for name, port in self.metrics_ports.items()
         }
 
@@ -114,6 +133,8 @@ class Stack:
                 env.pop(key, None)
             elif isinstance(value, SecretStr):
                 env[key] = value.get_secret_value()
+            elif isinstance(value, list):
+                env[key] = ",".join(str(item) for item in value)  # e.g. trusted_proxies
             else:
                 env[key] = str(value).lower() if isinstance(value, bool) else str(value)
         # One port per child, passed as --metrics-port: a shared PRICEWATCH_METRICS_PORT

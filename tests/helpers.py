@@ -91,5 +91,5 @@ def verify_address(settings: Settings, email: str) -> None:
         now=datetime.now(UTC),
         ttl=timedelta(hours=1),
     )
-    status, body = http_json("GET", f"{settings.api_base_url}/api/verify?token={quote(token)}")
+    status, body = http_json("POST", f"{settings.api_base_url}/api/verify?token={quote(token)}")
     assert status == 200, body

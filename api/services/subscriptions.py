@@ -27,7 +27,7 @@ from api.models import (
     asks_for_something,
 )
 from api.problems import ApiProblem, field_errors, invalid
-from api.services.base import Backend, is_id
+from api.services.base import Backend, is_id, mailbox_key
 from api.services.channels import Channels
 from pricewatch.contract.records import AccountEmailKind, Subscription
 from pricewatch.ids import product_id_for, subscription_id_for
@@ -115,7 +115,9 @@ class Subscriptions:
     async def check_trackable(self, url: str) -> None:
         """The URL's host resolves to a public address and its website is not paused."""
         try:
-            await check_resolved_host(url, self.backend.settings.allowed_private_host_set)
+            await check_resolved_host(
+                url, self.backend.settings.allowed_private_host_set, self.backend.resolver
+            )
         except UrlRefused as exc:
             raise invalid("url", str(exc), "Invalid subscription") from exc
         host = (urlsplit(url).hostname or "").lower()
@@ -175,7 +177,8 @@ class Subscriptions:
         return record
 
     async def send_confirmation(self, email: str, body: SubscribeRequest) -> None:
-        if self.backend.limits.confirmations_per_email.take(email, time.monotonic()) > 0:
+        confirmations = self.backend.limits.confirmations_per_email
+        if confirmations.take(mailbox_key(email), time.monotonic()) > 0:
             CONFIRMATIONS_SUPPRESSED.inc()
             log.warning("confirmation email not sent: the address had its share today")
             return
