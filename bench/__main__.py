@@ -221,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cap.add_argument("--capacity-min-changes", type=int, default=100)
     cap.add_argument(
+        "--capacity-markup",
+        choices=("full", "price-only"),
+        default="full",
+        help="the pages' schema.org offer: price and availability, or the price alone "
+        "(availability in the text only)",
+    )
+    cap.add_argument(
         "--capacity-keep-going",
         action="store_true",
         help="try every N of the ladder even after a system did not hold a smaller one",
@@ -390,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                 change_fraction=args.capacity_change_fraction,
                 min_changes=args.capacity_min_changes,
                 keep_going=args.capacity_keep_going,
+                markup=args.capacity_markup,
                 partitions=args.partitions,
                 bootstrap_servers=args.bootstrap_servers,
                 results_dir=args.results_dir,

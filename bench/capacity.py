@@ -383,6 +383,10 @@ class Plan:
     min_changes: int
     seed: int
     workdir: Path
+    # Alerts are awaited until interval + 10 s + this after the last drop (None: a
+    # quarter interval, at least 10 s); later ones count as missed.
+    extra_wait: float | None = None
+    markup: str = "full"  # capacity_shop.MARKUPS
 
     @property
     def window(self) -> float:
@@ -394,7 +398,7 @@ class Plan:
 
     @property
     def grace(self) -> float:
-        return max(10.0, self.interval / 4)
+        return max(10.0, self.interval / 4) if self.extra_wait is None else self.extra_wait
 
 
 def _load() -> list[float]:
@@ -415,6 +419,8 @@ def start_shop(plan: Plan, products: int, label: str) -> tuple[Process, int]:
             str(products),
             "--metrics-port",
             str(free_port()),
+            "--markup",
+            plan.markup,
         ],
         plan.workdir / "logs" / f"shop-{label}-{products}.log",
         cwd=ROOT,
@@ -445,6 +451,12 @@ def measure(
     alerts. ``alerts()`` returns every alert of this system so far."""
     result: dict[str, Any] = {"system": label, "products": products, "load_start": _load()}
     began = time.monotonic()
+    fetches_at_start = capacity_shop.stats(shop_port)["fetches"]
+
+    def sweep_rate() -> float:
+        fetched = capacity_shop.stats(shop_port)["fetches"] - fetches_at_start
+        return fetched / max(time.monotonic() - began, 1e-9)
+
     while capacity_shop.stats(shop_port)["fetched_products"] < products:
         alive()
         meter.sample_rss()
@@ -452,17 +464,21 @@ def measure(
             done = capacity_shop.stats(shop_port)["fetched_products"]
             log(
                 f"[{NAME}] {label} N={products}: first sweep not done in "
-                f"{plan.sweep_timeout:.0f} s ({done:.0f}/{products} fetched): not held"
+                f"{plan.sweep_timeout:.0f} s ({done:.0f}/{products} fetched, "
+                f"{sweep_rate():.1f} checks/s): not held"
             )
             result.update(
                 first_sweep_seconds=None,
                 first_sweep_fetched=done,
+                # What it managed: N it could check per interval is about this x interval.
+                first_sweep_checks_per_second=sweep_rate(),
                 held=False,
                 reason="first sweep too slow",
                 load_end=_load(),
             )
             return result
         time.sleep(1.0)
+    result["first_sweep_checks_per_second"] = sweep_rate()
     result["first_sweep_seconds"] = time.monotonic() - began
     time.sleep(5)  # the last pages fetched are processed before any price moves
     start = time.time() + 2
@@ -704,11 +720,21 @@ def run(
     bootstrap_servers: str | None = None,
     kafka_embedded: bool = False,
     seed: int = 20,
+    extra_wait: float | None = None,
+    markup: str = "full",
     results_dir: Path = RESULTS_DIR,
     log: Callable[[str], None] = print,
 ) -> BenchResult:
     started = time.perf_counter()
-    plan = Plan(interval, change_fraction, min_changes, seed, results_dir / "work" / NAME)
+    plan = Plan(
+        interval,
+        change_fraction,
+        min_changes,
+        seed,
+        results_dir / "work" / NAME,
+        extra_wait,
+        markup,
+    )
     (plan.workdir / "logs").mkdir(parents=True, exist_ok=True)
     versions = {"changedetection.io": None, "python": sys.version.split()[0]}
     if "changedetection" in systems:
@@ -765,6 +791,7 @@ def run(
             "held_rule": f"every drop alerted and time to alert p95 <= interval + "
             f"{SLACK_SECONDS:.0f} s",
             "page_bytes": capacity_shop.PAGE_BYTES,
+            "page_markup": markup,
             "partitions": partitions,
             "broker": "embedded tansu" if bootstrap_servers is None else bootstrap_servers,
             "changedetection_settings": {
@@ -785,7 +812,7 @@ def run(
         },
         rows=summary["rows"],
         extra={
-            "runs": runs,
+            "system_runs": runs,
             "largest_held": summary["largest_held"],
             "tables": [summary["table"]],
             "incomplete": incomplete,
@@ -820,6 +847,9 @@ def summarize(
                 f"{outcome.get('spurious', '-')}",
                 f"{r['checks_per_second']:.1f} / {r['checks_per_second_needed']:.1f}"
                 if "checks_per_second" in r
+                else f"first sweep {r['first_sweep_checks_per_second']:.1f} / "
+                f"{r['products'] / interval:.1f}"
+                if r.get("first_sweep_checks_per_second")
                 else "-",
                 f"{r['cpu_ms_per_check']:.1f}" if r.get("cpu_ms_per_check") else "-",
                 f"{100 * r['cpu_cores']:.0f}%" if "cpu_cores" in r else "-",

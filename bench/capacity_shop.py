@@ -38,6 +38,10 @@ from prometheus_client import start_http_server
 from .pages import pad
 
 PAGE_BYTES = 100_000
+# "full": the offer carries price and availability; "price-only": availability only in
+# the page's text (changedetection.io then parses the page again with extruct, in a
+# subprocess per check: a sensitivity check of its cost).
+MARKUPS = ("full", "price-only")
 VARIANTS = 8  # distinct paddings; product n uses variant n % VARIANTS
 CENT = Decimal("0.01")
 
@@ -106,8 +110,9 @@ def change_schedule(
     return sorted(changes, key=lambda c: c.at)
 
 
-def _base_page(variant: int) -> str:
+def _base_page(variant: int, markup: str = "full") -> str:
     """A product page with placeholders @@N@@, @@PRICE@@ and @@SHOWN@@ (filled per request)."""
+    availability = '"availability": "https://schema.org/InStock",' if markup == "full" else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Bench product @@N@@ | Example Shop</title>
@@ -117,7 +122,7 @@ def _base_page(variant: int) -> str:
 "name": "Bench product @@N@@", "sku": "BENCH-@@N@@", "brand": {{"@type": "Brand",
 "name": "Example"}}, "description": "A product page as a real shop serves it.",
 "offers": {{"@type": "Offer", "url": "/products/item-@@N@@", "price": "@@PRICE@@",
-"priceCurrency": "EUR", "availability": "https://schema.org/InStock",
+"priceCurrency": "EUR", {availability}
 "itemCondition": "https://schema.org/NewCondition"}}}}</script>
 </head><body class="product-page variant-{variant}">
 <ol class="breadcrumbs"><li><a href="/">Home</a></li><li><a href="/c/bench">Bench</a></li>
@@ -140,8 +145,12 @@ class PageTemplate:
     slots: tuple[str, ...]  # which value goes after parts[i]
 
     @classmethod
-    def build(cls, variant: int, target_bytes: int = PAGE_BYTES) -> PageTemplate:
-        html = pad(_base_page(variant), target_bytes, random.Random(1000 + variant))
+    def build(
+        cls, variant: int, target_bytes: int = PAGE_BYTES, markup: str = "full"
+    ) -> PageTemplate:
+        if markup not in MARKUPS:
+            raise ValueError(f"markup must be one of {MARKUPS}, not {markup!r}")
+        html = pad(_base_page(variant, markup), target_bytes, random.Random(1000 + variant))
         parts: list[bytes] = []
         slots: list[str] = []
         rest = html
@@ -180,9 +189,9 @@ class AppliedChange:
 
 
 class Shop:
-    def __init__(self, products: int) -> None:
+    def __init__(self, products: int, markup: str = "full") -> None:
         self.prices = [original_price(n) for n in range(products)]
-        self.templates = [PageTemplate.build(v) for v in range(VARIANTS)]
+        self.templates = [PageTemplate.build(v, markup=markup) for v in range(VARIANTS)]
         self.fetches = [0] * products
         self.total_fetches = 0
         self.applied: list[AppliedChange] = []
@@ -318,9 +327,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--products", type=int, required=True)
     parser.add_argument("--metrics-port", type=int, required=True)
+    parser.add_argument("--markup", choices=MARKUPS, default="full")
     args = parser.parse_args(argv)
 
-    shop = Shop(args.products)
+    shop = Shop(args.products, args.markup)
 
     async def serve() -> None:
         stop = asyncio.Event()

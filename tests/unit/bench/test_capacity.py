@@ -67,6 +67,15 @@ def test_a_page_is_about_100_kb_and_extracts_as_its_product() -> None:
     assert template.render(41, Decimal("99.00")) != body
 
 
+def test_a_price_only_page_keeps_availability_out_of_its_structured_data() -> None:
+    body = PageTemplate.build(variant=0, markup="price-only").render(5, Decimal("10.00"))
+    assert b"schema.org/InStock" not in body
+    facts = extract(body.decode(), product_url(8000, 5))
+    assert facts.price == Decimal("10.00")
+    with pytest.raises(ValueError):
+        PageTemplate.build(variant=0, markup="nonsense")
+
+
 def test_product_and_subscriber_numbers_are_read_back() -> None:
     assert product_number(product_url(8000, 1234)) == 1234
     assert product_number("changed: http://127.0.0.1:1/products/item-7 now") == 7
@@ -153,12 +162,24 @@ def test_summarize_reports_the_largest_n_each_held_and_the_ratio() -> None:
         run("changedetection", 1000, False, 200.0),
         run("pricewatch", 1000, True, 10.0),
     ]
-    summary = summarize(runs, ("changedetection", "pricewatch"), 60.0)
+    too_slow = {  # the first sweep did not end in time: no drops, only its rate
+        "system": "changedetection",
+        "products": 3000,
+        "held": False,
+        "reason": "first sweep too slow",
+        "first_sweep_checks_per_second": 5.0,
+        "load_start": [1.0, 1.0, 1.0],
+        "load_end": [1.0, 1.0, 1.0],
+    }
+    summary = summarize([*runs, too_slow], ("changedetection", "pricewatch"), 60.0)
     assert summary["largest_held"] == {"changedetection": 100, "pricewatch": 1000}
     first = summary["rows"][0]
     assert first.ratio == pytest.approx(10.0)
     assert first.meets_aim  # 1000 >= 10 x 100
-    assert len(summary["table"]["rows"]) == 4
+    table = summary["table"]["rows"]
+    assert len(table) == 5
+    assert table[-1][2] == "NO (first sweep too slow)"
+    assert "first sweep 5.0 / 50.0" in table[-1]
 
 
 def test_the_peer_watch_asks_for_price_changes_at_the_interval() -> None:
