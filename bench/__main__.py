@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from . import (
     capacity,
@@ -134,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--loads",
         type=_loads,
         nargs="+",
-        default=[[100.0, 1_000.0, 10_000.0]],
+        action=_FlatLoads,
+        default=[100.0, 1_000.0, 10_000.0],
         help="offered loads, observations/second (space- or comma-separated)",
     )
     lat.add_argument(
@@ -237,6 +239,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _loads(text: str) -> list[float]:
     return [float(part) for part in text.split(",") if part.strip()]
+
+
+class _FlatLoads(argparse.Action):
+    """``--loads 100 2000`` and ``--loads 100,2000`` both give ``[100.0, 2000.0]``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, [load for group in values for load in group])
 
 
 def _print_extra(result: BenchResult) -> None:
@@ -346,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif name == "e2e":
             result = e2e.run(
-                loads=tuple(load for group in args.loads for load in group),
+                loads=tuple(args.loads),
                 baseline=not args.e2e_no_baseline,
                 duration=10.0 if args.quick else args.e2e_duration,
                 products=1_000 if args.quick else args.e2e_products,
