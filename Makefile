@@ -5,7 +5,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench lock schemas clean browser-deps compose-deps
+.PHONY: demo test lint unit integration bench lock schemas clean test-deps test-deps-check \
+	browser-deps compose-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"'
@@ -23,26 +24,39 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint browser-deps compose-deps
+# Installs nothing on the system: it says which system packages are missing and which
+# tests skip without them (with REQUIRE_SERVICES=1, as .ci/run sets, those tests fail).
+test: lint test-deps-check
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
-# The real-browser test (tests/system/test_browser_journey.py) drives Debian's chromium through its chromedriver.
-# Installed here when missing, so a fresh CI machine gets them from the project's files.
-browser-deps:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
-	else echo "browser-deps: not root and no sudo: the browser test will skip"; exit 0; fi; \
-	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install \
-	  -y -qq --no-install-recommends chromium chromium-driver
+HAVE_BROWSER = [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]
+HAVE_COMPOSE = docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null
 
-# Compose itself validates docker-compose.yml (tests/deploy/test_compose.py; `config`
-# needs no engine). Debian's docker-compose when neither `docker compose` nor it is there.
-compose-deps:
-	@if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
-	else echo "compose-deps: not root and no sudo: the compose test will skip"; exit 0; fi; \
+test-deps-check:
+	@if ! { $(HAVE_BROWSER); }; then \
+	  echo "make test: no /usr/bin/chromium + /usr/bin/chromedriver:" \
+	    "tests/system/test_browser_journey.py skips (make test-deps installs them)"; fi
+	@if ! { $(HAVE_COMPOSE); }; then \
+	  echo "make test: no docker compose / docker-compose:" \
+	    "tests/deploy/test_compose.py::test_compose_itself_accepts_the_file skips" \
+	    "(make test-deps installs it)"; fi
+
+# System packages some tests need, installed only when asked (or by .ci/run): Debian's
+# chromium and chromium-driver (the real-browser test) and docker-compose (Compose itself
+# validates docker-compose.yml; `config` needs no engine). apt-get, as root or with sudo.
+test-deps: browser-deps compose-deps
+
+APT_INSTALL = if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	else echo "$@: not root and no sudo: install $(1) yourself"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then echo "$@: no apt-get: install $(1) yourself"; exit 0; fi; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install \
-	  -y -qq --no-install-recommends docker-compose
+	  -y -qq --no-install-recommends $(1)
+
+browser-deps:
+	@if $(HAVE_BROWSER); then exit 0; fi; $(call APT_INSTALL,chromium chromium-driver)
+
+compose-deps:
+	@if $(HAVE_COMPOSE); then exit 0; fi; $(call APT_INSTALL,docker-compose)
 
 # Without services: the unit tests and the deployment files' checks.
 unit: $(STAMP)

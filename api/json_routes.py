@@ -1,4 +1,5 @@
-"""The JSON API under /api, and /healthz, /readyz and /metrics: each handler parses its
+"""The JSON API under /api, and /healthz and /readyz (metrics are on a port of their own,
+``PRICEWATCH_METRICS_PORT``, never on this one): each handler parses its
 request, checks limits and renders the answer; what it does lives in ``api.services``.
 Every route is listed in ``ROUTES`` with its OpenAPI operation.
 """
@@ -10,7 +11,6 @@ import logging
 from typing import Any, TypeVar
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from api import models as m
@@ -24,6 +24,7 @@ from api.routing import (
     SUBSCRIPTION_ID,
     TOKEN,
     Route,
+    form_body,
     json_body,
     json_reply,
     operation,
@@ -31,9 +32,11 @@ from api.routing import (
     problem,
 )
 from api.services.admin import Admin
+from api.services.base import ACCOUNT_REQUESTS
 from api.services.subscriptions import subscription_out
 from pricewatch.contract.topics import SUBSCRIPTIONS
 from pricewatch.links import UNSUBSCRIBE_API
+from pricewatch.tokens import TokenPurpose
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,17 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     return web.json_response(model.model_dump(mode="json"), status=status)
 
 
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
 async def parse_body(request: web.Request, model: type[M], title: str) -> M:
+    # Only JSON: a page of another site can send text/plain or a form without asking, but
+    # not application/json (that needs a CORS preflight, which this API never allows).
+    if not _is_json(request.content_type):
+        raise ApiProblem(415, "The body must be JSON, sent as Content-Type: application/json")
     try:
         payload = await request.json()
     except (ValueError, LookupError, RecursionError):
@@ -99,7 +112,11 @@ async def subscribe(request: web.Request) -> web.Response:
     svc = services(request)
     svc.backend.limit_address(client_address(request))
     body = await parse_body(request, m.SubscribeRequest, "Invalid subscription")
-    record = await svc.subscriptions.subscribe(body)
+    record = await svc.subscriptions.accept(body)
+    # What depends on the address (new, unverified or verified: which email, what is
+    # stored) runs after the answer, so neither the answer nor its timing tells.
+    run_in_background(request.app, svc.subscriptions.carry_out(body, record))
+    ACCOUNT_REQUESTS.labels("subscribe").inc()
     # The same words for every address: whether it is known shows only in its mailbox.
     next_step = f"Check your inbox: follow the link we sent to {record.email} to start alerts."
     out = m.SubscribeResponse(**subscription_out(record).model_dump(), next_step=next_step)
@@ -114,9 +131,27 @@ async def verify(request: web.Request) -> web.Response:
     return _json(await services(request).accounts.verify(request.query.get("token")))
 
 
+ONE_CLICK = ("List-Unsubscribe", "One-Click")
+
+
 async def unsubscribe(request: web.Request) -> web.Response:
-    # GET (a link) and POST (RFC 8058 one-click, body "List-Unsubscribe=One-Click") alike.
-    stopped = await services(request).subscriptions.unsubscribe(request.query.get("token"))
+    """RFC 8058 one-click: the List-Unsubscribe header's URL acts only on a POST whose body
+    is ``List-Unsubscribe=One-Click`` (what mail software sends when a person presses
+    Unsubscribe); a GET (a scanner, a preview, a person following the URL) only shows the
+    page that asks (``api.pages.unsubscribe_page``)."""
+    svc = services(request)
+    token = request.query.get("token")
+    svc.backend.claims(token, TokenPurpose.UNSUBSCRIBE)  # a bad link says so first
+    try:
+        form = await request.post()
+    except ValueError:
+        form = None  # not a form body at all
+    if form is None or form.get(ONE_CLICK[0]) != ONE_CLICK[1]:
+        raise ApiProblem(
+            400,
+            "A one-click unsubscribe is a POST of List-Unsubscribe=One-Click (RFC 8058)",
+        )
+    stopped = await svc.subscriptions.unsubscribe(token)
     return _json(m.UnsubscribeResult(unsubscribed=stopped))
 
 
@@ -143,10 +178,13 @@ async def manage_link(request: web.Request) -> web.Response:
     svc = services(request)
     svc.backend.limit_address(client_address(request))
     body = await parse_body(request, m.ManageLinkRequest, "Invalid request")
-    svc.backend.limit_email(body.email)
+    # Not counted against the address's own limit: others' calls must not use up its
+    # owner's way back in. It needs none: one manage-link email an hour at most goes to an
+    # address (send_account_email's key), however often anyone asks.
     # Answered before the lookup, and the same for every address: neither the answer nor
     # its timing tells whether the address is known.
     run_in_background(request.app, svc.accounts.send_manage_link(body.email))
+    ACCOUNT_REQUESTS.labels("manage_link").inc()
     return _json(
         m.Accepted(status="If this address has subscriptions, a link is on its way."), status=202
     )
@@ -203,11 +241,20 @@ async def list_websites(request: web.Request) -> web.Response:
 
 
 _UNSUBSCRIBE = operation(
-    "Stop one subscription, or all of an address (the token says which)",
+    "RFC 8058 one-click unsubscribe: stop one subscription, or all of an address (the "
+    "token says which)",
+    description="The List-Unsubscribe URL of every alert. Only this POST, with the body "
+    "List-Unsubscribe=One-Click, changes anything; a GET of the same URL shows a page that "
+    "asks first.",
     parameters=[TOKEN],
+    body=form_body(
+        {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}, ["List-Unsubscribe"]
+    ),
     responses={
         "200": json_reply(m.UnsubscribeResult, "Stopped (0 when they already were)."),
+        "400": problem("The body is not List-Unsubscribe=One-Click."),
         **TOKEN_ERRORS,
+        "413": COMMON["413"],
         "503": COMMON["503"],
     },
 )
@@ -254,11 +301,13 @@ PUBLIC_ROUTES = [
         ),
     ),
     Route(
-        "GET",
+        "POST",
         "/api/verify",
         verify,
         operation(
-            "Confirm an address (the link of the verification email)",
+            "Confirm an address (the token of the verification email's link)",
+            description="The email's link opens a page (GET /verify) whose button does the "
+            "same; nothing changes on a GET.",
             parameters=[TOKEN],
             responses={
                 "200": json_reply(m.VerifyResult, "Verified; its subscriptions now alert."),
@@ -268,16 +317,7 @@ PUBLIC_ROUTES = [
             },
         ),
     ),
-    Route("GET", UNSUBSCRIBE_API, unsubscribe, _UNSUBSCRIBE),
-    Route(
-        "POST",
-        UNSUBSCRIBE_API,
-        unsubscribe,
-        {
-            **_UNSUBSCRIBE,
-            "summary": "RFC 8058 one-click unsubscribe (body List-Unsubscribe=One-Click)",
-        },
-    ),
+    Route("POST", UNSUBSCRIBE_API, unsubscribe, _UNSUBSCRIBE),
     Route(
         "GET",
         "/api/manage",
@@ -442,6 +482,7 @@ PUBLIC_ROUTES = [
                 "429": problem("Too many calls.", RETRY_AFTER),
                 "400": COMMON["400"],
                 "413": COMMON["413"],
+                "415": COMMON["415"],
             },
         ),
     ),
@@ -482,7 +523,7 @@ def _paging(request: web.Request) -> tuple[int, int]:
 
 def _admin(request: web.Request) -> Admin:
     admin = services(request).admin
-    admin.require(request.headers.get("Authorization", ""))
+    admin.require(request.headers.get("Authorization", ""), client_address(request))
     return admin
 
 
@@ -540,6 +581,7 @@ ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 ADMIN_ERRORS = {
     "401": problem("No admin token."),
     "403": problem("Wrong admin token."),
+    "429": problem("Too many wrong admin tokens from this client.", RETRY_AFTER),
     "404": problem("The admin API is off (no admin token configured), or no such item."),
 }
 PAGING = [
@@ -681,10 +723,6 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-async def metrics(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 MACHINE_ROUTES = [
     Route(
         "GET",
@@ -715,20 +753,6 @@ MACHINE_ROUTES = [
             responses={
                 "200": json_reply(m.Health, "Ready."),
                 "503": json_reply(m.Health, "Not ready; checks say what is missing."),
-            },
-        ),
-    ),
-    Route(
-        "GET",
-        "/metrics",
-        metrics,
-        operation(
-            "Prometheus metrics",
-            responses={
-                "200": {
-                    "description": "Text exposition format.",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
             },
         ),
     ),

@@ -55,10 +55,22 @@ def fetchable_url(value: str) -> str:
 
 
 def normalized_email(value: str) -> str:
+    """The address as it is sent to: an internationalised domain in its ASCII (IDNA) form,
+    ``carol@exämple.com`` -> ``carol@xn--exmple-cua.com``, which every mail server takes.
+    Non-ASCII before the "@" would need SMTPUTF8 end to end (our SMTP and SES sending, and
+    the receiving server), which Pricewatch does not do: refused here rather than accepted
+    and never delivered."""
     try:
-        return validate_email(value, check_deliverability=False).normalized
+        # allow_smtputf8=False refuses a non-ASCII local part; ascii_email is then set.
+        checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
+        if not value.partition("@")[0].isascii():
+            raise ValueError(
+                "addresses with non-ASCII characters before the @ cannot be delivered "
+                "(no SMTPUTF8); use an ASCII address"
+            ) from None
         raise ValueError(str(exc)) from None
+    return checked.ascii_email or checked.normalized
 
 
 def asks_for_something(record: Subscription) -> bool:

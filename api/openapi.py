@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from api.csrf import UNSAFE_METHODS
 from api.models import Problem
 from api.routes import ROUTES
 from api.routing import Route
@@ -21,14 +22,12 @@ from pricewatch.settings import Settings
 REF = "#/components/schemas/{model}"
 
 # Any request: aiohttp refuses a malformed one (a request line or header over 8 KiB,
-# broken encoding) before the app sees it, as plain text.
+# broken encoding) before the app sees it; api.app answers it as a problem document.
 MALFORMED = {
     "description": "Malformed HTTP request (e.g. a request line longer than 8 KiB).",
-    "content": {
-        "application/json": {"schema": Problem},
-        "text/plain": {"schema": {"type": "string"}},
-    },
+    "content": {"application/json": {"schema": Problem}},
 }
+CROSS_SITE = "Posted by another website's page (Origin or Sec-Fetch-Site): refused."
 
 
 def _resolve(value: Any, mode: JsonSchemaMode, found: dict[type[BaseModel], JsonSchemaMode]) -> Any:
@@ -54,7 +53,16 @@ def _paths(
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         operation = _resolve(route.operation, "serialization", found)
-        operation["responses"].setdefault("400", _resolve(MALFORMED, "serialization", found))
+        responses = operation["responses"]
+        responses.setdefault("400", _resolve(MALFORMED, "serialization", found))
+        if route.method in UNSAFE_METHODS and not route.path.startswith("/api/"):
+            if "403" in responses:
+                responses["403"]["description"] += " Or: " + CROSS_SITE
+            else:
+                responses["403"] = {
+                    "description": CROSS_SITE,
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                }
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return paths
 

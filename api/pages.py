@@ -38,11 +38,13 @@ from api.routing import (
     operation,
 )
 from api.services import Services
+from api.services.base import ACCOUNT_REQUESTS
 from pricewatch.channels import ChannelKind
 from pricewatch.links import (
     CHANNEL_CONFIRM_PAGE,
     CONFIRM_PAGE,
     MANAGE_PAGE,
+    UNSUBSCRIBE_API,
     UNSUBSCRIBE_PAGE,
     VERIFY_PAGE,
     manage_link,
@@ -129,7 +131,10 @@ async def subscribe_form(request: web.Request) -> web.Response:
     try:
         svc.backend.limit_address(client_address(request))
         body = SubscribeRequest.model_validate({k: v for k, v in values.items() if v is not None})
-        record = await svc.subscriptions.subscribe(body)
+        record = await svc.subscriptions.accept(body)
+        # The address's own part after the answer (api.json_routes.subscribe).
+        run_in_background(request.app, svc.subscriptions.carry_out(body, record))
+        ACCOUNT_REQUESTS.labels("subscribe").inc()
     except ValidationError as exc:
         return page(
             "subscribe.html",
@@ -465,7 +470,7 @@ async def manage_link_form(request: web.Request) -> web.Response:
     try:
         svc.backend.limit_address(client_address(request))
         body = ManageLinkRequest.model_validate({"email": str(form.get("email", ""))})
-        svc.backend.limit_email(body.email)
+        # Not against the address's own limit (see api.json_routes.manage_link).
     except ValidationError as exc:
         return page(
             "subscribe.html",
@@ -475,6 +480,7 @@ async def manage_link_form(request: web.Request) -> web.Response:
             errors={"body": "That email address is not valid: " + _errors_by_field(exc)["email"]},
         )
     run_in_background(request.app, svc.accounts.send_manage_link(body.email))
+    ACCOUNT_REQUESTS.labels("manage_link").inc()
     return message(
         "Check your inbox",
         "If this address has subscriptions, a link to them is on its way.",
@@ -704,6 +710,22 @@ ROUTES = [
         unsubscribe_page,
         operation(
             "Page: confirm unsubscribing",
+            parameters=[TOKEN],
+            responses={
+                "200": html("A confirmation button."),
+                "403": _BAD_LINK,
+                "422": _NO_TOKEN,
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        UNSUBSCRIBE_API,
+        unsubscribe_page,
+        operation(
+            "Page: the List-Unsubscribe URL opened (not one-click): confirm unsubscribing",
+            description="Mail scanners and link previews open this URL; only the one-click "
+            "POST (or this page's button) stops anything.",
             parameters=[TOKEN],
             responses={
                 "200": html("A confirmation button."),

@@ -4,6 +4,11 @@ Each key's bucket holds up to ``capacity`` tokens and refills at ``capacity / pe
 tokens per second; a call takes one. Pure apart from the clock passed in. With several API
 processes each keeps its own buckets: the effective limit is per process (a shared store
 such as Redis would make it global; not needed for one API process).
+
+At most ``max_keys`` keys are kept; past that the least recently used is forgotten, which
+only ever gives that key a full bucket again. So limits hold against up to ``max_keys``
+distinct keys a period; someone rotating through more (client addresses, mailboxes)
+within one period can make the oldest of them start afresh (README, "Security").
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ class TokenBuckets:
         self.rate = capacity / period_seconds  # tokens per second
         self.max_keys = max_keys
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def wait(self, key: str, now: float) -> float:
+        """Seconds until ``key`` has a token (0.0: it has one now); nothing is taken."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        tokens = min(self.capacity, bucket.tokens + max(0.0, now - bucket.updated_at) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def take(self, key: str, now: float) -> float:
         """0.0 when a token was taken; else the seconds until one is available (nothing taken)."""

@@ -102,5 +102,6 @@ CHANNEL_ID = path_parameter("channel_id", {"type": "string", "maxLength": 200})
 COMMON = {
     "400": problem("The body is not JSON."),
     "413": problem("The body is larger than 16 KiB."),
+    "415": problem("The body is not sent as application/json."),
     "503": problem("The broker or the database is unreachable; try again."),
 }

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from . import (
+    capacity,
     detector_agent,
     detector_pure,
     e2e,
@@ -38,7 +39,10 @@ BENCHMARKS = (
     "time_to_alert",
     "scale",
     "idle",
+    "capacity",
 )
+# Run only when named: it installs changedetection.io (pip) and takes ~1 h at 60 s.
+ON_DEMAND = ("capacity",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         default=[],
         metavar="BENCHMARK",
-        help=f"which to run, any of: {', '.join(BENCHMARKS)} (default: all)",
+        help=f"which to run, any of: {', '.join(BENCHMARKS)} (default: all but "
+        f"{', '.join(ON_DEMAND)})",
     )
     parser.add_argument(
         "--quick",
@@ -182,6 +187,51 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the baseline stack (one process per role, fixed 20 ms fetch wait)",
     )
+    cap = parser.add_argument_group(
+        "capacity (Pricewatch vs changedetection.io and the polling baseline, same shop; "
+        "run only when named)"
+    )
+    cap.add_argument(
+        "--capacity-products",
+        "--products",
+        type=capacity.parse_ladder,
+        default=[100, 300, 1_000, 3_000, 10_000],
+        help="the ladder of product counts, comma-separated (e.g. 100,1k,3000); a system "
+        "stops at its first N not held",
+    )
+    cap.add_argument(
+        "--capacity-interval",
+        "--interval",
+        type=float,
+        default=60.0,
+        help="seconds between checks of a product (every system)",
+    )
+    cap.add_argument(
+        "--capacity-systems",
+        type=lambda text: [s for s in text.split(",") if s],
+        default=list(capacity.SYSTEMS),
+        help=f"comma-separated, any of {','.join(capacity.SYSTEMS)}",
+    )
+    cap.add_argument(
+        "--capacity-change-fraction",
+        type=float,
+        default=0.1,
+        help="products whose price drops (once each) during the run; at least "
+        "--capacity-min-changes",
+    )
+    cap.add_argument("--capacity-min-changes", type=int, default=100)
+    cap.add_argument(
+        "--capacity-markup",
+        choices=("full", "price-only"),
+        default="full",
+        help="the pages' schema.org offer: price and availability, or the price alone "
+        "(availability in the text only)",
+    )
+    cap.add_argument(
+        "--capacity-keep-going",
+        action="store_true",
+        help="try every N of the ladder even after a system did not hold a smaller one",
+    )
     return parser
 
 
@@ -232,7 +282,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.benchmarks) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {BENCHMARKS}")
-    selected = [name for name in BENCHMARKS if name in args.benchmarks] or list(BENCHMARKS)
+    selected = [name for name in BENCHMARKS if name in args.benchmarks] or [
+        name for name in BENCHMARKS if name not in ON_DEMAND
+    ]
+    unknown_systems = sorted(set(args.capacity_systems) - set(capacity.SYSTEMS))
+    if unknown_systems:
+        parser.error(
+            f"unknown --capacity-systems {unknown_systems}; choose from {capacity.SYSTEMS}"
+        )
     machine = machine_info()
     print(
         f"machine: {machine['cpu_model']}, {machine['cores']} cores "
@@ -329,6 +386,20 @@ def main(argv: list[str] | None = None) -> int:
                 light_rate=args.idle_light_rate,
                 flips=2 if args.quick else args.idle_flips,
                 baseline=not args.idle_no_baseline,
+                results_dir=args.results_dir,
+                log=log,
+            )
+        elif name == "capacity":
+            result = capacity.run(
+                products=[20, 50] if args.quick else args.capacity_products,
+                interval=15.0 if args.quick else args.capacity_interval,
+                systems=args.capacity_systems,
+                change_fraction=args.capacity_change_fraction,
+                min_changes=args.capacity_min_changes,
+                keep_going=args.capacity_keep_going,
+                markup=args.capacity_markup,
+                partitions=args.partitions,
+                bootstrap_servers=args.bootstrap_servers,
                 results_dir=args.results_dir,
                 log=log,
             )

@@ -40,7 +40,7 @@ class Stack:
     children: list[Process] = field(default_factory=list)
     broker: EmbeddedBroker | None = None
     postgres: Any = None
-    # Child name -> the port of its /metrics endpoint (the API serves /metrics on its own
+    # Child name -> the port of its /metrics endpoint (the API's too: never on its public
     # port). settings.metrics_port, when set, is the first port and each child takes the
     # next; unset, every child gets a free port.
     metrics_ports: dict[str, int] = field(default_factory=dict)
@@ -89,8 +89,7 @@ class Stack:
         self._spawn_measured("channels-sink", ["sink", "channels"])
         if settings.s3_bucket:
             self._spawn_measured("archive-sink", ["sink", "archive"])
-        api = self._spawn("api", ["api"])
-        self.metrics_ports["api"] = settings.api_port
+        api = self._spawn_measured("api", ["api"])
         api.wait_for_port(settings.api_host, settings.api_port, 30)
         return self
 
@@ -111,9 +110,8 @@ class Stack:
 
     def metrics_urls(self) -> dict[str, str]:
         """Child name -> its /metrics URL."""
-        hosts = {"api": self.settings.api_host}
         return {
-            name: f"http://{hosts.get(name, self.settings.metrics_host)}:{port}/metrics"
+            name: f"http://{self.settings.metrics_host}:{port}/metrics"
             for name, port in self.metrics_ports.items()
         }
 
@@ -135,6 +133,8 @@ class Stack:
                 env.pop(key, None)
             elif isinstance(value, SecretStr):
                 env[key] = value.get_secret_value()
+            elif isinstance(value, list):
+                env[key] = ",".join(str(item) for item in value)  # e.g. trusted_proxies
             else:
                 env[key] = str(value).lower() if isinstance(value, bool) else str(value)
         # One port per child, passed as --metrics-port: a shared PRICEWATCH_METRICS_PORT

@@ -43,9 +43,36 @@ def canonical_url(url: str) -> str:
     port = parts.port
     if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
         host = f"{host}:{port}"
-    path = quote(parts.path or "/", safe=_PATH_SAFE)
+    path = quote(remove_dot_segments(parts.path or "/"), safe=_PATH_SAFE)
     query = quote(parts.query, safe=_QUERY_SAFE)
     return urlunsplit((scheme, host, path, query, ""))
+
+
+# A segment a browser reads as "." or ".." (WHATWG URL: percent-encoded dots included).
+_DOT = frozenset({".", "%2e"})
+_DOT_DOT = frozenset({"..", ".%2e", "%2e.", "%2e%2e"})
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4: ``/a/./b/../c`` is ``/a/c``, as every browser and server reads it, so
+    one page cannot become two products by spelling its path two ways."""
+    segments = path.split("/")
+    out: list[str] = []
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        lowered = segment.lower()
+        if lowered in _DOT:
+            if last:
+                out.append("")  # "/a/." is the directory "/a/"
+        elif lowered in _DOT_DOT:
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    joined = "/".join(out)
+    return joined if joined.startswith("/") else "/" + joined
 
 
 def _digest(*parts: str) -> str:

@@ -27,7 +27,8 @@ CONFIRM_PAGE: Final = "/confirm"
 MANAGE_PAGE: Final = "/manage"
 UNSUBSCRIBE_PAGE: Final = "/unsubscribe"
 CHANNEL_CONFIRM_PAGE: Final = "/channels/confirm"
-# GET or one-click POST: stops at once (the List-Unsubscribe header's target).
+# The List-Unsubscribe header's target: only the RFC 8058 one-click POST stops anything; a
+# GET shows the page that asks.
 UNSUBSCRIBE_API: Final = "/api/unsubscribe"
 
 

@@ -6,12 +6,13 @@ Nothing below the entry points reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pricewatch.contract.topics import TopicSpec
 
@@ -20,6 +21,15 @@ from pricewatch.contract.topics import TopicSpec
 DEFAULT_NOTIFY_SCHEMES = (
     "json,jsons,form,forms,gotify,gotifys,mmost,mmosts,matrix,matrixs,msteams,pover,rocket,rockets"
 )
+
+
+# Secret keys published in this repository (docker-compose.yml, .env.example); any key
+# starting "insecure" is taken to be one too.
+PUBLIC_SECRET_KEYS = frozenset({"insecure-laptop-only-link-signing-key-set-your-own"})
+
+
+def is_public_secret_key(key: str) -> bool:
+    return key in PUBLIC_SECRET_KEYS or key.lower().startswith("insecure")
 
 
 # Bulk consumers' fetch wait, as a multiple of the alert path's longest wait.
@@ -79,6 +89,13 @@ class Settings(BaseSettings):
         description="Consumer session timeout. Unset: 6 s on the embedded broker "
         "(its group joins take ~timeout/2), 30 s on a real cluster.",
     )
+    kafka_commit_interval_seconds: float = Field(
+        default=2.8,
+        gt=0,
+        description="How often a stream worker commits the offsets it has processed. A "
+        "restarted worker re-reads what came after its last commit (replays change nothing), "
+        "so a longer interval means more re-reading after a crash, not lost data.",
+    )
 
     # --- PostgreSQL --------------------------------------------------------------
     database_url: str | None = Field(
@@ -118,6 +135,37 @@ class Settings(BaseSettings):
         default=None,
         description="JSON file mapping host -> site adapter (CSS/XPath selectors, or a JSON "
         "API URL and paths), tried before the generic extractors. Unset: none.",
+    )
+
+    # --- Render tier (pages that need JavaScript) ----------------------------------------
+    render_fallback: bool = Field(
+        default=False,
+        description="Render a page in the browser when its static HTML shows no price "
+        "(besides websites whose site adapter says render: true).",
+    )
+    render_cdp_url: str | None = Field(
+        default=None,
+        description="A long-running Chromium's DevTools URL (http://chromium:9222) to render "
+        "in. Unset: launch render_chromium_path on the first render.",
+    )
+    render_chromium_path: Path = Field(
+        default=Path("/usr/bin/chromium"),
+        description="The Chromium launched for renders without render_cdp_url (the "
+        "system's; 'make browser-deps' installs Debian's).",
+    )
+    render_concurrency: int = Field(
+        default=2, ge=1, description="Pages rendered at once per scraper process."
+    )
+    render_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest render of one page (and longest wait for a free render slot).",
+    )
+    render_settle_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="After the page's load event, how long a render waits at most for the "
+        "network to go quiet (prices often arrive by a script's request).",
     )
 
     # --- Scraper politeness, retries and check scheduling -----------------------------
@@ -294,6 +342,11 @@ class Settings(BaseSettings):
         "the API, the email sink and the channels sink; at least 16 bytes. Unset: "
         "the demo/Stack generates one in data_dir/secret_key for its child processes.",
     )
+    demo: bool = Field(
+        default=False,
+        description="A demo or laptop run: the API may start with a public secret key "
+        "(docker-compose's default). Never set it where others can reach the API.",
+    )
     admin_token: SecretStr | None = Field(
         default=None,
         description="Bearer token of the /api/admin endpoints. Unset: the admin API is off.",
@@ -311,6 +364,28 @@ class Settings(BaseSettings):
         gt=0,
         description="How long the unsubscribe link of an email works (counted from the email).",
     )
+    trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = (
+        Field(
+            default_factory=list,
+            description="Comma-separated networks (CIDR) of the reverse proxies / load "
+            "balancers in front of the API. Only a request from one of them has its "
+            "X-Forwarded-For read, and the client is its rightmost address outside these "
+            "networks. Empty: the TCP peer is the client, X-Forwarded-For is ignored.",
+        )
+    )
+    dns_lookup_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How long the API waits for a URL's host name to resolve when it is "
+        "subscribed to (the URL guard's check); a name that does not resolve in time is "
+        "refused with 422 (a name that does not exist is let through).",
+    )
+    dns_lookup_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Name lookups the API runs at once, on threads of their own (never the "
+        "database's): a hanging DNS server can hold no more than these.",
+    )
     rate_limit_per_address_per_minute: float = Field(
         default=20.0,
         gt=0,
@@ -319,7 +394,14 @@ class Settings(BaseSettings):
     rate_limit_per_email_per_hour: float = Field(
         default=10.0,
         gt=0,
-        description="Sign-up/subscription/manage-link calls per email address and hour.",
+        description="Sign-up/subscription calls per mailbox (lower-case, +tag dropped) and "
+        "hour. Manage-link calls are not counted: at most one such email an hour goes out.",
+    )
+    rate_limit_admin_failures_per_hour: float = Field(
+        default=10.0,
+        gt=0,
+        description="Wrong admin tokens per client address and hour; past it every admin "
+        "call of that client gets 429 until the bucket refills.",
     )
     confirmation_emails_per_email_per_day: float = Field(
         default=20.0,
@@ -327,6 +409,16 @@ class Settings(BaseSettings):
         description="Subscription confirmation emails per verified address and day; requests "
         "beyond it are answered as usual but send nothing (anyone can ask for one).",
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        # From the environment: "10.0.0.0/24, 10.0.1.0/24"; a host address is a /32 (/128).
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list | tuple):
+            return [ipaddress.ip_network(str(item), strict=False) for item in value]
+        return value
 
     # ------------------------------------------------------------------------------
     @property
@@ -401,6 +493,17 @@ class Settings(BaseSettings):
                 "PRICEWATCH_SECRET_KEY must be at least 16 bytes (32+ random is good)"
             )
         return key
+
+    def refuse_public_secret_key(self) -> None:
+        """A key anyone can read (docker-compose's default) lets anyone forge every link:
+        refused unless this is a demo (``PRICEWATCH_DEMO=true``)."""
+        key = self.secret_key_bytes().decode(errors="replace")
+        if is_public_secret_key(key) and not self.demo:
+            raise RuntimeError(
+                "PRICEWATCH_SECRET_KEY is a public default, so anyone could forge verify, "
+                "unsubscribe and manage links: set your own (openssl rand -hex 32), or "
+                "PRICEWATCH_DEMO=true for a laptop demo nobody else can reach"
+            )
 
     def database(self) -> str:
         if not self.database_url:

@@ -13,6 +13,10 @@ import asyncio
 import ipaddress
 import re
 import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -53,6 +57,9 @@ def check_url(url: str) -> None:
         parts.port  # noqa: B018 - parsing the port validates it
     except ValueError as exc:
         raise UrlRefused(f"malformed URL: {exc}") from exc
+    if parts.port == 0:
+        # No server listens on port 0; writing it must not mean "the default port".
+        raise UrlRefused("port 0 is not a port a page can be fetched from")
     if parts.scheme.lower() not in ("http", "https"):
         raise UrlRefused(f"scheme {parts.scheme or '(none)'!r} is not http or https")
     host = parts.hostname
@@ -156,29 +163,88 @@ def check_host(url: str, allowed: frozenset[str]) -> None:
         check_address(host, port, str(literal), allowed)
 
 
+AddressInfo = tuple[Any, ...]
+GetAddrInfo = Callable[..., list[AddressInfo]]
+
+
+class LookupTimedOut(UrlRefused):
+    """The host name did not resolve in time (a slow or hanging DNS server)."""
+
+
+class BoundedResolver:
+    """Name lookups on a thread pool of their own, ``max_workers`` at most at once, each
+    waited for ``timeout_seconds`` at most.
+
+    ``getaddrinfo`` blocks a thread and cannot be interrupted. On asyncio's default executor
+    (which ``loop.getaddrinfo`` and ``asyncio.to_thread`` share) a few hanging lookups
+    occupy every thread and stall every database call behind them. Here a hanging DNS
+    server can hold at most this pool's threads; a lookup still queued when its time is up
+    is dropped from the queue, and the caller is answered at its deadline either way.
+    """
+
+    def __init__(
+        self,
+        max_workers: int = 4,
+        timeout_seconds: float = 2.0,
+        getaddrinfo: GetAddrInfo | None = None,
+    ) -> None:
+        self.timeout_seconds = timeout_seconds
+        # None: socket.getaddrinfo as it is at each call (the channels sink wraps it).
+        self._getaddrinfo = getaddrinfo
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="dns-lookup")
+
+    async def addresses(self, host: str, port: int) -> list[str]:
+        loop = asyncio.get_running_loop()
+        getaddrinfo = self._getaddrinfo or socket.getaddrinfo
+        lookup = loop.run_in_executor(
+            self._pool, partial(getaddrinfo, host, port, type=socket.SOCK_STREAM)
+        )
+        try:
+            infos = await asyncio.wait_for(lookup, self.timeout_seconds)
+        except TimeoutError:
+            raise LookupTimedOut(
+                f"{host} did not resolve within {self.timeout_seconds:g} s; try again later"
+            ) from None
+        return [str(info[4][0]) for info in infos]
+
+    def close(self) -> None:
+        # Threads stuck in a lookup are not waited for: they end when it returns.
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 async def check_resolved_host(
-    url: str, allowed: frozenset[str], deadline_seconds: float = 2.0
+    url: str, allowed: frozenset[str], resolver: BoundedResolver | None = None
 ) -> None:
     """``check_host`` plus resolving the name now: refuses a URL whose host resolves to a
-    forbidden address (``localhost``, an internal name). A name that does not resolve is
-    let through: the scraper records the failure, and its connect-time check is the real
-    defence (a name may resolve differently later)."""
+    forbidden address (``localhost``, an internal name), and one whose name does not
+    resolve in time (``LookupTimedOut``: not checked is not passed). A name that does not
+    exist is let through: the scraper records the failure, and its connect-time check is
+    the real defence (a name may resolve differently later)."""
     check_host(url, allowed)
     parts = urlsplit(url)
     host = parts.hostname or ""
     if _ip_literal(host) is not None:
         return
     port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout(deadline_seconds):
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, TimeoutError, UnicodeError):
+        addresses = await (resolver or _default_resolver()).addresses(host, port)
+    except (OSError, UnicodeError):
         # UnicodeError: a name the IDNA codec refuses (check_url lets none through; kept
         # so that a codec stricter than ours is a failed lookup, not a crash).
         return
-    for info in infos:
-        check_address(host, port, str(info[4][0]), allowed)
+    for address in addresses:
+        check_address(host, port, address, allowed)
+
+
+_shared: BoundedResolver | None = None
+
+
+def _default_resolver() -> BoundedResolver:
+    """One bounded pool per process for callers that bring none."""
+    global _shared
+    if _shared is None:
+        _shared = BoundedResolver()
+    return _shared
 
 
 class GuardedResolver(AbstractResolver):

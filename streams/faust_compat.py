@@ -7,6 +7,9 @@ with: an upgrade of faust-streaming is checked here first.
   ``TRANSPORTS``).
 - ``take_events_when_due``: ``Stream.take_events`` without its idle timer (the stream's
   processors, passive drain and acknowledgements).
+- ``seek_to_committed_or_reset``: the rewind of source partitions after table recovery
+  (``Consumer.seek_to_committed``, called by ``Consumer.perform_seek``; aiokafka's
+  ``AIOKafkaConsumer.seek``, ``seek_to_beginning``, ``seek_to_end``).
 - ``register_store`` and ``stored_value``: a table store class of our own (``STORES``) and a
   read of one partition's local database (``Store._db_for_partition``).
 
@@ -19,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.stores import STORES
 from faust.streams import _current_event
 from faust.transport import drivers
@@ -89,6 +93,94 @@ class RevocationAwareApp(faust.App):
         await super()._on_partitions_revoked(revoked)
 
 
+# --- the rewind after recovery: committed offset, else auto_offset_reset -------------------
+#
+# After table recovery (``Recovery.on_recovery_completed``), and whenever its consumer was
+# handed records while its flow was stopped, Faust rewinds the source partitions
+# (``Consumer.perform_seek``) with aiokafka's ``seek_to_committed``, which seeks only
+# partitions committed at an offset above 0. While that rewind runs, Faust's fetcher is
+# already handing source records to the agents' queues, and ``flow_control.resume()`` right
+# after empties those queues. A partition the rewind skipped never saw those records again;
+# on one it rewound, the rest of the batch in hand, delivered after the rewind, moved the
+# read offset past them, so they were dropped as already read. A restarted worker lost
+# observations and price events (tests/integration/streams/test_restart_offsets.py).
+# Here the flow stops first, which ends the batch in hand, then every source partition is
+# rewound; replays change nothing (see the README).
+
+
+async def seek_to_committed_or_reset(
+    consumer: AIOKafkaConsumer, changelog_topics: Collection[str], auto_offset_reset: str
+) -> dict[TopicPartition, int | None]:
+    """Seek every partition assigned to ``consumer`` to its committed offset (0 included);
+    one with no committed offset to its beginning (``auto_offset_reset`` "earliest") or end
+    ("latest"). Partitions of ``changelog_topics`` stay where table recovery put them.
+
+    Seeking drops what the fetcher had queued for a partition (aiokafka's ``seek`` and
+    ``seek_to_*`` do), so nothing fetched before the rewind is handed out after it.
+    Returns the committed offset of each partition it moved (None: none committed)."""
+    if auto_offset_reset not in ("earliest", "latest"):
+        raise ValueError(f"auto_offset_reset {auto_offset_reset!r}: earliest or latest")
+    committed: dict[TopicPartition, int | None] = {}
+    for tp in sorted(consumer.assignment()):
+        if tp.topic not in changelog_topics:
+            committed[tp] = await consumer.committed(tp)
+    uncommitted = [tp for tp, offset in committed.items() if offset is None]
+    for tp, offset in committed.items():
+        if offset is not None:
+            consumer.seek(tp, offset)
+    if uncommitted and auto_offset_reset == "earliest":
+        await consumer.seek_to_beginning(*uncommitted)
+    elif uncommitted:
+        await consumer.seek_to_end(*uncommitted)
+    # (Both wait for the reset, at most the consumer's request timeout.)
+    return committed
+
+
+class _SeekToCommittedOrResetThread(faust_aiokafka.AIOKafkaConsumerThread):
+    async def seek_to_committed_or_reset(
+        self, changelog_topics: Collection[str], auto_offset_reset: str
+    ) -> Mapping[TopicPartition, int | None]:
+        # The aiokafka consumer lives in this thread's event loop.
+        rewound: Mapping[TopicPartition, int | None] = await self.call_thread(
+            seek_to_committed_or_reset,
+            self._ensure_consumer(),
+            frozenset(changelog_topics),
+            auto_offset_reset,
+        )
+        return rewound
+
+
+class _SeekToCommittedOrResetConsumer(faust_aiokafka.Consumer):
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        """Faust's ``perform_seek`` calls this and takes the result as the partitions'
+        read offsets. The flow is stopped while the partitions move, so that no record
+        fetched before the rewind is handed to an agent after it (Faust ends the batch in
+        hand and drops what its consumer hands out meanwhile), then resumed if it was
+        running (not when Faust's ``getmany`` calls this because it was stopped)."""
+        thread = self._thread
+        assert isinstance(thread, _SeekToCommittedOrResetThread)
+        was_flowing = self.flow_active
+        self.stop_flow()
+        try:
+            rewound = await thread.seek_to_committed_or_reset(
+                self.app.tables.changelog_topics, self.app.conf.consumer_auto_offset_reset
+            )
+        finally:
+            if was_flowing:
+                self.resume_flow()
+        log.info(
+            "rewound source partitions: %s",
+            ", ".join(
+                f"{tp.topic}[{tp.partition}] to "
+                + (f"committed {offset}" if offset is not None else "its reset position")
+                for tp, offset in sorted(rewound.items())
+            )
+            or "none assigned",
+        )
+        # Faust's own type says int; it reads None as "no committed offset".
+        return rewound  # type: ignore[return-value]
+
+
 # --- the transport: an adaptive fetch wait ---------------------------------------------------
 #
 # faust-streaming hard-codes ``fetch_max_wait_ms=1500`` for worker consumers. A real Kafka
@@ -119,7 +211,7 @@ def adapt_worker_consumer(consumer: Any, wait: FetchWait) -> AdaptiveFetchWait:
     return adaptive
 
 
-class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+class _ConsumerThread(_SeekToCommittedOrResetThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         wait = getattr(self.app, "fetch_wait", None)
@@ -128,7 +220,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-class _Consumer(faust_aiokafka.Consumer):
+class _Consumer(_SeekToCommittedOrResetConsumer):
     def _new_consumer_thread(self) -> Any:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

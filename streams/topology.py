@@ -114,6 +114,7 @@ def build_topology(settings: Settings, worker_id: str = "w0") -> Topology:
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=settings.heartbeat_interval_seconds,
         broker_rebalance_timeout=settings.session_timeout_seconds,
+        broker_commit_interval=settings.kafka_commit_interval_seconds,
         consumer_auto_offset_reset="earliest",
         # tansu answers ListOffsets with too low an end offset after multi-record batches,
         # so a correct local store looks "ahead of its changelog" to this check, which then

@@ -17,18 +17,79 @@ from pricewatch.settings import Settings
 T = TypeVar("T")
 
 
+# A wait that follows progress gives up only when nothing moved for its window, or at
+# this many windows in all: generous on a loaded machine (a shared CI runner at a load of
+# 9 ran the fault tests several times slower), and costing nothing when things go well.
+OVERALL_WINDOWS = 10
+
+
+class Progress:
+    """When a wait gives up: ``window`` seconds after ``progress()`` last changed, and at
+    the latest ``OVERALL_WINDOWS`` windows after the start (``overall`` overrides)."""
+
+    def __init__(
+        self,
+        window: float,
+        progress: Callable[[], object] | None = None,
+        *,
+        overall: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window = window
+        self.progress = progress
+        self.clock = clock
+        start = clock()
+        self.last_change = start
+        self.end = start + (overall if overall is not None else window * OVERALL_WINDOWS)
+        self.seen = progress() if progress is not None else None
+        self.moves = 0
+
+    def saw(self, value: object) -> None:
+        """Progress reported by the caller (e.g. records read so far)."""
+        if value != self.seen:
+            self.seen, self.last_change = value, self.clock()
+            self.moves += 1
+
+    def expired(self) -> bool:
+        if self.progress is not None:
+            self.saw(self.progress())
+        now = self.clock()
+        return now > self.end or now > self.last_change + self.window
+
+    def why(self, what: str) -> str:
+        stalled = self.clock() > self.last_change + self.window
+        return (
+            f"waiting for {what}: no progress for {self.window:g}s ({self.moves} moves seen)"
+            if stalled
+            else f"waiting for {what}: still moving at the overall deadline"
+        )
+
+
 def wait_for(
-    probe: Callable[[], T | None], *, timeout: float, interval: float = 0.2, what: str = ""
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    interval: float = 0.2,
+    what: str = "",
+    progress: Callable[[], object] | None = None,
+    overall: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
+    """Poll ``probe`` until it returns something truthy. Without ``progress``: fail with
+    ``what`` after ``timeout``. With it (a counter of work done: records written, messages
+    processed): fail only when it has not changed for ``timeout`` seconds, or at the
+    overall deadline (``overall``, else OVERALL_WINDOWS windows)."""
+    if progress is None:
+        overall = timeout
+    waiting = Progress(timeout, progress, overall=overall, clock=clock)
     while True:
         value = probe()
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+        if waiting.expired():
+            raise AssertionError(f"timed out {waiting.why(what)}")
+        sleep(interval)
 
 
 def http_json(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -91,5 +152,5 @@ def verify_address(settings: Settings, email: str) -> None:
         now=datetime.now(UTC),
         ttl=timedelta(hours=1),
     )
-    status, body = http_json("GET", f"{settings.api_base_url}/api/verify?token={quote(token)}")
+    status, body = http_json("POST", f"{settings.api_base_url}/api/verify?token={quote(token)}")
     assert status == 200, body

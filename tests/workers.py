@@ -23,7 +23,7 @@ import shutil
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -62,9 +62,15 @@ from streams.codec import decode_alert_states, decode_product_state
 from streams.domain.alerts import AlertRules, AlertState, evaluate, new_alert_state
 from streams.domain.detector import DetectorConfig, ProductState, detect
 from tests.conftest import ARTIFACTS, Broker
+from tests.helpers import Progress
 
 READY_MARKER = "Worker]: Ready"
 OBSERVED = "pricewatch_stream_observations_total"  # the detector's counter, per worker
+# How long a fault test's wait may see no progress at all before it fails (its overall
+# deadline is tests.helpers.OVERALL_WINDOWS times this). Waits end as soon as their
+# condition holds, so a generous value costs a passing run nothing; a worker's restart on
+# tansu alone takes ~10 s, and several times that on a loaded machine.
+STALL_SECONDS = 120.0
 
 
 def worker_settings(
@@ -177,6 +183,13 @@ class WorkerProcess:
             if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
                 total += float(line.rsplit(" ", 1)[1])
         return total
+
+    def metric_or_none(self, name: str) -> float | None:
+        """``metric``, or None while the worker does not answer (starting, restarting)."""
+        try:
+            return self.metric(name)
+        except OSError:
+            return None
 
     def __enter__(self) -> WorkerProcess:
         return self
@@ -326,12 +339,24 @@ class TopicReader:
         return latest
 
     async def wait_until(
-        self, done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool], seconds: float
+        self,
+        done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+        seconds: float,
+        progress: Callable[[], Awaitable[object]] | None = None,
     ) -> bool:
-        """Read until ``done(records)``; False at the deadline (the caller asserts)."""
-        deadline = time.monotonic() + seconds
+        """Read until ``done(records)``. False (the caller asserts) once neither the records
+        read nor ``progress()`` (e.g. a worker's processed-message counter) have moved for
+        ``seconds``, or at the overall deadline (helpers.OVERALL_WINDOWS windows): a loaded
+        machine gets all the time it needs while the pipeline keeps moving."""
+        waiting = Progress(seconds)
+        elsewhere: object = None  # the last value of progress()
+        polled_at = 0.0
         while not done(self.records):
-            if time.monotonic() > deadline:
+            if progress is not None and time.monotonic() - polled_at >= 1.0:
+                polled_at = time.monotonic()
+                elsewhere = await progress()
+            waiting.saw((len(self.records), elsewhere))
+            if waiting.expired():
                 return False
             await self.poll(200)
         return True
@@ -357,12 +382,32 @@ async def wait_for_subscriptions(settings: Settings, scenario: Scenario) -> None
         assert await reader.wait_until(all_tracked, 30), "the subscriptions were not applied"
 
 
-async def wait_for_end_markers(settings: Settings, markers: set[str], seconds: float) -> bool:
+def processed_by(*workers: WorkerProcess) -> Callable[[], Awaitable[object]]:
+    """The workers' processed-observation counters: the progress a wait for their output
+    follows (a tuple, so a restarted worker's counter starting again still moves)."""
+
+    async def counters() -> object:
+        return tuple(
+            [await asyncio.to_thread(worker.metric_or_none, OBSERVED) for worker in workers]
+        )
+
+    return counters
+
+
+async def wait_for_end_markers(
+    settings: Settings,
+    markers: set[str],
+    seconds: float,
+    progress: Callable[[], Awaitable[object]] | None = None,
+) -> bool:
     """Until every partition's last alert is out: the workers have processed everything.
-    False at the deadline: the caller compares what did come with the reference."""
+    False once nothing moved for ``seconds`` (notifications read, or ``progress()``: pass
+    the workers' processed counter), or at the overall deadline."""
     async with TopicReader(settings, settings.topic(NOTIFICATIONS)) as reader:
         return await reader.wait_until(
-            lambda records: markers <= {r.key.decode() for r in records if r.key}, seconds
+            lambda records: markers <= {r.key.decode() for r in records if r.key},
+            seconds,
+            progress,
         )
 
 

@@ -4,12 +4,13 @@ Every call needs the admin token; without one configured the admin API is off (4
 from __future__ import annotations
 
 import hmac
+import time
 from urllib.parse import urlsplit
 
 from api import queries
 from api.models import WebsiteCreate
 from api.problems import ApiProblem
-from api.services.base import Backend
+from api.services.base import Backend, too_many
 from pricewatch.urlguard import UrlRefused, check_resolved_host
 
 
@@ -17,13 +18,20 @@ class Admin:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
-    def require(self, authorization: str) -> None:
-        """Pass only with ``Authorization: Bearer <the admin token>``."""
+    def require(self, authorization: str, client: str) -> None:
+        """Pass only with ``Authorization: Bearer <the admin token>``. Wrong tokens are
+        limited per client (``PRICEWATCH_RATE_LIMIT_ADMIN_FAILURES_PER_HOUR``); once a
+        client has used its share every admin call of it is refused (429), the right token
+        included, so a guess's answer never tells whether it was right."""
         token = self.backend.settings.admin_token
         expected = "" if token is None else token.get_secret_value().strip()
         if not expected:
             # Off, also when set to blanks: an empty token must never match an empty guess.
             raise ApiProblem(404, "Not Found")  # the admin API is off: nothing to find here
+        failures = self.backend.limits.admin_failures
+        wait = failures.wait(client, time.monotonic())
+        if wait > 0:
+            raise too_many("admin", wait)
         scheme, _, given = authorization.partition(" ")
         given = given.strip()
         if scheme.lower() != "bearer" or not given:
@@ -31,6 +39,7 @@ class Admin:
                 401, "Admin token required", headers={"WWW-Authenticate": 'Bearer realm="admin"'}
             )
         if not hmac.compare_digest(given.encode(), expected.encode()):
+            failures.take(client, time.monotonic())
             raise ApiProblem(403, "Wrong admin token")
 
     async def websites(self) -> list[queries.Row]:
@@ -39,7 +48,9 @@ class Admin:
     async def add_website(self, body: WebsiteCreate) -> queries.Row:
         try:
             # The same guard as for product URLs: a website's pages get fetched.
-            await check_resolved_host(body.base_url, self.backend.settings.allowed_private_host_set)
+            await check_resolved_host(
+                body.base_url, self.backend.settings.allowed_private_host_set, self.backend.resolver
+            )
         except UrlRefused as exc:
             raise ApiProblem(
                 422, "Invalid website", errors=[{"field": "base_url", "message": str(exc)}]

@@ -34,6 +34,7 @@ from pricewatch.contract.topics import ACCOUNT_EMAILS, SUBSCRIPTIONS
 from pricewatch.ids import ID_PATTERN, partition_for
 from pricewatch.settings import Settings
 from pricewatch.tokens import InvalidToken, TokenClaims, TokenPurpose, read_token
+from pricewatch.urlguard import BoundedResolver
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,8 +49,13 @@ RATE_LIMITED = Counter(
     "Calls refused with 429, by what was over its limit.",
     ["scope"],
 )
-ACCOUNT_EMAILS_REQUESTED = Counter(
-    "pricewatch_api_account_emails_total", "Account emails published, by kind.", ["kind"]
+# Requests that may email an address, by what was asked: counted when asked, so the same
+# for a new, an unverified and a verified address (an account-email counter by kind told
+# them apart: verify vs confirm_subscription, manage_link only for known addresses).
+ACCOUNT_REQUESTS = Counter(
+    "pricewatch_api_account_requests_total",
+    "Accepted requests that may email an address (subscribe, manage_link), by request.",
+    ["request"],
 )
 
 _ID = re.compile(ID_PATTERN)
@@ -60,33 +66,57 @@ def is_id(text: str) -> bool:
     return _ID.fullmatch(text) is not None
 
 
+# Providers known to ignore dots in the local part (one mailbox, many spellings).
+_DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def mailbox_key(email: str) -> str:
+    """One key per mailbox, for limits: lower-case, without a ``+tag`` (``ann+1@`` and
+    ``ann+2@`` reach ann's one mailbox), and for Gmail without dots in the local part."""
+    local, _, domain = email.strip().lower().rpartition("@")
+    local = local.split("+", 1)[0] or local
+    if domain in _DOTLESS_DOMAINS:
+        local, domain = local.replace(".", "") or local, _DOTLESS_DOMAINS[domain]
+    return f"{local}@{domain}"
+
+
 @dataclass
 class RateLimits:
     per_address: TokenBuckets
-    per_email: TokenBuckets
-    confirmations_per_email: TokenBuckets
+    per_email: TokenBuckets  # keyed by mailbox_key
+    # What an address's owner does with its manage link (channels): a bucket of its own,
+    # so strangers' sign-up calls cannot use it up.
+    per_owner: TokenBuckets
+    confirmations_per_email: TokenBuckets  # keyed by mailbox_key
+    admin_failures: TokenBuckets  # wrong admin tokens, per client address
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimits:
         return cls(
             per_address=TokenBuckets(settings.rate_limit_per_address_per_minute, 60.0),
             per_email=TokenBuckets(settings.rate_limit_per_email_per_hour, 3600.0),
+            per_owner=TokenBuckets(settings.rate_limit_per_email_per_hour, 3600.0),
             confirmations_per_email=TokenBuckets(
                 settings.confirmation_emails_per_email_per_day, 86400.0
             ),
+            admin_failures=TokenBuckets(settings.rate_limit_admin_failures_per_hour, 3600.0),
         )
+
+
+def too_many(scope: str, wait: float) -> ApiProblem:
+    RATE_LIMITED.labels(scope).inc()
+    return ApiProblem(
+        429,
+        "Too many requests; try again later",
+        reason=scope,
+        headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+    )
 
 
 def _check_limit(buckets: TokenBuckets, key: str, scope: str) -> None:
     wait = buckets.take(key, time.monotonic())
     if wait > 0:
-        RATE_LIMITED.labels(scope).inc()
-        raise ApiProblem(
-            429,
-            "Too many requests; try again later",
-            reason=scope,
-            headers={"Retry-After": str(max(1, int(wait + 0.999)))},
-        )
+        raise too_many(scope, wait)
 
 
 def _account_email_key(kind: AccountEmailKind, email: str, bucket: str) -> str:
@@ -109,6 +139,11 @@ class Backend:
         self.producer = producer
         self.engine = engine
         self.limits = RateLimits.from_settings(settings)
+        # Subscribe-time DNS checks on a bounded pool of their own, not asyncio's default
+        # executor, which self.db shares: hanging lookups cannot stall database calls.
+        self.resolver = BoundedResolver(
+            settings.dns_lookup_concurrency, settings.dns_lookup_timeout_seconds
+        )
         self.secret = settings.secret_key_bytes()
         self.clock = clock or (lambda: datetime.now(UTC))
 
@@ -187,10 +222,14 @@ class Backend:
         except KafkaError as exc:
             log.warning("could not publish account email: %r", exc)
             raise unavailable("Email") from exc
-        ACCOUNT_EMAILS_REQUESTED.labels(kind.value).inc()
 
     def limit_address(self, client: str) -> None:
         _check_limit(self.limits.per_address, client, "address")
 
     def limit_email(self, email: str) -> None:
-        _check_limit(self.limits.per_email, email.lower(), "email")
+        """Calls anyone can make about an address (sign-up, subscribe)."""
+        _check_limit(self.limits.per_email, mailbox_key(email), "email")
+
+    def limit_owner(self, email: str) -> None:
+        """Calls only the address's owner can make (a signed manage link)."""
+        _check_limit(self.limits.per_owner, mailbox_key(email), "email")

@@ -84,7 +84,7 @@ class Channels:
 
     async def add(self, token: str | None, body: ChannelAdd) -> ChannelAdded:
         email = self._owner(token)
-        self.backend.limit_email(email)
+        self.backend.limit_owner(email)
         settings = self.backend.settings
         fields: dict[str, Any] = {name: getattr(body, name) for name in _FIELDS}
         try:
@@ -95,7 +95,9 @@ class Channels:
             # Refused now rather than at the first alert; the sink checks again at every
             # send, on the address it connects to.
             try:
-                await check_resolved_host(target.probe_url(), settings.allowed_private_host_set)
+                await check_resolved_host(
+                    target.probe_url(), settings.allowed_private_host_set, self.backend.resolver
+                )
             except UrlRefused as exc:
                 field = "server" if body.kind is ChannelKind.NTFY else "url"
                 raise invalid(field, str(exc), "Invalid channel") from None
@@ -159,7 +161,7 @@ class Channels:
 
     async def resend_test(self, token: str | None, channel_id: str) -> ChannelOut:
         email = self._owner(token)
-        self.backend.limit_email(email)
+        self.backend.limit_owner(email)
         row = await self._own(email, channel_id)
         if row["status"] != "pending":
             raise ApiProblem(409, "This channel is confirmed already", reason="confirmed")

@@ -27,7 +27,7 @@ from api.models import (
     asks_for_something,
 )
 from api.problems import ApiProblem, field_errors, invalid
-from api.services.base import Backend, is_id
+from api.services.base import Backend, is_id, mailbox_key
 from api.services.channels import Channels
 from pricewatch.contract.records import AccountEmailKind, Subscription
 from pricewatch.ids import product_id_for, subscription_id_for
@@ -115,7 +115,9 @@ class Subscriptions:
     async def check_trackable(self, url: str) -> None:
         """The URL's host resolves to a public address and its website is not paused."""
         try:
-            await check_resolved_host(url, self.backend.settings.allowed_private_host_set)
+            await check_resolved_host(
+                url, self.backend.settings.allowed_private_host_set, self.backend.resolver
+            )
         except UrlRefused as exc:
             raise invalid("url", str(exc), "Invalid subscription") from exc
         host = (urlsplit(url).hostname or "").lower()
@@ -145,9 +147,24 @@ class Subscriptions:
             created_at=self.backend.clock(),
         )
 
+    async def accept(self, body: SubscribeRequest) -> Subscription:
+        """What a subscription request is answered on, the same for every address: the
+        per-mailbox limit and the URL's checks (guard, DNS, paused website), none of which
+        reads the address's own state. The record returned is the request
+        (``verified: false``); ``carry_out`` does the rest, after the answer."""
+        self.backend.limit_email(body.email)
+        await self.check_trackable(body.url)
+        return self.requested(body, verified=False)
+
     async def subscribe(self, body: SubscribeRequest) -> Subscription:
-        """Accept a subscription request; it starts only when the address's owner follows
-        the link emailed now. The record returned is the request (``verified: false``).
+        """``accept`` and ``carry_out`` in one (the API runs the second after answering)."""
+        record = await self.accept(body)
+        await self.carry_out(body, record)
+        return record
+
+    async def carry_out(self, body: SubscribeRequest, record: Subscription) -> None:
+        """Act on an accepted request; it starts only when the address's owner follows
+        the link emailed now.
 
         The answer is the same for every address: whether it is new, unconfirmed or a
         verified user shows only in the mailbox. A new or unconfirmed address is stored with
@@ -156,11 +173,8 @@ class Subscriptions:
         request travels in a signed link (one per request, ``confirm``), so nobody who
         merely knows the address can add, change or stop its alerts.
         """
-        self.backend.limit_email(body.email)
-        await self.check_trackable(body.url)
         user = await self.backend.db(queries.ensure_user, body.email)
         email = user["email"]
-        record = self.requested(body, verified=False)
         if user["verified_at"] is None:
             await self.backend.publish_and_store([record])
             log.info("subscription %s for product %s", record.subscription_id, record.product_id)
@@ -168,14 +182,14 @@ class Subscriptions:
             await self.backend.send_account_email(AccountEmailKind.VERIFY, email, link)
             again = await self.backend.db(queries.user_by_email, email)
             if again is None or again["verified_at"] is None:
-                return record
+                return
             # Verified between our read and our publish: that verification's republish may
             # predate our record, which would then stay unverified. Its own link starts it.
         await self.send_confirmation(email, body)
-        return record
 
     async def send_confirmation(self, email: str, body: SubscribeRequest) -> None:
-        if self.backend.limits.confirmations_per_email.take(email, time.monotonic()) > 0:
+        confirmations = self.backend.limits.confirmations_per_email
+        if confirmations.take(mailbox_key(email), time.monotonic()) > 0:
             CONFIRMATIONS_SUPPRESSED.inc()
             log.warning("confirmation email not sent: the address had its share today")
             return

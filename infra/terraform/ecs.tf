@@ -48,8 +48,15 @@ locals {
     PRICEWATCH_LOG_LEVEL                      = "INFO"
   }
 
-  # The API serves /metrics on its own port; every other process on metrics_port.
-  metrics_ports = { for name in keys(local.services) : name => name == "api" ? 0 : local.metrics_port }
+  # The API's own settings. The load balancer (in the public subnets) is the only proxy in
+  # front of it: only its X-Forwarded-For names the client the rate limits key on.
+  api_environment = {
+    PRICEWATCH_TRUSTED_PROXIES = join(",", aws_subnet.public[*].cidr_block)
+  }
+
+  # Every process serves /metrics on metrics_port, the API too: never on the API's port,
+  # which the load balancer routes (only the Prometheus agent reaches metrics_port).
+  metrics_ports = { for name in keys(local.services) : name => local.metrics_port }
 }
 
 resource "aws_ecr_repository" "pricewatch" {
@@ -126,16 +133,16 @@ resource "aws_ecs_task_definition" "service" {
       environment = [
         for name, value in merge(local.common_environment, {
           PRICEWATCH_METRICS_PORT = tostring(local.metrics_ports[each.key])
-        }) : { name = name, value = value }
+        }, { for key, value in local.api_environment : key => value if each.key == "api" }) : { name = name, value = value }
       ]
       # secrets.tf: which task gets which secret.
       secrets = local.secrets_of[each.key]
-      portMappings = [
+      portMappings = concat(each.key == "api" ? [{ containerPort = local.api_port, protocol = "tcp" }] : [], [
         {
-          containerPort = each.key == "api" ? local.api_port : local.metrics_port
+          containerPort = local.metrics_port
           protocol      = "tcp"
         },
-      ]
+      ])
       healthCheck = {
         command     = ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${each.key == "api" ? local.api_port : local.metrics_port}/${each.key == "api" ? "healthz" : "metrics"}', timeout=3)"]
         interval    = 15

@@ -143,20 +143,11 @@ resource "aws_vpc_security_group_ingress_rule" "tasks_from_alb" {
 
 resource "aws_vpc_security_group_ingress_rule" "tasks_metrics" {
   security_group_id            = aws_security_group.tasks.id
-  description                  = "Prometheus agent scraping /metrics"
+  description                  = "Prometheus agent scraping /metrics (every task, the API too)"
   referenced_security_group_id = aws_security_group.tasks.id
   ip_protocol                  = "tcp"
   from_port                    = local.metrics_port
   to_port                      = local.metrics_port
-}
-
-resource "aws_vpc_security_group_ingress_rule" "tasks_api_metrics" {
-  security_group_id            = aws_security_group.tasks.id
-  description                  = "Prometheus agent scraping the API's /metrics"
-  referenced_security_group_id = aws_security_group.tasks.id
-  ip_protocol                  = "tcp"
-  from_port                    = local.api_port
-  to_port                      = local.api_port
 }
 
 resource "aws_vpc_security_group_egress_rule" "tasks_out" {

@@ -10,7 +10,7 @@ resource "aws_prometheus_workspace" "main" {
 
 locals {
   prometheus_jobs = {
-    pricewatch-api     = { names = ["api"], port = local.api_port }
+    pricewatch-api     = { names = ["api"], port = local.metrics_port }
     pricewatch-worker  = { names = ["worker"], port = local.metrics_port }
     pricewatch-scraper = { names = ["scraper"], port = local.metrics_port }
     pricewatch-sinks = {

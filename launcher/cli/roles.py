@@ -79,7 +79,7 @@ def cmd_together(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_api(settings: Settings, args: argparse.Namespace) -> None:
     from api.app import run_api
 
-    run_service(settings, run_api)
+    run_service(settings, run_api, args.metrics_port)
 
 
 def add_worker(sub: Any) -> None:
@@ -110,6 +110,8 @@ def add_sink(sub: Any) -> None:
 
 def add_api(sub: Any) -> None:
     p = sub.add_parser("api", help="the subscription HTTP API")
+    # Metrics on a port of their own: the API's port is public, its metrics are not.
+    p.add_argument("--metrics-port", type=int, default=None)
     p.set_defaults(func=cmd_api)
 
 

@@ -44,9 +44,16 @@ class InvalidRecipientError(ValueError):
 
 def recipient(email: str) -> Address:
     # Address() refuses line breaks (header injection) and anything but one bare address.
+    local, at, domain = email.strip().rpartition("@")
+    if not local.isascii():
+        # It would need SMTPUTF8 end to end; the API refuses such addresses (issue 19).
+        raise InvalidRecipientError(f"non-ASCII local part in {email!r} (no SMTPUTF8)")
     try:
-        return Address(addr_spec=email.strip())
-    except (ValueError, IndexError, HeaderParseError) as exc:
+        # An internationalised domain goes out in its ASCII (IDNA) form: as UTF-8 in a
+        # header it would be an encoded word, which is no address at all.
+        ascii_domain = domain.encode("idna").decode("ascii") if at and domain else domain
+        return Address(addr_spec=f"{local}{at}{ascii_domain}")
+    except (ValueError, IndexError, HeaderParseError, UnicodeError) as exc:
         raise InvalidRecipientError(f"invalid recipient address {email!r}: {exc}") from exc
 
 

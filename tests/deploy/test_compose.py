@@ -204,9 +204,6 @@ def test_api_and_demo_shop_listen_where_they_are_published(
 def metrics_port_of(name: str, monkeypatch: pytest.MonkeyPatch) -> int | None:
     """Where the service's /metrics answers (None: it serves none)."""
     settings = settings_of(SERVICES[name], monkeypatch)
-    if name == "api":
-        assert not settings.metrics_port, "the API serves /metrics on its own port"
-        return settings.api_port
     return settings.metrics_port or None
 
 
@@ -219,8 +216,12 @@ def test_prometheus_scrapes_every_pricewatch_process(monkeypatch: pytest.MonkeyP
         port = metrics_port_of(name, monkeypatch)
         assert port and targets[name] == port, (name, port, targets[name])
         settings = settings_of(SERVICES[name], monkeypatch)
-        if name != "api":
-            assert settings.metrics_host == "0.0.0.0", f"{name}: /metrics unreachable"
+        assert settings.metrics_host == "0.0.0.0", f"{name}: /metrics unreachable"
+        # Metrics stay inside the compose network: no host port leads to them.
+        assert port not in published_container_ports(SERVICES[name]), name
+        if name == "api":
+            assert port != settings.api_port, "the API's public port serves no metrics"
+        else:
             # The health check asks the same endpoint Prometheus scrapes.
             assert urlsplit(healthcheck_url(SERVICES[name])).port == port
     assert {j["job_name"] for j in PROMETHEUS["scrape_configs"]} >= {
@@ -361,6 +362,53 @@ def test_the_laptop_secret_key_says_it_is_insecure() -> None:
     compose_text = (ROOT / "docker-compose.yml").read_text()
     example_text = (ROOT / ".env.example").read_text()
     assert "openssl rand" in compose_text and "openssl rand" in example_text
+
+
+@pytest.mark.parametrize(
+    ("env", "starts"),
+    [
+        (None, True),  # the laptop default: a public key, declared a demo
+        (ENV_EXAMPLE, True),
+        ({"PRICEWATCH_SECRET_KEY": "a-key-of-my-own-0123456789abcdef"}, True),
+        (
+            {
+                "PRICEWATCH_SECRET_KEY": "a-key-of-my-own-0123456789abcdef",
+                "PRICEWATCH_DEMO": "false",
+            },
+            True,
+        ),
+        ({"PRICEWATCH_DEMO": "false"}, False),  # the public key outside a demo
+    ],
+    ids=["no-env", "env-example", "own-key", "own-key-not-demo", "public-key-not-demo"],
+)
+def test_the_api_starts_with_the_public_key_only_as_a_demo(
+    env: dict[str, str] | None, starts: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_of(load_compose(env)[0]["services"]["api"], monkeypatch)
+    if starts:
+        settings.refuse_public_secret_key()  # what run_api checks first
+    else:
+        with pytest.raises(RuntimeError, match="public default"):
+            settings.refuse_public_secret_key()
+
+
+@pytest.mark.parametrize(
+    ("env", "trusted"),
+    [(None, []), ({"PRICEWATCH_TRUSTED_PROXIES": "172.16.0.0/12"}, ["172.16.0.0/12"])],
+    ids=["direct", "own-proxy"],
+)
+def test_the_api_trusts_x_forwarded_for_only_from_proxies_in_env(
+    env: dict[str, str] | None, trusted: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = load_compose(env)[0]["services"]
+    settings = settings_of(services["api"], monkeypatch)
+    assert [str(network) for network in settings.trusted_proxies] == trusted
+    others = {
+        name
+        for name, service in services.items()
+        if "PRICEWATCH_TRUSTED_PROXIES" in service.get("environment", {})
+    }
+    assert others == {"api"}
 
 
 def test_admin_api_is_off_unless_a_token_is_set(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -179,6 +179,21 @@ def test_every_pricewatch_variable_is_a_setting() -> None:
     assert not set(environment) & set(TF.locals["task_secrets"])
 
 
+def test_the_api_believes_x_forwarded_for_only_from_the_load_balancer() -> None:
+    """The rate limits key on the client the load balancer forwards for: the API trusts
+    the public subnets (where the ALB lives, nothing else does), and only the API does."""
+    assert TF.resources[("aws_lb", "api")]["subnets"] == "${aws_subnet.public[*].id}"
+    assert TF.locals["api_environment"] == {
+        "PRICEWATCH_TRUSTED_PROXIES": '${join(",", aws_subnet.public[*].cidr_block)}'
+    }
+    definitions = TF.resources[("aws_ecs_task_definition", "service")]["container_definitions"]
+    assert (
+        '{for key, value in local.api_environment : key => value if each.key == "api"}'
+        in definitions
+    )
+    assert "PRICEWATCH_TRUSTED_PROXIES" not in TF.locals["common_environment"]
+
+
 # --- Secrets: which task gets which ---------------------------------------------------------
 
 # Every task: the services and the one-off set-up tasks.
@@ -260,6 +275,35 @@ def test_secrets_are_generated_strong_and_stored() -> None:
     assert TF.outputs["admin_token_secret_arn"]["value"] == (
         "${one(aws_secretsmanager_secret.admin_token[*].arn)}"
     )
+
+
+def test_metrics_are_not_behind_the_load_balancer() -> None:
+    """Issue 19: every task serves /metrics on metrics_port, which only the tasks' own
+    security group (the Prometheus agent) reaches; the load balancer forwards the API port."""
+    assert TF.locals["metrics_ports"] == (
+        "${{for name in keys(local.services) : name => local.metrics_port}}"
+    )
+    assert TF.locals["metrics_port"] != TF.locals["api_port"]
+    assert TF.resources[("aws_lb_target_group", "api")]["port"] == "${local.api_port}"
+    ingress = {
+        name: body
+        for (kind, name), body in TF.resources.items()
+        if kind == "aws_vpc_security_group_ingress_rule"
+    }
+    metrics_rules = [
+        body for body in ingress.values() if body["from_port"] == "${local.metrics_port}"
+    ]
+    assert metrics_rules and all(
+        body["referenced_security_group_id"] == "${aws_security_group.tasks.id}"
+        for body in metrics_rules
+    )
+    from_alb = [
+        body
+        for body in ingress.values()
+        if body.get("referenced_security_group_id") == "${aws_security_group.alb.id}"
+    ]
+    assert [body["from_port"] for body in from_alb] == ["${local.api_port}"]
+    assert TF.locals["prometheus_jobs"]["pricewatch-api"]["port"] == "${local.metrics_port}"
 
 
 def test_metrics_are_scraped_like_in_docker_compose() -> None:

@@ -35,6 +35,7 @@ from tests.system.test_pipeline_faults import (
 )
 from tests.workers import (
     OBSERVED,
+    STALL_SECONDS,
     ObservationProducer,
     Scenario,
     WorkerProcess,
@@ -42,6 +43,7 @@ from tests.workers import (
     check_notifications,
     keep_logs,
     prepare_topics,
+    processed_by,
     produce_subscriptions,
     read_topic,
     wait_for_end_markers,
@@ -49,7 +51,10 @@ from tests.workers import (
     worker_settings,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+# The waits below follow progress (tests.helpers.Progress): they give up when nothing has
+# moved for their window, not at a fixed time. This cap is only for a run that hangs.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
+STALL = STALL_SECONDS
 
 REGION = "us-east-1"
 database = contextmanager(fresh_database)  # a fresh database for as long as the block runs
@@ -145,7 +150,7 @@ def test_broker_restart_with_persistent_storage_loses_nothing(
         async def run() -> None:
             t0 = time.monotonic()
             worker.start()
-            await asyncio.to_thread(worker.wait_ready, 60)
+            await asyncio.to_thread(worker.wait_ready, STALL)
             await produce_subscriptions(settings, scenario.subscriptions)
             await wait_for_subscriptions(settings, scenario)
             async with ObservationProducer(settings) as producer:
@@ -153,7 +158,8 @@ def test_broker_restart_with_persistent_storage_loses_nothing(
                 await asyncio.to_thread(
                     wait_for,
                     lambda: worker.metric(OBSERVED) > 200 and sinks["postgres"].metric(WRITTEN),
-                    timeout=60,
+                    timeout=STALL,
+                    progress=lambda: worker.metric_or_none(OBSERVED),
                     what="the worker and the sink at work",
                 )
                 figures["objects_before_restart"] = persistent_broker.objects()
@@ -165,15 +171,17 @@ def test_broker_restart_with_persistent_storage_loses_nothing(
                 assert not pending.done() or pending.exception() is None
                 await asyncio.to_thread(tansu.start)
                 figures["started_at"] = time.monotonic() - t0
-                await asyncio.wait_for(pending, 90)
+                await asyncio.wait_for(pending, STALL * 2)  # sent once the broker is back
                 # And the worker restarts on the restarted broker: it resumes from the
                 # offsets it committed before, kept in the broker's storage.
                 assert worker.terminate() == 0, worker.log_tail()
                 worker.start()
-                await asyncio.to_thread(worker.wait_ready, 60)
+                await asyncio.to_thread(worker.wait_ready, STALL)
                 figures["worker_ready_again_at"] = time.monotonic() - t0
                 await producer.send(observations[up_at:])
-            finished = await wait_for_end_markers(settings, scenario.end_markers(reference), 120)
+            finished = await wait_for_end_markers(
+                settings, scenario.end_markers(reference), STALL, processed_by(worker)
+            )
             figures["finished_at"] = time.monotonic() - t0
             assert finished, f"the end-of-stream alerts never came:\n{worker.log_tail()}"
 
@@ -183,7 +191,8 @@ def test_broker_restart_with_persistent_storage_loses_nothing(
             assert worker.running and all(s.running for s in sinks.values())
             wait_for(
                 lambda: history(database_url) == want_history,
-                timeout=90,
+                timeout=STALL,
+                progress=lambda: sinks["postgres"].metric_or_none(WRITTEN),
                 what="the price history to equal one uninterrupted run's",
             )
             assert worker.terminate() == 0, worker.log_tail()

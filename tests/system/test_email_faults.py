@@ -338,8 +338,8 @@ async def test_ses_down_then_up_sends_each_key_once_with_headers_and_links(
         plain = message.get_body(preferencelist=("plain",))
         html = message.get_body(preferencelist=("html",))
         assert plain is not None and html is not None
-        # List-Unsubscribe acts at once (/api/unsubscribe); the body links to the page that
-        # asks first (mail scanners open links), with the same signed token.
+        # List-Unsubscribe acts on the one-click POST only (/api/unsubscribe); the body
+        # links to the page that asks first (mail scanners open links), same signed token.
         link = unsubscribe[1:-1].replace("/api/unsubscribe?", "/unsubscribe?")
         assert "/api/unsubscribe?token=" in unsubscribe
         assert alert.url in plain.get_content()  # the product link

@@ -27,6 +27,7 @@ from pricewatch.kafka import make_producer
 from pricewatch.settings import Settings
 from tests.conftest import Broker
 from tests.workers import (
+    STALL_SECONDS,
     ObservationProducer,
     Scenario,
     TopicReader,
@@ -35,6 +36,7 @@ from tests.workers import (
     check_notifications,
     keep_logs,
     prepare_topics,
+    processed_by,
     produce_subscriptions,
     read_topic,
     scenario_settings,
@@ -42,7 +44,11 @@ from tests.workers import (
     wait_for_subscriptions,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(1800),
+]  # waits follow progress
 
 PER_KIND = 60  # bad messages of each kind
 OVERSIZE_BYTES = 2 * 1024 * 1024  # well past any observation a scraper produces
@@ -174,14 +180,16 @@ def test_a_flood_of_bad_messages_is_dead_lettered_and_the_good_ones_processed(
 
     async def run() -> tuple[dict[str, str], list[DeadLetter], float]:
         worker.start()
-        await asyncio.to_thread(worker.wait_ready, 60)
+        await asyncio.to_thread(worker.wait_ready, STALL_SECONDS)
         await produce_subscriptions(settings, scenario.subscriptions)
         await wait_for_subscriptions(settings, scenario)
         began = time.monotonic()
         kinds = await produce_flood(settings, scenario)
-        finished = await wait_for_end_markers(settings, scenario.end_markers(reference), 120)
+        finished = await wait_for_end_markers(
+            settings, scenario.end_markers(reference), STALL_SECONDS, processed_by(worker)
+        )
         assert finished, "the good observations were not all processed"
-        letters = await dead_letters_for(settings, set(kinds), 120)
+        letters = await dead_letters_for(settings, set(kinds), STALL_SECONDS)
         took = time.monotonic() - began
         assert worker.running, f"the worker died:\n{worker.log_tail()}"
         return kinds, letters, took

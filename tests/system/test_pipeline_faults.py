@@ -33,6 +33,7 @@ from tests.helpers import wait_for
 from tests.system.test_email_faults import UnreliableMailServer
 from tests.system.test_worker_restart import kill_and_restart_mid_stream
 from tests.workers import (
+    STALL_SECONDS,
     ObservationProducer,
     Reference,
     Scenario,
@@ -42,6 +43,7 @@ from tests.workers import (
     check_notifications,
     keep_logs,
     prepare_topics,
+    processed_by,
     produce_subscriptions,
     read_topic,
     wait_for_end_markers,
@@ -49,7 +51,11 @@ from tests.workers import (
     worker_settings,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(1800),
+]  # waits follow progress
 
 OUTAGE = "pricewatch_sink_outage_seconds_total"
 WRITTEN = "pricewatch_sink_records_written_total"
@@ -95,7 +101,7 @@ def start_sinks(
         stack.enter_context(sink)
         sink.start()
     for sink in sinks.values():
-        sink.wait_ready(60)
+        sink.wait_ready(STALL_SECONDS)
     return sinks
 
 
@@ -119,7 +125,12 @@ def wait_for_emails(
         return rows if rows.keys() == want and set(rows.values()) <= final else None
 
     try:
-        return wait_for(done, timeout=seconds, what="every notification handled")
+        return wait_for(
+            done,
+            timeout=seconds,
+            progress=lambda: len(ledger(database_url)),
+            what="every notification handled",
+        )
     except AssertionError as exc:
         rows = ledger(database_url)
         unfinished = {k: s for k, s in rows.items() if s not in final}
@@ -164,7 +175,7 @@ def test_sigkill_worker_mid_stream_then_each_email_sent_once(
             redelivered_events = check_events(events, reference)
             redelivered_notifications = check_notifications(notifications, reference)
             # ... then the email sink's.
-            rows = wait_for_emails(postgres_url, reference, {"sent"}, 90)
+            rows = wait_for_emails(postgres_url, reference, {"sent"}, STALL_SECONDS)
 
         # Exactly one email per notification, however often the topic carried it.
         keys = {n.idempotency_key for n in reference.notifications}
@@ -283,7 +294,7 @@ def test_postgres_outage_mid_stream_loses_and_doubles_nothing(
 
     async def run(sinks: dict[str, SinkProcess]) -> None:
         worker.start()
-        await asyncio.to_thread(worker.wait_ready, 60)
+        await asyncio.to_thread(worker.wait_ready, STALL_SECONDS)
         await produce_subscriptions(settings, scenario.subscriptions)
         await wait_for_subscriptions(settings, scenario)
         async with ObservationProducer(settings) as producer:
@@ -291,7 +302,7 @@ def test_postgres_outage_mid_stream_loses_and_doubles_nothing(
             await asyncio.to_thread(
                 wait_for,
                 lambda: sinks["postgres"].metric(WRITTEN) > 0,
-                timeout=60,
+                timeout=STALL_SECONDS,
                 what="the postgres sink's first writes",
             )
             began = time.monotonic()
@@ -307,14 +318,18 @@ def test_postgres_outage_mid_stream_loses_and_doubles_nothing(
                     sinks[name].metric(OUTAGE) >= 5 for name in ("postgres", "events")
                 )
 
-            await asyncio.to_thread(wait_for, backing_off, timeout=90, what="sinks backing off")
+            await asyncio.to_thread(
+                wait_for, backing_off, timeout=STALL_SECONDS, what="sinks backing off"
+            )
             figures["outage_seconds_before_restart"] = time.monotonic() - began
             # Nothing counts as written while the database is down.
             assert sinks["postgres"].metric(WRITTEN) == written_at_stop
             await asyncio.to_thread(pg.start)
             figures["outage_seconds"] = time.monotonic() - began
             await producer.send(observations[up_at:])
-        finished = await wait_for_end_markers(settings, scenario.end_markers(reference), 90)
+        finished = await wait_for_end_markers(
+            settings, scenario.end_markers(reference), STALL_SECONDS, processed_by(worker)
+        )
         assert finished, "the end-of-stream alerts never came"
 
     try:
@@ -331,7 +346,12 @@ def test_postgres_outage_mid_stream_loses_and_doubles_nothing(
                 return history(database_url) == (want_products, want_prices)
 
             try:
-                wait_for(caught_up, timeout=90, what="the price history to catch up")
+                wait_for(
+                    caught_up,
+                    timeout=STALL_SECONDS,
+                    progress=lambda: sinks["postgres"].metric_or_none(WRITTEN),
+                    what="the price history to catch up",
+                )
             except AssertionError:
                 got_products, got_prices = history(database_url)
                 raise AssertionError(
@@ -343,7 +363,7 @@ def test_postgres_outage_mid_stream_loses_and_doubles_nothing(
             # Every row ends 'sent': one left 'sending' is an outcome the outage lost. (Not
             # {"sent", "sending"} then a count: that caught a send between its claim and
             # its record, a moment every email has.)
-            rows = wait_for_emails(database_url, reference, {"sent"}, 90)
+            rows = wait_for_emails(database_url, reference, {"sent"}, STALL_SECONDS)
             for name, sink in sinks.items():
                 figures[f"{name}_outage_metric"] = sink.metric(OUTAGE)
                 assert sink.running, f"sink {name} died:\n{sink.log_tail()}"

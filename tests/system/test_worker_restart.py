@@ -24,6 +24,7 @@ from tests.conftest import Broker
 from tests.helpers import wait_for
 from tests.workers import (
     OBSERVED,
+    STALL_SECONDS,
     ObservationProducer,
     Reference,
     Scenario,
@@ -35,6 +36,7 @@ from tests.workers import (
     check_product_states,
     keep_logs,
     prepare_topics,
+    processed_by,
     produce_subscriptions,
     read_topic,
     scenario_settings,
@@ -43,7 +45,11 @@ from tests.workers import (
     wait_for_subscriptions,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(1800),
+]  # waits follow progress
 
 
 async def kill_and_restart_mid_stream(
@@ -54,7 +60,7 @@ async def kill_and_restart_mid_stream(
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     worker.start()
-    await asyncio.to_thread(worker.wait_ready, 45)
+    await asyncio.to_thread(worker.wait_ready, STALL_SECONDS)
     timings["ready"] = time.monotonic() - t0
 
     await produce_subscriptions(settings, scenario.subscriptions)
@@ -67,7 +73,11 @@ async def kill_and_restart_mid_stream(
         # big burst, and the worker is killed while it is working on it.
         await producer.send(observations[: kill_at - 300])
         await asyncio.to_thread(
-            wait_for, lambda: worker.metric(OBSERVED) >= 200, timeout=30, what="some work"
+            wait_for,
+            lambda: worker.metric(OBSERVED) >= 200,
+            timeout=STALL_SECONDS,
+            progress=lambda: worker.metric_or_none(OBSERVED),
+            what="some work",
         )
         await producer.send(observations[kill_at - 300 : kill_at], burst=300, pause=0)
         timings["observed_before_kill"] = worker.metric(OBSERVED)
@@ -76,11 +86,13 @@ async def kill_and_restart_mid_stream(
 
         await producer.send(observations[kill_at:restart_at])  # while nobody processes
         worker.start()  # same worker id and data dir: its rocksdb store is reused
-        await asyncio.to_thread(worker.wait_ready, 60)
+        await asyncio.to_thread(worker.wait_ready, STALL_SECONDS)
         timings["ready_again"] = time.monotonic() - t0
         await producer.send(observations[restart_at:])
 
-    finished = await wait_for_end_markers(settings, scenario.end_markers(reference), 45)
+    finished = await wait_for_end_markers(
+        settings, scenario.end_markers(reference), STALL_SECONDS, processed_by(worker)
+    )
     timings["processed"] = time.monotonic() - t0
     timings["observed_after_restart"] = worker.metric(OBSERVED)
     assert worker.terminate() == 0, worker.log_tail()

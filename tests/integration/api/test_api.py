@@ -20,10 +20,12 @@ import pytest
 import sqlalchemy
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import generate_latest
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from api.app import MAX_BODY_BYTES, create_api_app
+from api.app import MAX_BODY_BYTES, ApiRunner, create_api_app
+from api.context import BACKGROUND_KEY
 from pricewatch.contract.records import AccountEmail, AccountEmailKind, Subscription
 from pricewatch.contract.topics import ACCOUNT_EMAILS, SUBSCRIPTIONS, TopicSpec
 from pricewatch.db.engine import make_engine, upgrade
@@ -83,6 +85,24 @@ def api_settings(
     )
 
 
+class SettledClient(TestClient[Any, Any]):
+    """A client whose every answer comes once the API has also done what it does after
+    answering (a subscribe's own part, a manage-link email): the test server runs on this
+    event loop, so a test reads the database and the topics as they end up."""
+
+    async def _request(self, *args: Any, **kwargs: Any) -> Any:
+        response = await super()._request(*args, **kwargs)
+        await asyncio.gather(*self.server.app[BACKGROUND_KEY])
+        return response
+
+
+class ApiTestServer(TestServer):
+    """A test server on a real socket, run by the API's own runner (as ``run_api`` does)."""
+
+    async def _make_runner(self, **kwargs: Any) -> ApiRunner:
+        return ApiRunner(self.app, **kwargs)
+
+
 @asynccontextmanager
 async def running_api(settings: Settings, database_url: str) -> AsyncIterator[Api]:
     """The API app on the real broker and database, with a client, as `pricewatch api` runs."""
@@ -90,7 +110,7 @@ async def running_api(settings: Settings, database_url: str) -> AsyncIterator[Ap
     producer = make_producer(settings)
     await producer.start()
     engine = make_engine(database_url)
-    client: Client = TestClient(TestServer(create_api_app(settings, producer, engine)))
+    client: Client = SettledClient(ApiTestServer(create_api_app(settings, producer, engine)))
     await client.start_server()
     try:
         yield Api(client, settings, engine)
@@ -149,6 +169,12 @@ async def account_emails(settings: Settings, count: int) -> list[AccountEmail]:
     ]
 
 
+def metrics_text() -> str:
+    """The API's metrics as its metrics endpoint (a port of its own) serves them: the test
+    server runs in this process, so its registry is this one."""
+    return generate_latest().decode()
+
+
 def token_of(link: str) -> str:
     return parse_qs(urlsplit(link).query)["token"][0]
 
@@ -156,7 +182,7 @@ def token_of(link: str) -> str:
 async def verified_address(api: Api, email: str, url: str = SHOP) -> None:
     await api.subscribe(email, url)
     mails = [m for m in await account_emails(api.settings, 1) if m.email == email]
-    response = await api.client.get("/api/verify", params={"token": token_of(mails[-1].link)})
+    response = await api.client.post("/api/verify", params={"token": token_of(mails[-1].link)})
     assert response.status == 200, await response.text()
 
 
@@ -311,7 +337,7 @@ async def test_a_known_currency_is_accepted_and_travels_with_the_subscription(ap
     # Verifying, editing and unsubscribing rebuild the record from its row: the currency
     # must survive them, or a price in another currency could alert.
     [mail] = await account_emails(api.settings, 1)
-    assert (await api.client.get("/api/verify", params={"token": token_of(mail.link)})).ok
+    assert (await api.client.post("/api/verify", params={"token": token_of(mail.link)})).ok
     token = api.token(TokenPurpose.MANAGE, "c@example.com")
     edited = await api.client.patch(
         f"/api/manage/subscriptions/{record.subscription_id}",
@@ -359,7 +385,7 @@ async def test_price_increase_and_minimum_change_travel_with_the_subscription(ap
     ]
     # Verifying and editing rebuild the record from its row: the options survive them.
     [mail] = await account_emails(api.settings, 1)
-    assert (await api.client.get("/api/verify", params={"token": token_of(mail.link)})).ok
+    assert (await api.client.post("/api/verify", params={"token": token_of(mail.link)})).ok
     token = api.token(TokenPurpose.MANAGE, "d@example.com")
     edited = await api.client.patch(
         f"/api/manage/subscriptions/{record.subscription_id}",
@@ -428,7 +454,7 @@ async def test_verifying_republishes_every_subscription_verified(api: Api) -> No
     await api.subscribe("ann@example.com", SHOP)
     await api.subscribe("ann@example.com", HAT, notify_sold_out=True)
     [mail, *_] = await account_emails(api.settings, 2)
-    response = await api.client.get("/api/verify", params={"token": token_of(mail.link)})
+    response = await api.client.post("/api/verify", params={"token": token_of(mail.link)})
     assert response.status == 200
     assert await response.json() == {
         "email": "ann@example.com",
@@ -442,7 +468,7 @@ async def test_verifying_republishes_every_subscription_verified(api: Api) -> No
     [user] = api.rows("SELECT verified_at FROM users")
     assert user["verified_at"] is not None
     # Verifying again is harmless and keeps the first time.
-    again = await api.client.get("/api/verify", params={"token": token_of(mail.link)})
+    again = await api.client.post("/api/verify", params={"token": token_of(mail.link)})
     assert again.status == 200
     assert api.rows("SELECT verified_at FROM users")[0]["verified_at"] == user["verified_at"]
 
@@ -566,7 +592,7 @@ async def test_an_older_confirmation_cannot_undo_a_newer_change(api: Api) -> Non
     )
     assert response.status == 409 and (await response.json())["reason"] == "superseded"
     assert api.rows("SELECT target_price FROM subscriptions") == [{"target_price": Decimal("30")}]
-    metrics = await (await api.client.get("/metrics")).text()
+    metrics = metrics_text()
     assert 'pricewatch_api_subscription_confirmations_total{outcome="superseded"}' in metrics
 
 
@@ -595,7 +621,7 @@ async def test_confirmation_emails_per_address_and_day_are_capped(
             Decimal("1"),
             Decimal("2"),
         ]
-        metrics = await (await api.client.get("/metrics")).text()
+        metrics = metrics_text()
         assert "pricewatch_api_confirmations_suppressed_total" in metrics
 
 
@@ -631,7 +657,7 @@ async def test_confirm_refuses_bad_tokens(api: Api) -> None:
     response = await api.client.post("/api/subscriptions/confirm", params={"token": expired})
     assert response.status == 403 and (await response.json())["reason"] == "expired"
     # A confirm token is no verify token either.
-    response = await api.client.get("/api/verify", params={"token": genuine})
+    response = await api.client.post("/api/verify", params={"token": genuine})
     assert response.status == 403
     response = await api.client.post("/api/subscriptions/confirm")
     assert response.status == 422
@@ -676,18 +702,18 @@ async def test_verify_refuses_bad_tokens(api: Api) -> None:
         "garbage": "not-a-token",
     }
     for name, token in cases.items():
-        response = await api.client.get("/api/verify", params={"token": token})
+        response = await api.client.post("/api/verify", params={"token": token})
         assert response.status == 403, name
         assert (await response.json())["reason"] == "invalid", name
     expired = api.token(
         TokenPurpose.VERIFY, "ann@example.com", now=datetime.now(UTC) - timedelta(days=8)
     )
-    response = await api.client.get("/api/verify", params={"token": expired})
+    response = await api.client.post("/api/verify", params={"token": expired})
     assert response.status == 403 and (await response.json())["reason"] == "expired"
-    response = await api.client.get("/api/verify")
+    response = await api.client.post("/api/verify")
     assert response.status == 422
     assert api.rows("SELECT verified_at FROM users")[0]["verified_at"] is None
-    metrics = await (await api.client.get("/metrics")).text()
+    metrics = metrics_text()
     assert 'pricewatch_api_tokens_refused_total{purpose="verify",reason="expired"}' in metrics
 
 
@@ -705,25 +731,30 @@ async def test_the_test_helper_verifies_like_the_link(api: Api) -> None:
 
 async def test_verifying_an_unknown_address_is_404(api: Api) -> None:
     token = api.token(TokenPurpose.VERIFY, "nobody@example.com")
-    response = await api.client.get("/api/verify", params={"token": token})
+    response = await api.client.post("/api/verify", params={"token": token})
     assert response.status == 404
 
 
 # --- unsubscribe ---------------------------------------------------------------------------
 
 
-async def test_unsubscribe_one_by_get_and_one_click_post(api: Api) -> None:
-    shop = await api.subscribe("ann@example.com", SHOP)
-    hat = await api.subscribe("ann@example.com", HAT)
-    token = api.token(TokenPurpose.UNSUBSCRIBE, f"subscription:{shop['subscription_id']}")
-    response = await api.client.post(
+async def one_click(api: Api, token: str) -> Any:
+    """What mail software does when a person presses Unsubscribe (RFC 8058)."""
+    return await api.client.post(
         "/api/unsubscribe",
         params={"token": token},
         data="List-Unsubscribe=One-Click",
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
+
+
+async def test_unsubscribe_one_by_one_click_post(api: Api) -> None:
+    shop = await api.subscribe("ann@example.com", SHOP)
+    hat = await api.subscribe("ann@example.com", HAT)
+    token = api.token(TokenPurpose.UNSUBSCRIBE, f"subscription:{shop['subscription_id']}")
+    response = await one_click(api, token)
     assert response.status == 200 and await response.json() == {"unsubscribed": 1}
-    again = await api.client.get("/api/unsubscribe", params={"token": token})
+    again = await one_click(api, token)
     assert again.status == 200 and await again.json() == {"unsubscribed": 0}
     records = await published(api.settings, 3)
     newest = {r.subscription_id: r for _, _, r in records}
@@ -738,7 +769,7 @@ async def test_unsubscribe_all_of_an_address_and_nobody_elses(api: Api) -> None:
     await api.subscribe("ann@example.com", HAT)
     await api.subscribe("bob@example.com", SHOP)
     token = api.token(TokenPurpose.UNSUBSCRIBE, "user:ann@example.com")
-    response = await api.client.get("/api/unsubscribe", params={"token": token})
+    response = await one_click(api, token)
     assert await response.json() == {"unsubscribed": 2}
     rows = api.rows(
         "SELECT u.email, s.active FROM subscriptions s JOIN users u ON u.id = s.user_id"
@@ -754,11 +785,14 @@ async def test_unsubscribe_refuses_tokens_of_other_purposes(api: Api) -> None:
     body = await api.subscribe("ann@example.com")
     for purpose in (TokenPurpose.VERIFY, TokenPurpose.MANAGE):
         token = api.token(purpose, f"subscription:{body['subscription_id']}")
-        response = await api.client.get("/api/unsubscribe", params={"token": token})
+        response = await one_click(api, token)
         assert response.status == 403
     # A bare subscription id (the old, guessable link) is no longer enough.
-    response = await api.client.get(
-        "/api/unsubscribe", params={"subscription": body["subscription_id"]}
+    response = await api.client.post(
+        "/api/unsubscribe",
+        params={"subscription": body["subscription_id"]},
+        data="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert response.status == 422
     assert api.rows("SELECT active FROM subscriptions")[0]["active"] is True
@@ -770,11 +804,10 @@ async def test_expired_manage_and_unsubscribe_links_do_nothing(api: Api) -> None
     long_ago = datetime.now(UTC) - timedelta(seconds=settings.unsubscribe_token_ttl_seconds + 60)
     for subject in (f"subscription:{body['subscription_id']}", "user:ann@example.com"):
         expired = api.token(TokenPurpose.UNSUBSCRIBE, subject, now=long_ago)
-        for method in ("GET", "POST"):
-            response = await api.client.request(
-                method, "/api/unsubscribe", params={"token": expired}
-            )
-            assert response.status == 403 and (await response.json())["reason"] == "expired"
+        response = await one_click(api, expired)
+        assert response.status == 403 and (await response.json())["reason"] == "expired"
+        opened = await api.client.get("/api/unsubscribe", params={"token": expired})
+        assert opened.status == 403 and "new link" in await opened.text()
         page = await api.client.post("/unsubscribe", params={"token": expired})
         assert page.status == 403 and "new link" in await page.text()
     assert api.rows("SELECT active FROM subscriptions")[0]["active"] is True
@@ -1062,31 +1095,26 @@ async def test_rate_limits_bite_per_address_and_per_email(
         assert response.status == 429  # the address's bucket (4 per minute) is empty
         assert int(response.headers["Retry-After"]) >= 1
         assert (await response.json())["reason"] == "address"
-        metrics = await (await api.client.get("/metrics")).text()
+        metrics = metrics_text()
         assert re.search(r'pricewatch_api_rate_limited_total\{scope="email"\} [1-9]', metrics)
         assert re.search(r'pricewatch_api_rate_limited_total\{scope="address"\} [1-9]', metrics)
 
 
-async def test_a_manage_link_request_takes_the_email_limit_once(
+async def test_manage_link_requests_are_limited_per_client_and_send_one_email_an_hour(
     broker: Broker, unique_prefix: str, tmp_path: Path, postgres_url: str
 ) -> None:
     upgrade(postgres_url)
     settings = api_settings(
-        broker, unique_prefix, tmp_path, postgres_url, rate_limit_per_email_per_hour=2
+        broker, unique_prefix, tmp_path, postgres_url, rate_limit_per_address_per_minute=3
     )
     async with running_api(settings, postgres_url) as api:
         body = {"email": "Ann@example.com"}
-        statuses = [(await api.client.post("/api/manage-link", json=body)).status for _ in range(3)]
-        assert statuses == [202, 202, 429]  # two per hour, as configured (not one)
-        # The form shares the address's bucket, and says so on a page.
-        page = await api.client.post("/manage-link", data={"email": "ann@example.com"})
+        statuses = [(await api.client.post("/api/manage-link", json=body)).status for _ in range(4)]
+        assert statuses == [202, 202, 202, 429]  # the client's bucket (3 a minute)
+        # The form shares the client's bucket, and says so on a page.
+        page = await api.client.post("/manage-link", data={"email": "bob@example.com"})
         assert page.status == 429 and "Retry-After" in page.headers
         assert "text/html" in page.headers["Content-Type"]
-        statuses = [
-            (await api.client.post("/manage-link", data={"email": "bob@example.com"})).status
-            for _ in range(3)
-        ]
-        assert statuses == [200, 200, 429]
 
 
 async def test_an_unexpected_error_is_a_counted_500_problem(
@@ -1110,7 +1138,7 @@ async def test_an_unexpected_error_is_a_counted_500_problem(
     page = await api.client.get("/manage", params={"token": token}, headers={"Accept": "text/html"})
     assert page.status == 500 and "Something went wrong" in await page.text()
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
-    metrics = await (await api.client.get("/metrics")).text()
+    metrics = metrics_text()
     assert 'pricewatch_api_requests_total{route="/api/websites",status="500"} 1.0' in metrics
     assert 'pricewatch_api_requests_total{route="/manage",status="500"} 1.0' in metrics
     assert (await api.client.get("/healthz")).status == 200  # and the app goes on
@@ -1152,7 +1180,7 @@ async def test_health_readiness_and_metrics(api: Api) -> None:
     assert ready.status == 200
     assert (await ready.json())["checks"] == {"broker": "ok", "database": "ok"}
     await api.client.post("/api/subscriptions", json={"email": "x"})
-    metrics = await (await api.client.get("/metrics")).text()
+    metrics = metrics_text()
     assert 'pricewatch_api_requests_total{route="/api/subscriptions",status="422"}' in metrics
 
 

@@ -77,6 +77,15 @@ def test_ids_are_deterministic_and_canonical() -> None:
         ('https://shop.example/a"b<c>', "https://shop.example/a%22b%3Cc%3E"),
         ("http://[2001:DB8::1]:8080/p", "http://[2001:db8::1]:8080/p"),
         ("https://shop.example/%zz?a=b&c=%2F", None),
+        # Dot segments (RFC 3986 5.2.4, and their percent-encoded forms as browsers read
+        # them): one page, one product.
+        (
+            "https://shop.example/products/../products/kettle",
+            "https://shop.example/products/kettle",
+        ),
+        ("https://shop.example/a/./b/%2E%2e/c?x=/../", "https://shop.example/a/c?x=/../"),
+        ("https://shop.example/../../etc", "https://shop.example/etc"),
+        ("https://shop.example/a/b/..", "https://shop.example/a/"),
     ],
 )
 def test_canonical_urls_are_ascii_and_canonical_once(written: str, canonical: str | None) -> None:

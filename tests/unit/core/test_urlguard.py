@@ -52,6 +52,8 @@ def test_check_url_accepts_plain_http_urls(url: str) -> None:
         ("http://127.1/", "non-canonical"),
         ("http://0x7f.0.0.1/", "non-canonical"),
         ("http://shop.example:99999/", "malformed"),
+        ("http://shop.example:0/", "port 0"),
+        ("https://shop.example:00/p", "port 0"),
         ("http://a..b/x", "invalid host name"),
         ("http://.example/", "invalid host name"),
         ("http://" + "a" * 64 + ".example/", "invalid host name"),

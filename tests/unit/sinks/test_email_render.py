@@ -144,11 +144,20 @@ def test_a_title_cannot_break_the_subject_line() -> None:
 
 
 @pytest.mark.parametrize(
-    "address", ["ann@example.com\r\nBcc: x@y.z", "", "no-at-sign", "A <a@b.c>"]
+    "address",
+    ["ann@example.com\r\nBcc: x@y.z", "", "no-at-sign", "A <a@b.c>", "jösé@example.com"],
 )
 def test_an_unusable_recipient_is_refused(address: str) -> None:
     with pytest.raises(InvalidRecipientError):
         render(notification(email=address), SETTINGS)
+
+
+def test_an_internationalised_domain_is_sent_to_in_its_ascii_form() -> None:
+    """Issue 19: a UTF-8 domain in a header is an encoded word, which is no address."""
+    message = render(notification(email="carol@exämple.com"), SETTINGS)
+    assert message["To"] == "carol@xn--exmple-cua.com"
+    raw = message.as_bytes(policy=email.policy.SMTP)
+    assert b"\r\nTo: carol@xn--exmple-cua.com\r\n" in raw
 
 
 def test_only_web_links_are_linked() -> None:
