@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from . import (
     capacity,
@@ -132,9 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     lat = parser.add_argument_group("e2e (observation -> notification -> email latency)")
     lat.add_argument(
         "--loads",
-        type=_loads,
+        action=_Loads,
         nargs="+",
-        default=[[100.0, 1_000.0, 10_000.0]],
+        default=[100.0, 1_000.0, 10_000.0],
         help="offered loads, observations/second (space- or comma-separated)",
     )
     lat.add_argument(
@@ -235,8 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _loads(text: str) -> list[float]:
-    return [float(part) for part in text.split(",") if part.strip()]
+class _Loads(argparse.Action):
+    """Loads as ``1000 2000`` or ``1000,2000``."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, *_: Any
+    ) -> None:
+        try:
+            loads = [float(part) for value in values for part in value.split(",") if part]
+        except ValueError:
+            parser.error(f"--loads takes numbers, not {values!r}")
+        setattr(namespace, self.dest, loads)
 
 
 def _print_extra(result: BenchResult) -> None:
@@ -346,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif name == "e2e":
             result = e2e.run(
-                loads=tuple(load for group in args.loads for load in group),
+                loads=tuple(args.loads),
                 baseline=not args.e2e_no_baseline,
                 duration=10.0 if args.quick else args.e2e_duration,
                 products=1_000 if args.quick else args.e2e_products,
