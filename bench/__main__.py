@@ -133,9 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     lat = parser.add_argument_group("e2e (observation -> notification -> email latency)")
     lat.add_argument(
         "--loads",
-        type=_loads,
+        action=_Loads,
         nargs="+",
-        action=_FlatLoads,
         default=[100.0, 1_000.0, 10_000.0],
         help="offered loads, observations/second (space- or comma-separated)",
     )
@@ -237,21 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _loads(text: str) -> list[float]:
-    return [float(part) for part in text.split(",") if part.strip()]
-
-
-class _FlatLoads(argparse.Action):
-    """``--loads 100 2000`` and ``--loads 100,2000`` both give ``[100.0, 2000.0]``."""
+class _Loads(argparse.Action):
+    """Loads as ``1000 2000`` or ``1000,2000``."""
 
     def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, *_: Any
     ) -> None:
-        setattr(namespace, self.dest, [load for group in values for load in group])
+        try:
+            loads = [float(part) for value in values for part in value.split(",") if part]
+        except ValueError:
+            parser.error(f"--loads takes numbers, not {values!r}")
+        setattr(namespace, self.dest, loads)
 
 
 def _print_extra(result: BenchResult) -> None:

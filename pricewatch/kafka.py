@@ -71,6 +71,11 @@ async def create_topics(settings: Settings, specs: Iterable[TopicSpec] = ALL_TOP
 
 
 GROWTH = 4  # the wait's factor after an empty fetch (see AdaptiveFetchWait)
+# While the application reads records fetched in the last READING_SECONDS, an empty fetch
+# (of the partitions without buffered records) grows the wait to READING_WAIT_MS at most:
+# the next fetch of the busy partitions waits behind it.
+READING_SECONDS = 1.0
+READING_WAIT_MS = 20
 FETCHES_TOTAL = Counter(
     "pricewatch_kafka_fetches_total",
     "Fetch requests this process's consumers made, by whether they brought records: what an "
@@ -100,18 +105,20 @@ class AdaptiveFetchWait:
         self.wait = wait
         self.current_ms = wait.min_ms
         self.fetches = 0  # answered fetches, for tests and benchmarks
-        # Where the application stood in the partitions with buffered records, at the
-        # last answered fetch: it moved on since, so it is reading them.
-        self.buffered: dict[Any, int] = {}
 
-    def answered(self, had_records: bool) -> int:
-        """The wait for the next fetch, after one that had records or did not."""
+    def answered(self, had_records: bool, reading: bool = False) -> int:
+        """The wait for the next fetch, after one that had records or did not; ``reading``:
+        the application still reads records fetched before (the wait grows, but stays at
+        most ``READING_WAIT_MS``)."""
         self.fetches += 1
         FETCHES[had_records].inc()
         if had_records:
             self.current_ms = self.wait.min_ms
         else:
-            self.current_ms = min(self.wait.max_ms, self.current_ms * GROWTH)
+            grown = min(self.wait.max_ms, self.current_ms * GROWTH)
+            if reading:
+                grown = min(grown, max(self.wait.min_ms, READING_WAIT_MS))
+            self.current_ms = grown
         return self.current_ms
 
     def install(self, consumer: AIOKafkaConsumer) -> None:
@@ -129,38 +136,26 @@ class AdaptiveFetchWait:
 
         async def proc_fetch_request(*args: Any, **kwargs: Any) -> bool:
             had_records: bool = await process(*args, **kwargs)
-            # Buffered records the application is working through mean records flow, even
-            # when this fetch came back empty: aiokafka leaves a partition with buffered
-            # records out of its next fetches, which then ask only the quiet partitions.
-            # Growing the wait on those stalled the busy ones: the next fetch of a partition
-            # waits for the one in flight, which the embedded broker answers only when its
-            # wait ends (a worker at 2,000 obs/s made 4 fetches a second and fell behind,
-            # half idle). Records left unread (a paused partition) do not count.
-            buffered = _buffered_positions(fetcher)
-            draining = bool(buffered) and buffered != self.buffered
-            self.buffered = buffered
-            fetcher._fetch_max_wait_ms = self.answered(had_records or draining)
+            # Records fetched lately and not yet read mean records flow, even when this fetch
+            # came back empty: aiokafka leaves a partition with buffered records out of its
+            # next fetches, which then ask only the quiet partitions. Growing the wait on
+            # those stalled the busy ones: their next fetch waits for the one in flight,
+            # which the embedded broker answers only when its wait ends (a worker at 2,000
+            # obs/s made 4 fetches a second and fell behind, 20% busy). Records left unread
+            # for long (a paused partition) do not count.
+            fetcher._fetch_max_wait_ms = self.answered(had_records, _reading(fetcher))
             return had_records
 
         fetcher._proc_fetch_request = proc_fetch_request
 
 
-def _buffered_positions(fetcher: Any) -> dict[Any, int]:
-    """The application's position in each partition with records fetched but not yet
-    read (aiokafka Fetcher and SubscriptionState internals)."""
+def _reading(fetcher: Any) -> bool:
+    """Whether records fetched in the last ``READING_SECONDS`` are still buffered for the
+    application (aiokafka Fetcher internals: ``_records``, ``FetchResult._created``)."""
     if not fetcher._records:
-        return {}
-    subscription = fetcher._subscriptions.subscription
-    assignment = None if subscription is None else subscription.assignment
-    if assignment is None:
-        return {}
-    positions: dict[Any, int] = {}
-    for tp in fetcher._records:
-        try:
-            positions[tp] = assignment.state_value(tp).position
-        except (AttributeError, AssertionError):  # not assigned, or no position yet
-            continue
-    return positions
+        return False
+    recent = time.monotonic() - READING_SECONDS
+    return any(result._created >= recent for result in fetcher._records.values())
 
 
 class AdaptiveConsumer(AIOKafkaConsumer):

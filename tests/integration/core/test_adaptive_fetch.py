@@ -52,8 +52,8 @@ def test_idle_consumer_backs_off_and_records_bring_the_short_wait_back(
             waits: list[int] = []
             answered = adaptive.answered
 
-            def recording(had_records: bool) -> int:
-                waits.append(answered(had_records))
+            def recording(had_records: bool, reading: bool = False) -> int:
+                waits.append(answered(had_records, reading))
                 return waits[-1]
 
             adaptive.answered = recording  # type: ignore[method-assign]

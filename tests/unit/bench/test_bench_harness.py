@@ -170,6 +170,7 @@ def test_the_command_line_knows_every_benchmark_and_its_loads() -> None:
     args = build_parser().parse_args(["e2e", "--quick", "--loads", "100", "2000"])
     assert args.loads == [100.0, 2000.0]
     assert args.quick
+    assert build_parser().parse_args(["e2e", "--loads", "1000,2000"]).loads == [1000.0, 2000.0]
 
 
 def _result(row: Row) -> BenchResult:

@@ -40,3 +40,11 @@ def test_settings_choose_both_ends_and_a_longest_below_the_shortest_is_raised() 
     )
     assert settings.fetch_wait() == FetchWait(40, 40)
     assert settings.fetch_wait(bulk=True) == FetchWait(40, 320)
+
+
+def test_while_the_application_reads_fetched_records_the_wait_stays_short() -> None:
+    # An empty fetch of the quiet partitions while the busy ones' records are being read:
+    # the busy partitions' next fetch waits behind it, so it must not wait long.
+    wait = AdaptiveFetchWait(FetchWait(5, 250))
+    assert [wait.answered(False, reading=True) for _ in range(3)] == [20, 20, 20]
+    assert [wait.answered(False) for _ in range(3)] == [80, 250, 250]
