@@ -6,11 +6,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from . import (
+    capacity,
     detector_agent,
     detector_pure,
     e2e,
+    idle,
     postgres_sink,
     scale,
     scraper,
@@ -36,7 +39,11 @@ BENCHMARKS = (
     "stages",
     "time_to_alert",
     "scale",
+    "idle",
+    "capacity",
 )
+# Run only when named: it installs changedetection.io (pip) and takes ~1 h at 60 s.
+ON_DEMAND = ("capacity",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         default=[],
         metavar="BENCHMARK",
-        help=f"which to run, any of: {', '.join(BENCHMARKS)} (default: all)",
+        help=f"which to run, any of: {', '.join(BENCHMARKS)} (default: all but "
+        f"{', '.join(ON_DEMAND)})",
     )
     parser.add_argument(
         "--quick",
@@ -125,10 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     lat = parser.add_argument_group("e2e (observation -> notification -> email latency)")
     lat.add_argument(
         "--loads",
-        type=float,
+        type=_loads,
         nargs="+",
+        action=_FlatLoads,
         default=[100.0, 1_000.0, 10_000.0],
-        help="offered loads, observations/second",
+        help="offered loads, observations/second (space- or comma-separated)",
+    )
+    lat.add_argument(
+        "--e2e-no-baseline",
+        action="store_true",
+        help="skip the naive-agent baseline worker (bench/naive_worker.py) at the same loads",
     )
     lat.add_argument("--e2e-duration", type=float, default=60.0, help="seconds per load")
     lat.add_argument("--e2e-products", type=int, default=10_000)
@@ -164,7 +178,80 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument(
         "--scale-sweeps", type=int, default=3, help="observations per product (first one learns)"
     )
+    idl = parser.add_argument_group(
+        "idle (the demo stack at rest, under a light load, drop -> email)"
+    )
+    idl.add_argument("--idle-seconds", type=float, default=60.0, help="per measurement")
+    idl.add_argument("--idle-light-rate", type=float, default=5.0, help="obs/s, light load")
+    idl.add_argument("--idle-flips", type=int, default=8, help="price drops timed to email")
+    idl.add_argument(
+        "--idle-no-baseline",
+        action="store_true",
+        help="skip the baseline stack (one process per role, fixed 20 ms fetch wait)",
+    )
+    cap = parser.add_argument_group(
+        "capacity (Pricewatch vs changedetection.io and the polling baseline, same shop; "
+        "run only when named)"
+    )
+    cap.add_argument(
+        "--capacity-products",
+        "--products",
+        type=capacity.parse_ladder,
+        default=[100, 300, 1_000, 3_000, 10_000],
+        help="the ladder of product counts, comma-separated (e.g. 100,1k,3000); a system "
+        "stops at its first N not held",
+    )
+    cap.add_argument(
+        "--capacity-interval",
+        "--interval",
+        type=float,
+        default=60.0,
+        help="seconds between checks of a product (every system)",
+    )
+    cap.add_argument(
+        "--capacity-systems",
+        type=lambda text: [s for s in text.split(",") if s],
+        default=list(capacity.SYSTEMS),
+        help=f"comma-separated, any of {','.join(capacity.SYSTEMS)}",
+    )
+    cap.add_argument(
+        "--capacity-change-fraction",
+        type=float,
+        default=0.1,
+        help="products whose price drops (once each) during the run; at least "
+        "--capacity-min-changes",
+    )
+    cap.add_argument("--capacity-min-changes", type=int, default=100)
+    cap.add_argument(
+        "--capacity-markup",
+        choices=("full", "price-only"),
+        default="full",
+        help="the pages' schema.org offer: price and availability, or the price alone "
+        "(availability in the text only)",
+    )
+    cap.add_argument(
+        "--capacity-keep-going",
+        action="store_true",
+        help="try every N of the ladder even after a system did not hold a smaller one",
+    )
     return parser
+
+
+def _loads(text: str) -> list[float]:
+    return [float(part) for part in text.split(",") if part.strip()]
+
+
+class _FlatLoads(argparse.Action):
+    """``--loads 100 2000`` and ``--loads 100,2000`` both give ``[100.0, 2000.0]``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, [load for group in values for load in group])
 
 
 def _print_extra(result: BenchResult) -> None:
@@ -210,7 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.benchmarks) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {BENCHMARKS}")
-    selected = [name for name in BENCHMARKS if name in args.benchmarks] or list(BENCHMARKS)
+    selected = [name for name in BENCHMARKS if name in args.benchmarks] or [
+        name for name in BENCHMARKS if name not in ON_DEMAND
+    ]
+    unknown_systems = sorted(set(args.capacity_systems) - set(capacity.SYSTEMS))
+    if unknown_systems:
+        parser.error(
+            f"unknown --capacity-systems {unknown_systems}; choose from {capacity.SYSTEMS}"
+        )
     machine = machine_info()
     print(
         f"machine: {machine['cpu_model']}, {machine['cores']} cores "
@@ -268,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "e2e":
             result = e2e.run(
                 loads=tuple(args.loads),
+                baseline=not args.e2e_no_baseline,
                 duration=10.0 if args.quick else args.e2e_duration,
                 products=1_000 if args.quick else args.e2e_products,
                 change_fraction=args.e2e_change_fraction,
@@ -295,6 +390,29 @@ def main(argv: list[str] | None = None) -> int:
                 products=200 if args.quick else args.tta_products,
                 interval=10.0 if args.quick else args.tta_interval,
                 changes=10 if args.quick else args.tta_changes,
+                partitions=args.partitions,
+                bootstrap_servers=args.bootstrap_servers,
+                results_dir=args.results_dir,
+                log=log,
+            )
+        elif name == "idle":
+            result = idle.run(
+                rest_seconds=15.0 if args.quick else args.idle_seconds,
+                light_rate=args.idle_light_rate,
+                flips=2 if args.quick else args.idle_flips,
+                baseline=not args.idle_no_baseline,
+                results_dir=args.results_dir,
+                log=log,
+            )
+        elif name == "capacity":
+            result = capacity.run(
+                products=[20, 50] if args.quick else args.capacity_products,
+                interval=15.0 if args.quick else args.capacity_interval,
+                systems=args.capacity_systems,
+                change_fraction=args.capacity_change_fraction,
+                min_changes=args.capacity_min_changes,
+                keep_going=args.capacity_keep_going,
+                markup=args.capacity_markup,
                 partitions=args.partitions,
                 bootstrap_servers=args.bootstrap_servers,
                 results_dir=args.results_dir,

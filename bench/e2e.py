@@ -39,10 +39,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
 from pricewatch.contract.topics import NOTIFICATIONS, PRICE_OBSERVATIONS
 from pricewatch.ids import observation_id_for, partition_for, product_id_for
+from pricewatch.kafka import AdaptiveConsumer
 from pricewatch.settings import Settings
 
 from .pipeline import (
@@ -68,6 +67,7 @@ NAME = "e2e"
 AIM_P99_MS_AT_1K = 100.0
 SINK_WRITTEN = "pricewatch_sink_records_written_total"
 EMAILS_SENT = "pricewatch_emails_sent_total"
+FETCHES = "pricewatch_kafka_fetches_total"
 
 
 @dataclass
@@ -149,12 +149,14 @@ class Seen:
 
 async def consume_notifications(settings: Settings, seen: Seen, stop: threading.Event) -> None:
     """Record every notification's times until ``stop`` (set from another thread)."""
-    consumer = AIOKafkaConsumer(
+    # The pipeline's own adaptive wait: a fixed 20 ms one made 50 fetches a second, broker
+    # CPU that is the harness's, not the pipeline's.
+    consumer = AdaptiveConsumer(
         settings.topic(NOTIFICATIONS),
+        fetch_wait=settings.fetch_wait(),
         bootstrap_servers=settings.bootstrap(),
         group_id=None,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=20,
     )
     await consumer.start()
     try:
@@ -253,8 +255,10 @@ def run(
     kafka_embedded: bool = False,
     results_dir: Any = RESULTS_DIR,
     log: Callable[[str], None] = print,
+    baseline: bool = False,
 ) -> BenchResult:
     started = time.perf_counter()
+    baseline_phases: list[dict[str, Any]] = []
     workdir = results_dir / "work" / NAME
     drain_timeout = drain_timeout or max(60.0, 3 * duration)
     phases: list[dict[str, Any]] = []
@@ -307,12 +311,21 @@ def run(
             finally:
                 stop.set()
                 consumer.join(10)
+        if baseline:
+            baseline_phases = _run_baseline(
+                services, loads, duration, products, change_fraction, partitions, log
+            )
     table = _table(phases)
     return BenchResult(
         name=NAME,
         description=__doc__ or "",
         candidate="worker + postgres sink + email sink (outbox), one process each",
-        baseline="none (latency against the aims)",
+        baseline=(
+            "naive agent (bench/naive_worker.py: one table write per observation, nothing "
+            "emitted) at the same loads, same broker"
+            if baseline
+            else "none (latency against the aims)"
+        ),
         params={
             "loads_obs_per_second": sorted(loads),
             "duration_seconds": duration,
@@ -322,9 +335,84 @@ def run(
             "partitions": partitions,
             "broker": "embedded tansu" if bootstrap_servers is None else bootstrap_servers,
         },
-        extra={"phases": phases, "tables": [table]},
+        extra={
+            "phases": phases,
+            "baseline_phases": baseline_phases,
+            "tables": [table] + ([_baseline_table(baseline_phases)] if baseline else []),
+        },
         elapsed_seconds=time.perf_counter() - started,
     )
+
+
+def _run_baseline(
+    services: Services,
+    loads: tuple[float, ...],
+    duration: float,
+    products: int,
+    change_fraction: float,
+    partitions: int,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """The naive agent at the same loads, on topics of its own: does it hold, and its CPU."""
+    settings = services.settings(f"{NAME}-naive", partitions)
+    plan = LoadPlan(make_products(products, partitions), change_fraction)
+    worker = spawn(
+        settings,
+        "worker-naive",
+        ["--worker-id", "naive", "--mode", "table"],
+        module="bench.naive_worker",
+    )
+    out = []
+    with roles(worker):
+        worker.wait_ready()
+        pids = {"worker": worker.pid}
+        if services.broker_pid is not None:
+            pids["broker"] = services.broker_pid
+        for rate in sorted(loads):
+
+            def poll() -> tuple[float, float] | None:
+                processed = worker.metric(OBSERVED)
+                return None if processed is None else (processed, processed)
+
+            base = poll() or (0.0, 0.0)
+            phase = Phase(rate, duration)
+            log(f"[{NAME}] baseline (naive agent): {rate:,.0f} obs/s for {duration:.0f} s")
+            meter = CpuMeter(pids).start()
+            asyncio.run(generate(settings, plan, phase, poll, base))
+            cpu = meter.stop()
+            lag = lag_verdict([(t, p, c) for t, p, c, _ in phase.samples], phase.rate)
+            log(f"  held={lag.held} (final lag {lag.final_lag}), CPU {cpu['processes']}")
+            out.append(
+                {
+                    "offered_obs_per_second": rate,
+                    "sent": phase.sent,
+                    "achieved_send_rate": phase.sent / max(phase.ended_at - phase.started_at, 1e-9),
+                    "worker": lag.to_json(),
+                    "cpu": cpu,
+                }
+            )
+    return out
+
+
+def _baseline_table(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = [
+        [
+            f"{p['offered_obs_per_second']:,.0f}",
+            f"{p['achieved_send_rate']:,.0f}",
+            _held(p["worker"]),
+            ", ".join(
+                f"{name} {100 * seconds / p['cpu']['wall_seconds']:.0f}%"
+                for name, seconds in p["cpu"]["processes"].items()
+            ),
+        ]
+        for p in phases
+    ]
+    return {
+        "title": "e2e baseline: the naive agent (one table write per observation) at the "
+        "same loads",
+        "columns": ["offered obs/s", "sent/s", "held", "CPU (% of a core)"],
+        "rows": rows,
+    }
 
 
 def _consume_in_thread(settings: Settings, seen: Seen, stop: threading.Event) -> None:
@@ -369,6 +457,8 @@ def _run_phase(
 
     base = poll()
     emails_before = email_sink.metric(EMAILS_SENT) or 0.0
+    fetch_roles = {"worker": worker, "postgres-sink": pg_sink, "email-sink": email_sink}
+    fetches_before = {name: role.metric(FETCHES) or 0.0 for name, role in fetch_roles.items()}
     assert base is not None, "worker or postgres sink /metrics not answering"
     log(f"[{NAME}] {phase.rate:,.0f} obs/s for {phase.duration:.0f} s")
     meter.start()
@@ -398,6 +488,10 @@ def _run_phase(
         drain, complete = drain_timeout, False
     # Over the load and its drain: a load not held is paid for after it stops.
     cpu = meter.stop()
+    fetches_per_second = {
+        name: ((role.metric(FETCHES) or 0.0) - fetches_before[name]) / cpu["wall_seconds"]
+        for name, role in fetch_roles.items()
+    }
     notes = notified()
     emailed = outbox_times(settings.outbox_path)
     to_topic = [created - observed for observed, created, _ in notes.values()]
@@ -418,6 +512,7 @@ def _run_phase(
         "email_handed_to_backend": latency_summary(to_email, phase.drops),
         "cpu": cpu,
         "cpu_us_per_observation": 1e6 * cpu["total"] / max(phase.sent, 1),
+        "fetches_per_second": fetches_per_second,
         "samples": [tuple(round(x, 3) for x in s) for s in phase.samples],
     }
     n = result["notification_on_topic"]
@@ -426,10 +521,17 @@ def _run_phase(
         f"  sent {phase.sent} ({achieved:,.0f}/s), held={lag.held} (final lag {lag.final_lag}), "
         f"notification p50/p99 {_ms(n['p50_ms'])}/{_ms(n['p99_ms'])} ({n['count']}/"
         f"{phase.drops}), email p50/p99 {_ms(e['p50_ms'])}/{_ms(e['p99_ms'])} ({e['count']}), "
-        f"CPU {result['cpu_us_per_observation']:,.0f} us/obs"
+        f"CPU {result['cpu_us_per_observation']:,.0f} us/obs "
+        f"({_shares(cpu)}), fetches/s "
+        + ", ".join(f"{k} {v:.0f}" for k, v in fetches_per_second.items())
         + ("" if complete else f"; NOT DRAINED within {drain_timeout:.0f} s")
     )
     return result
+
+
+def _shares(cpu: dict[str, Any]) -> str:
+    wall = cpu["wall_seconds"]
+    return ", ".join(f"{k} {100 * v / wall:.0f}%" for k, v in cpu["processes"].items())
 
 
 def _ms(value: float | None) -> str:

@@ -265,6 +265,40 @@ ERRORS = Row(
             unit="short",
         ),
         Panel(
+            "Scrapers: blocked / s by website and reason",
+            "timeseries",
+            (
+                PromQuery(
+                    _rate("pricewatch_scraper_blocked_total", "website, reason"),
+                    "{{website}}: {{reason}}",
+                ),
+            ),
+            width=12,
+            unit="short",
+            custom=stacked_bars(),
+            description="Fetches a website refused: a bot check, captcha or consent wall "
+            "(cloudflare, captcha, bot_check, consent: an error 'blocked', never a sold-out "
+            "or removed product), or a plain 401/403/429 or an over-long Retry-After.",
+        ),
+        Panel(
+            "Render tier: renders / s by outcome, in flight, browser requests refused",
+            "timeseries",
+            (
+                PromQuery(_rate("pricewatch_scraper_renders_total", "outcome"), "{{outcome}}"),
+                PromQuery("sum(pricewatch_scraper_renders_in_flight)", "in flight"),
+                PromQuery(
+                    _rate("pricewatch_scraper_render_requests_blocked_total", "reason"),
+                    "refused: {{reason}}",
+                ),
+                *_quantiles("pricewatch_scraper_render_seconds")[1:2],
+            ),
+            width=12,
+            unit="short",
+            description="Pages rendered in the browser (site adapters with render: true, "
+            "the no-price fallback); requests of the browser refused by the URL guard or "
+            "skipped (images, fonts, styles); p95 render time in seconds.",
+        ),
+        Panel(
             "Scrapers: pages extracted / s by extractor",
             "timeseries",
             (
@@ -635,6 +669,31 @@ ORDER BY 2 DESC, 1
     height=10,
 )
 
+BLOCKED_WEBSITES = Panel(
+    "Websites blocking the scrapers (bot checks, captchas, consent walls)",
+    "table",
+    (
+        SqlQuery(
+            """
+SELECT coalesce(w.name, substring(p.url from '^[A-Za-z]+://([^/:?#]+)')) AS "website",
+       count(*) AS "blocked products",
+       max(p.last_checked_at) AS "last blocked",
+       max(p.last_ok_at) AS "last read"
+FROM products p
+LEFT JOIN websites w ON w.id = p.website_id
+WHERE p.last_error = 'blocked'
+  AND p.last_checked_at > coalesce(p.last_ok_at, '-infinity')
+GROUP BY 1
+ORDER BY 2 DESC, 1
+"""
+        ),
+    ),
+    width=12,
+    height=8,
+    description="Products whose latest fetch met a bot check, captcha or consent wall "
+    "(error 'blocked'): their price and stock are as last read, not sold out.",
+)
+
 BUSINESS = Row(
     "Business (PostgreSQL)",
     (
@@ -651,6 +710,7 @@ BUSINESS = Row(
         BIGGEST_DROPS_TODAY,
         FAILURE_REASONS,
         FAILING_PRODUCTS,
+        BLOCKED_WEBSITES,
     ),
 )
 

@@ -32,6 +32,10 @@ class Stack:
     workers: int = 1
     scrapers: int = 1
     with_demo_shop: bool = True
+    # One process for the scraper, every sink, the API and the demo shop (``pricewatch
+    # together``), beside the workers: what the demo runs, light at rest. Off: one process
+    # per role, as docker-compose deploys them.
+    together: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     children: list[Process] = field(default_factory=list)
     broker: EmbeddedBroker | None = None
@@ -69,6 +73,8 @@ class Stack:
 
         upgrade(settings.database())
 
+        if self.together:
+            return self._start_together()
         if self.with_demo_shop:
             shop = self._spawn("demo-shop", ["demo-shop"])
             shop.wait_for_port(settings.api_host, settings.demo_shop_port, 20)
@@ -85,6 +91,21 @@ class Stack:
             self._spawn_measured("archive-sink", ["sink", "archive"])
         api = self._spawn_measured("api", ["api"])
         api.wait_for_port(settings.api_host, settings.api_port, 30)
+        return self
+
+    def _start_together(self) -> Stack:
+        settings = self.settings
+        for i in range(self.workers):
+            self._spawn_measured(f"worker-{i}", ["worker", "--worker-id", f"w{i}"])
+        roles = ["sinks", "api"]
+        roles += ["scraper"] if self.scrapers else []
+        roles += ["demo-shop"] if self.with_demo_shop else []
+        together = self._spawn_measured("together", ["together", *roles])
+        for i in range(1, self.scrapers):
+            self._spawn_measured(f"scraper-{i}", ["scraper"])
+        if self.with_demo_shop:
+            together.wait_for_port(settings.api_host, settings.demo_shop_port, 30)
+        together.wait_for_port(settings.api_host, settings.api_port, 30)
         return self
 
     def metrics_urls(self) -> dict[str, str]:

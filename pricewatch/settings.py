@@ -7,6 +7,7 @@ Nothing below the entry points reads the environment.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,19 @@ def is_public_secret_key(key: str) -> bool:
     return key in PUBLIC_SECRET_KEYS or key.lower().startswith("insecure")
 
 
+# Bulk consumers' fetch wait, as a multiple of the alert path's longest wait.
+BULK_WAIT_FACTOR = 8
+
+
+@dataclass(frozen=True)
+class FetchWait:
+    """A consumer's fetch wait in ms: ``min_ms`` while records flow, growing to ``max_ms``
+    while fetches come back empty."""
+
+    min_ms: int
+    max_ms: int
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRICEWATCH_", extra="ignore")
 
@@ -50,18 +64,37 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(
         default="", description="Prepended to every topic name (shared clusters, test isolation)."
     )
-    kafka_fetch_max_wait_ms: int | None = Field(
+    kafka_fetch_wait_min_ms: int | None = Field(
         default=None,
         ge=1,
-        description="How long a consumer's fetch waits for data. Unset: 20 ms on the embedded "
-        "broker (it answers a waiting fetch only when the wait ends, so the wait is latency "
-        "on every hop), 500 ms on a real cluster (which answers as soon as data arrives). "
-        "Raise it for tansu on s3:// storage, where every fetch is S3 requests.",
+        description="A consumer's fetch wait while records flow: the wait grows (fourfold) "
+        "while fetches come back empty, up to kafka_fetch_wait_max_ms, and drops back here "
+        "when records arrive. Unset: 5 ms on the embedded broker (it answers a waiting "
+        "fetch only when the wait ends, so the wait is latency on every hop), 500 ms on a "
+        "real cluster (which answers as soon as data arrives).",
+    )
+    kafka_fetch_wait_max_ms: int | None = Field(
+        default=None,
+        ge=1,
+        description="A consumer's fetch wait after a quiet spell: what an idle consumer "
+        "costs (one fetch per wait) and, on the embedded broker, the most latency the first "
+        "record after a quiet spell sees on the alert path (the worker, and the email and "
+        "channels sinks' notifications). The other consumers (scraper, account emails, "
+        "channel confirmations, PostgreSQL and archive sinks) wait from this up to 8 times "
+        "as long. Unset: 250 ms on the embedded broker, 500 ms on a real cluster. Raise "
+        "both for tansu on s3:// storage, where every fetch is S3 requests.",
     )
     kafka_session_timeout_seconds: float | None = Field(
         default=None,
         description="Consumer session timeout. Unset: 6 s on the embedded broker "
         "(its group joins take ~timeout/2), 30 s on a real cluster.",
+    )
+    kafka_commit_interval_seconds: float = Field(
+        default=2.8,
+        gt=0,
+        description="How often a stream worker commits the offsets it has processed. A "
+        "restarted worker re-reads what came after its last commit (replays change nothing), "
+        "so a longer interval means more re-reading after a crash, not lost data.",
     )
 
     # --- PostgreSQL --------------------------------------------------------------
@@ -102,6 +135,37 @@ class Settings(BaseSettings):
         default=None,
         description="JSON file mapping host -> site adapter (CSS/XPath selectors, or a JSON "
         "API URL and paths), tried before the generic extractors. Unset: none.",
+    )
+
+    # --- Render tier (pages that need JavaScript) ----------------------------------------
+    render_fallback: bool = Field(
+        default=False,
+        description="Render a page in the browser when its static HTML shows no price "
+        "(besides websites whose site adapter says render: true).",
+    )
+    render_cdp_url: str | None = Field(
+        default=None,
+        description="A long-running Chromium's DevTools URL (http://chromium:9222) to render "
+        "in. Unset: launch render_chromium_path on the first render.",
+    )
+    render_chromium_path: Path = Field(
+        default=Path("/usr/bin/chromium"),
+        description="The Chromium launched for renders without render_cdp_url (the "
+        "system's; 'make browser-deps' installs Debian's).",
+    )
+    render_concurrency: int = Field(
+        default=2, ge=1, description="Pages rendered at once per scraper process."
+    )
+    render_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest render of one page (and longest wait for a free render slot).",
+    )
+    render_settle_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="After the page's load event, how long a render waits at most for the "
+        "network to go quiet (prices often arrive by a script's request).",
     )
 
     # --- Scraper politeness, retries and check scheduling -----------------------------
@@ -367,11 +431,15 @@ class Settings(BaseSettings):
             return self.kafka_session_timeout_seconds
         return 6.0 if self.embedded_broker else 30.0
 
-    @property
-    def fetch_max_wait_ms(self) -> int:
-        if self.kafka_fetch_max_wait_ms is not None:
-            return self.kafka_fetch_max_wait_ms
-        return 20 if self.embedded_broker else 500
+    def fetch_wait(self, bulk: bool = False) -> FetchWait:
+        """The adaptive fetch wait of a consumer (``pricewatch.kafka``): the alert path's,
+        or with ``bulk`` that of consumers whose records nobody waits for."""
+        embedded = self.embedded_broker
+        low = self.kafka_fetch_wait_min_ms or (5 if embedded else 500)
+        high = max(low, self.kafka_fetch_wait_max_ms or (250 if embedded else 500))
+        if bulk:
+            return FetchWait(max(low, high), BULK_WAIT_FACTOR * high)
+        return FetchWait(low, high)
 
     @property
     def heartbeat_interval_seconds(self) -> float:

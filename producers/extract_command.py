@@ -4,6 +4,9 @@ A saved page is read from disk and run through the extractor chain; a URL is fet
 the scraper's own ``PageFetcher`` (URL guard, size cap and timeout included), so the answer
 is what a scraper would publish.
 
+``--render`` (URLs) renders the page in the browser first (the render tier), as a scraper
+does for a website whose adapter says ``render: true``.
+
 ``--explain`` (saved pages) adds every candidate price and stock signal the chain weighed,
 with its source, score and role, and the rule that decided: why a page read the way it did.
 """
@@ -27,6 +30,7 @@ from producers.extractors.chain import (
     extract_with_adapter,
     load_site_adapters,
 )
+from producers.fetch.blocked import BLOCKED_ERROR, detect_block
 
 
 def is_url(target: str) -> bool:
@@ -76,6 +80,11 @@ def extract_file(
     shown: dict[str, Any] = report(
         found.price, found.currency, found.availability, found.title, found.extractor, found.error
     )
+    # A saved captcha or consent wall: say so, as a scraper would (a page with a price
+    # is never one).
+    blocked = detect_block(200, {}, html, price_found=found.price is not None)
+    if blocked is not None:
+        shown |= {"error": BLOCKED_ERROR, "blocked_by": blocked.by, "blocked_rule": blocked.rule}
     if explain:
         shown["explain"] = explanation(found)
     return shown
@@ -114,10 +123,13 @@ def with_host_allowed(settings: Settings, url: str) -> Settings:
     return settings.model_copy(update={"allowed_private_hosts": allowed})
 
 
-async def fetch_url(settings: Settings, url: str) -> dict[str, str | None]:
+async def fetch_url(settings: Settings, url: str, render: bool = False) -> dict[str, str | None]:
+    """``url`` fetched as a scraper would (with ``render``: rendered in the browser, as for
+    a website whose adapter says ``render: true``)."""
     from producers.fetch import PageFetcher
+    from producers.render import Renderer
 
-    async with PageFetcher(settings) as fetcher:
+    async with PageFetcher(settings, renderer=Renderer(settings), render_all=render) as fetcher:
         observation: PriceObservation = await fetcher.fetch(product_id_for(url), url)
     return report(
         observation.price,
@@ -136,19 +148,22 @@ def run_extract(
     allow_private: bool = False,
     url: str | None = None,
     explain: bool = False,
+    render: bool = False,
 ) -> int:
     """Print what Pricewatch sees at ``target`` (a file or an http(s) URL); 0 on a price."""
     shown: dict[str, Any]
     if is_url(target):
         if allow_private:
             settings = with_host_allowed(settings, target)
-        shown = dict(asyncio.run(fetch_url(settings, target)))
+        shown = dict(asyncio.run(fetch_url(settings, target, render)))
         if explain:
             shown["explain"] = (
                 "--explain reads saved pages: save this page and run "
                 "'pricewatch extract FILE --url URL --explain'"
             )
     else:
+        if render:
+            raise SystemExit("--render renders a URL; a saved file is read as it is")
         shown = extract_file(settings, Path(target), url, explain)
     print(json.dumps(shown, ensure_ascii=False, indent=2))
     return 0 if shown["price"] is not None else 1

@@ -37,8 +37,11 @@ ROBOTS_REFUSALS = Counter(
 )
 BLOCKED = Counter(
     "pricewatch_scraper_blocked_total",
-    "Fetches that ended because the site refused us: 401, 403 or 429 after the last "
-    "attempt, or a Retry-After beyond retry_after_max_seconds (rate_limited).",
+    "Fetches that ended because the site refused us, by website and reason: a bot check "
+    "(cloudflare, captcha, bot_check, consent: error 'blocked'), or a plain 401, 403 or 429 "
+    "after the last attempt (http_401, http_403, http_429), or a Retry-After beyond "
+    "retry_after_max_seconds (rate_limited).",
+    ["website", "reason"],
 )
 NOT_MODIFIED = Counter(
     "pricewatch_scraper_not_modified_total",
@@ -71,13 +74,18 @@ def record_fetch(
     error: str | None,
     http_seconds: float,
     response_bytes: int,
+    blocked_by: str | None = None,
 ) -> None:
     FETCHES.labels(website=website, outcome=outcome.value).inc()
     if http_seconds > 0:  # a refused URL or robots.txt verdict made no request
         FETCH_SECONDS.observe(http_seconds)
     RESPONSE_BYTES.inc(response_bytes)
-    if outcome is Outcome.ERROR and error in BLOCKED_ERRORS:
-        BLOCKED.inc()
+    if outcome is not Outcome.ERROR:
+        return
+    if blocked_by is not None:  # error "blocked": a bot check, captcha or consent wall
+        BLOCKED.labels(website=website, reason=blocked_by).inc()
+    elif error in BLOCKED_ERRORS:
+        BLOCKED.labels(website=website, reason=error).inc()
 
 
 PAUSED_SKIPS = Counter(

@@ -40,6 +40,7 @@ from pricewatch.settings import Settings
 from producers import metrics
 from producers.fetch import FetchResult, PageFetcher
 from producers.paused import PausedHosts
+from producers.render import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,9 @@ class _Pipeline(ConsumerRebalanceListener):
 async def run_scraper(settings: Settings, stop: asyncio.Event) -> None:
     """Consume scrape requests and publish observations until ``stop`` is set."""
     source_topic = settings.topic(SCRAPE_REQUESTS)
-    consumer = make_consumer(settings, settings.group("scrapers"), f"{settings.app_id}-scraper")
+    consumer = make_consumer(
+        settings, settings.group("scrapers"), f"{settings.app_id}-scraper", bulk=True
+    )
     producer = make_producer(settings)
     await producer.start()
     try:
@@ -215,7 +218,7 @@ async def run_scraper(settings: Settings, stop: asyncio.Event) -> None:
             paused = PausedHosts(settings.database_url, settings.paused_hosts_refresh_seconds)
             await paused.refresh()
             refresher = asyncio.create_task(paused.refresh_forever())
-            async with PageFetcher(settings) as fetcher:
+            async with PageFetcher(settings, renderer=Renderer(settings)) as fetcher:
                 pipeline = _Pipeline(settings, consumer, producer, fetcher, paused)
                 consumer.subscribe([source_topic], listener=pipeline)
                 log.info(

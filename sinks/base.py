@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 INITIAL_BACKOFF_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 10.0
 LAG_REPORT_INTERVAL_SECONDS = 1.0
-MAX_WAIT_MS = 200  # how long a fetch waits for a batch to fill
+# How long the loop waits for fetched records before it looks at ``stop`` and the lag
+# report again (records end the wait as soon as they arrive): short, so a stop is quick;
+# an empty wake-up costs no broker round trip (the fetcher's own wait adapts).
+POLL_TIMEOUT_MS = 200
 
 RECORDS_WRITTEN = Counter(
     "pricewatch_sink_records_written_total", "Records a sink wrote (then committed).", ["sink"]
@@ -214,6 +217,14 @@ async def run_sink(kind: str, settings: Settings, stop: asyncio.Event) -> None:
         )
 
 
+async def run_sinks(kinds: Sequence[str], settings: Settings, stop: asyncio.Event) -> None:
+    """Run several sinks in this process until ``stop`` (a small deployment needs one
+    process for all of them, not one each); if one fails, the others stop too."""
+    async with asyncio.TaskGroup() as sinks:
+        for kind in kinds:
+            sinks.create_task(run_sink(kind, settings, stop), name=f"sink {kind}")
+
+
 async def run_batch_consumer(
     settings: Settings, feed: Feed, sink: Sink[Any], stop: asyncio.Event
 ) -> None:
@@ -221,7 +232,9 @@ async def run_batch_consumer(
     ``stop``. The records of one partition reach the sink in offset order."""
     role = feed.role
     topic = settings.topic(feed.topic)
-    consumer = make_consumer(settings, settings.group(role), settings.group(role), topic)
+    consumer = make_consumer(
+        settings, settings.group(role), settings.group(role), topic, bulk=feed.bulk
+    )
     producer = make_producer(settings)
     await producer.start()
     try:
@@ -230,7 +243,9 @@ async def run_batch_consumer(
             log.info("%s: consuming %s as group %s", role, topic, settings.group(role))
             next_lag_report = 0.0
             while not stop.is_set():
-                fetched = await consumer.getmany(timeout_ms=MAX_WAIT_MS, max_records=feed.max_batch)
+                fetched = await consumer.getmany(
+                    timeout_ms=POLL_TIMEOUT_MS, max_records=feed.max_batch
+                )
                 if not fetched:
                     if time.monotonic() >= next_lag_report:
                         await _report_lag(consumer, settings.group(role))

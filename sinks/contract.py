@@ -82,6 +82,10 @@ class Feed:
     parse: Callable[[bytes], Any]
     parse_tombstone: Callable[[bytes | None], Any] | None = None
     max_batch: int = 500
+    # Nobody waits for these records to the second (price history, archive, account
+    # emails): the consumer may wait longer between fetches when idle
+    # (``Settings.fetch_wait``). Off: the alert path (notifications).
+    bulk: bool = False
 
 
 @dataclass(frozen=True)

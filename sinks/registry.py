@@ -7,7 +7,9 @@ module declaring ``SINK`` and a line here.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 
+from pricewatch.settings import Settings
 from sinks.contract import SinkKind
 
 SINK_MODULES: dict[str, str] = {
@@ -19,6 +21,15 @@ SINK_MODULES: dict[str, str] = {
     "events": "sinks.postgres.events",
 }
 KINDS: tuple[str, ...] = tuple(SINK_MODULES)
+ALL = "all"
+
+
+def expand_kinds(requested: Sequence[str], settings: Settings) -> list[str]:
+    """The kinds ``pricewatch sink`` runs for ``requested`` (kind names, or ``all``: every
+    kind the settings can run; the archive only with an S3 bucket), each once, in order."""
+    wanted = [k for k in KINDS if k != "archive" or settings.s3_bucket] if ALL in requested else []
+    wanted += [k for k in requested if k != ALL]
+    return list(dict.fromkeys(wanted))
 
 
 def sink_kind(kind: str) -> SinkKind:

@@ -10,14 +10,46 @@ state write but before delivery loses them for good (the replay looks like a dup
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import time
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from streams.faust_compat import current_event
+from streams import metrics
+from streams.faust_compat import current_event, take_events_when_due
 
 BATCH_MAX = 1000
 BATCH_WITHIN_SECONDS = 0.01  # at most 10 ms added latency when the stream is quiet
+
+
+def batches(stream: Any) -> AsyncGenerator[Sequence[Any], None]:
+    """The stream's events in batches of up to ``BATCH_MAX``, each handed out at most
+    ``BATCH_WITHIN_SECONDS`` after its first event; an idle stream costs no wake-ups."""
+    return take_events_when_due(stream, BATCH_MAX, BATCH_WITHIN_SECONDS)
+
+
+class BatchTimer:
+    """Per-batch timings of one agent (``pricewatch_stream_batch_seconds``): where a batch's
+    time goes, which is where a worker that falls behind while half idle is waiting."""
+
+    def __init__(self, agent: str) -> None:
+        self.agent = agent
+        self.sizes = metrics.batch_size.labels(agent=agent)
+        self.phases: dict[str, Any] = {}
+        self.last = 0.0
+
+    def begin(self, size: int) -> None:
+        self.sizes.observe(size)
+        self.last = time.perf_counter()
+
+    def phase(self, name: str) -> None:
+        """The phase ``name`` ended now (it began when the previous one ended)."""
+        now = time.perf_counter()
+        histogram = self.phases.get(name)
+        if histogram is None:
+            histogram = self.phases[name] = metrics.batch_seconds.labels(self.agent, name)
+        histogram.observe(now - self.last)
+        self.last = now
 
 
 def processing(event: Any) -> AbstractContextManager[None]:
@@ -31,7 +63,7 @@ class InFlightBatches:
     """Batches being processed, so that a stop or a rebalance can wait for them.
 
     Faust waits for unacknowledged messages before it revokes partitions or closes the
-    table stores, but ``take_events`` turns that tracking off: without this, a batch in
+    table stores, but batching (``take_events``) turns that tracking off: without this, a batch in
     flight would write into a closed or revoked store and its writes would be lost.
     """
 

@@ -37,3 +37,17 @@ stale_changelog_records = Counter(
     "held a newer value of their key.",
     ["table"],
 )
+batch_size = Histogram(
+    "pricewatch_stream_batch_size",
+    "Events per batch an agent processed.",
+    ["agent"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+batch_seconds = Histogram(
+    "pricewatch_stream_batch_seconds",
+    "Time an agent spent on one batch, by phase: 'process' (parse, detect or match, hand "
+    "records to the producer), 'deliver' (until the broker acknowledged them), 'store' "
+    "(table writes).",
+    ["agent", "phase"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)

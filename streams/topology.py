@@ -22,7 +22,7 @@ from pricewatch.contract.topics import (
     TopicSpec,
 )
 from pricewatch.deadletters import Source, send_dead_letter
-from pricewatch.settings import Settings
+from pricewatch.settings import FetchWait, Settings
 from streams.batching import InFlightBatches
 from streams.codec import alert_states_version, product_state_version
 from streams.faust_compat import RevocationAwareApp, broker_urls
@@ -39,7 +39,7 @@ class PricewatchApp(RevocationAwareApp):
     away (see ``streams.batching.InFlightBatches``)."""
 
     in_flight: InFlightBatches
-    fetch_max_wait_ms: int | None = None
+    fetch_wait: FetchWait | None = None
 
     async def _wait_for_batches(self, why: str) -> None:
         self.flow_control.suspend()  # no new batch starts; Faust resumes it after recovery
@@ -114,6 +114,7 @@ def build_topology(settings: Settings, worker_id: str = "w0") -> Topology:
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=settings.heartbeat_interval_seconds,
         broker_rebalance_timeout=settings.session_timeout_seconds,
+        broker_commit_interval=settings.kafka_commit_interval_seconds,
         consumer_auto_offset_reset="earliest",
         # tansu answers ListOffsets with too low an end offset after multi-record batches,
         # so a correct local store looks "ahead of its changelog" to this check, which then
@@ -131,7 +132,7 @@ def build_topology(settings: Settings, worker_id: str = "w0") -> Topology:
         value_serializer="raw",
     )
     app.in_flight = InFlightBatches()
-    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.fetch_wait = settings.fetch_wait()
     return Topology(
         settings=settings,
         app=app,

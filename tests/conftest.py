@@ -30,6 +30,12 @@ from launcher.embedded.postgres import with_database
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 ARTIFACTS = Path(os.environ.get("PRICEWATCH_TEST_ARTIFACTS", "test-artifacts"))
 
+# Short fetch waits for every test and the processes it starts (they inherit the
+# environment): the defaults let an idle bulk consumer (PostgreSQL sink, scraper) wait up to
+# 2 s before it sees a record, seconds a test waiting on a sink would spend for nothing.
+# Tests of the defaults pass their settings explicitly.
+os.environ.setdefault("PRICEWATCH_KAFKA_FETCH_WAIT_MAX_MS", "25")
+
 
 def _missing(what: str) -> None:
     if REQUIRE_SERVICES:

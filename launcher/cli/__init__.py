@@ -1,7 +1,7 @@
 """The ``pricewatch`` command. Settings are read from the environment here, once, and
 passed down to every process role.
 
-One module per group of commands: ``roles`` (worker, scraper, sink, api), ``local`` (demo,
+One module per group of commands: ``roles`` (worker, scraper, sink, api, together), ``local`` (demo,
 demo-shop, broker), ``archive``, ``setup`` (topics, db, contract), ``dashboards`` (grafana)
 and ``extract``. Each imports what its command runs only when it runs.
 """
@@ -26,10 +26,12 @@ from launcher.cli.roles import (
     add_api,
     add_scraper,
     add_sink,
+    add_together,
     add_worker,
     cmd_api,
     cmd_scraper,
     cmd_sink,
+    cmd_together,
     cmd_worker,
 )
 from launcher.cli.setup import (
@@ -56,6 +58,7 @@ __all__ = [
     "cmd_grafana_push",
     "cmd_scraper",
     "cmd_sink",
+    "cmd_together",
     "cmd_topics_create",
     "cmd_worker",
     "main",
@@ -71,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_worker,
         add_scraper,
         add_sink,
+        add_together,
         add_archive,
         add_api,
         add_demo_shop,

@@ -19,6 +19,7 @@ def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
             allow_private=args.allow_private,
             url=args.url,
             explain=args.explain,
+            render=args.render,
         )
     )
 
@@ -36,5 +37,11 @@ def add_extract(sub: Any) -> None:
         "--explain",
         action="store_true",
         help="also print every candidate price and stock signal, its source and score",
+    )
+    p.add_argument(
+        "--render",
+        action="store_true",
+        help="for a URL: render the page in the browser (the render tier) and read the "
+        "page its scripts leave",
     )
     p.set_defaults(func=cmd_extract)

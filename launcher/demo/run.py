@@ -77,7 +77,7 @@ Ctrl-C stops everything.
 
 def run_demo(settings: Settings) -> int:
     settings = demo_settings(settings)
-    stack = Stack(settings)
+    stack = Stack(settings, together=True)
     stopping = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

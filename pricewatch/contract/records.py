@@ -128,6 +128,13 @@ class PriceObservation(WireRecord):
     final_url: str | None = None
     extractor: str | None = None
     error: str | None = Field(default=None, description="Why outcome is error or gone.")
+    blocked_by: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Set when error is 'blocked': what refused the scraper instead of "
+        "showing the page (known values: 'cloudflare', 'captcha', 'bot_check', 'consent'; "
+        "more may be added). A blocked fetch says nothing about the product.",
+    )
 
 
 class PriceEvent(WireRecord):

@@ -100,7 +100,16 @@ class HtmlAdapter(_Adapter):
 
     kind: Literal["html"] = "html"
     selector_type: Literal["css", "xpath"] = "css"
-    price: str
+    price: str | None = Field(
+        default=None,
+        description="Unset (only with render: true): the generic chain reads the price of "
+        "the rendered page.",
+    )
+    render: bool = Field(
+        default=False,
+        description="Read this website's pages rendered in the browser (the render tier): "
+        "for shops whose price only appears after their scripts run.",
+    )
     currency: str | None = None
     availability: str | None = None
     title: str | None = None
@@ -108,6 +117,8 @@ class HtmlAdapter(_Adapter):
 
     @model_validator(mode="after")
     def _selectors_compile(self) -> HtmlAdapter:
+        if self.price is None and not self.render:
+            raise ValueError("an html adapter needs a price selector (or render: true)")
         probe = Selector(text="<html></html>")
         for query in (self.price, self.currency, self.availability, self.title, self.image):
             if query is None:

@@ -30,10 +30,11 @@ import asyncio
 import logging
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from types import TracebackType
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -45,6 +46,7 @@ from pricewatch.settings import Settings
 from pricewatch.urlguard import GuardedResolver, UrlRefused, check_host
 from producers import metrics
 from producers.extractors.chain import (
+    NO_PRICE_FOUND,
     HtmlAdapter,
     JsonApiAdapter,
     adapter_for,
@@ -52,6 +54,8 @@ from producers.extractors.chain import (
     extract_with_adapter,
     load_site_adapters,
 )
+from producers.extractors.sites import adapter_for_host
+from producers.fetch.blocked import BLOCKED_ERROR, Blocked, detect_block
 from producers.fetch.conditional import ConditionalCache, Remembered
 from producers.fetch.redirects import (
     Response,
@@ -82,7 +86,25 @@ class FetchResult:
     not_modified: bool = False
 
 
+class PageRenderer(Protocol):
+    """Renders a page in a browser (``producers.render.Renderer``): the page as its scripts
+    leave it, as a ``Response``. Raises an exception with a ``reason`` attribute when the
+    browser fails, and what a static fetch raises for the document itself."""
+
+    async def render(self, url: str) -> Response: ...
+
+    async def close(self) -> None: ...
+
+
 class RobotsRefused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RenderRefused(Exception):
+    """The browser could not render the page; ``reason`` is the observation's error."""
+
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -109,6 +131,8 @@ class PageFetcher:
         settings: Settings,
         adapters: Mapping[str, HtmlAdapter | JsonApiAdapter] | None = None,
         rng: random.Random | None = None,
+        renderer: PageRenderer | None = None,
+        render_all: bool = False,
     ) -> None:
         if adapters is None and settings.site_adapters_file is not None:
             adapters = load_site_adapters(settings.site_adapters_file)
@@ -124,6 +148,18 @@ class PageFetcher:
             retry_after_max=settings.retry_after_max_seconds,
             timeout_seconds=settings.fetch_timeout_seconds,
             rng=rng or random.Random(),
+        )
+        # The render tier: for websites whose adapter says so, every page (render_all: the
+        # extract command's --render), or a static page without a price (render_fallback).
+        self._renderer = renderer
+        self._render_all = render_all
+        self._render_fallback = settings.render_fallback
+        # One attempt: a render is costly, and the next scheduled check comes soon. Its own
+        # timeouts (a slot, then the render) are the renderer's; this one is a backstop.
+        self._render_policy = replace(
+            self._retries,
+            max_attempts=1,
+            timeout_seconds=2 * settings.render_timeout_seconds + settings.fetch_timeout_seconds,
         )
         self._default_policy = HostPolicy(
             settings.host_max_concurrent_requests, settings.host_min_request_interval_seconds
@@ -166,6 +202,8 @@ class PageFetcher:
 
     async def close(self) -> None:
         await self._session.close()
+        if self._renderer is not None:
+            await self._renderer.close()
 
     async def __aenter__(self) -> PageFetcher:
         return self
@@ -198,20 +236,30 @@ class PageFetcher:
                 target = api_url
         website = website_of(url)  # metrics: the shop, even when its API answers
         request_host = website_of(target)  # politeness: where the requests go
-        remembered = self.remembered.get(target)
+        render = (
+            self._renderer is not None
+            and not isinstance(adapter, JsonApiAdapter)
+            and (self._render_all or wants_render(adapter, url))
+        )
+        remembered = None if render else self.remembered.get(target)
         try:
             check_host(target, self._allowed)
             if self._robots is not None:
                 await self._obey_robots(target, request_host)
-            json_api = isinstance(adapter, JsonApiAdapter)
-            conditional = None if remembered is None else remembered.request_headers()
-            response = await get_with_retries(
-                partial(self._get, target, json_api=json_api, conditional=conditional),
-                website=request_host,
-                limiter=self.limiter,
-                policy=self._retries,
-                attempts=attempts,
-            )
+            if render:
+                response = await self._rendered(target, request_host, attempts)
+            else:
+                json_api = isinstance(adapter, JsonApiAdapter)
+                conditional = None if remembered is None else remembered.request_headers()
+                response = await get_with_retries(
+                    partial(self._get, target, json_api=json_api, conditional=conditional),
+                    website=request_host,
+                    limiter=self.limiter,
+                    policy=self._retries,
+                    attempts=attempts,
+                )
+        except RenderRefused as exc:
+            fields = _failed(exc.reason)
         except UrlRefused as exc:
             fields = _failed(f"url_refused: {exc}")
         except RobotsRefused as exc:
@@ -239,13 +287,12 @@ class PageFetcher:
                 not_modified = True
                 metrics.NOT_MODIFIED.inc()
             else:
-                try:
-                    fields = self._read_and_remember(response, target, adapter)
-                except Exception as exc:
-                    # An extractor's bug on one odd page must not take the scraper down
-                    # either: the product gets an error observation, the log the traceback.
-                    log.exception("unexpected failure reading %s", url)
-                    fields = _failed(f"extract_failed: {type(exc).__name__}")
+                fields = self._read_safely(response, target, adapter, remember=not render)
+                if not render and self._fallback_wanted(response, fields, adapter):
+                    fallback = await self._render_fallback_page(target, request_host, attempts)
+                    if fallback is not None:
+                        response = fallback
+                        fields = self._read_safely(response, target, adapter, remember=False)
         if response is not None:
             final_url = str(response.final_url)
             if not_modified and remembered is not None:
@@ -267,6 +314,7 @@ class PageFetcher:
             observation.error,
             attempts.http_seconds,
             attempts.response_bytes,
+            observation.blocked_by,
         )
         return FetchResult(
             observation=observation,
@@ -277,12 +325,83 @@ class PageFetcher:
             not_modified=not_modified,
         )
 
+    # --- the render tier ----------------------------------------------------------------
+    async def _rendered(self, target: str, request_host: str, attempts: Attempts) -> Response:
+        """``target`` rendered in the browser, in the host's turn like a static GET."""
+        renderer = self._renderer
+        assert renderer is not None
+
+        async def render() -> Response:
+            try:
+                return await renderer.render(target)
+            except (UrlRefused, TooManyRedirects, ResponseTooLarge, aiohttp.ClientError):
+                raise
+            except TimeoutError as exc:
+                raise RenderRefused("render_timeout") from exc
+            except Exception as exc:
+                raise RenderRefused(getattr(exc, "reason", f"render_failed: {exc!r}")) from exc
+
+        return await get_with_retries(
+            render,
+            website=request_host,
+            limiter=self.limiter,
+            policy=self._render_policy,
+            attempts=attempts,
+        )
+
+    def _fallback_wanted(
+        self,
+        response: Response,
+        fields: Mapping[str, object],
+        adapter: HtmlAdapter | JsonApiAdapter | None,
+    ) -> bool:
+        """A 200 page that showed no price (nor a wall a browser would meet too)."""
+        return (
+            self._render_fallback
+            and self._renderer is not None
+            and not isinstance(adapter, JsonApiAdapter)
+            and response.status == 200
+            and fields.get("outcome") is Outcome.ERROR
+            and fields.get("error") == NO_PRICE_FOUND
+        )
+
+    async def _render_fallback_page(
+        self, target: str, request_host: str, attempts: Attempts
+    ) -> Response | None:
+        """The rendered page, or None when rendering failed (the static reading stands)."""
+        try:
+            return await self._rendered(target, request_host, attempts)
+        except Exception as exc:
+            log.info("render fallback for %s failed: %s", target, exc)
+            return None
+
+    def _read_safely(
+        self,
+        response: Response,
+        target: str,
+        adapter: HtmlAdapter | JsonApiAdapter | None,
+        remember: bool,
+    ) -> dict[str, object]:
+        try:
+            return self._read_and_remember(response, target, adapter, remember)
+        except Exception as exc:
+            # An extractor's bug on one odd page must not take the scraper down either:
+            # the product gets an error observation, the log the traceback.
+            log.exception("unexpected failure reading %s", target)
+            return _failed(f"extract_failed: {type(exc).__name__}")
+
     def _read_and_remember(
-        self, response: Response, target: str, adapter: HtmlAdapter | JsonApiAdapter | None
+        self,
+        response: Response,
+        target: str,
+        adapter: HtmlAdapter | JsonApiAdapter | None,
+        remember: bool = True,
     ) -> dict[str, object]:
         fields = _read_page(response, target, adapter)
         if "extractor" in fields:  # the extraction chain ran
             metrics.EXTRACTIONS.labels(extractor=fields["extractor"] or "none").inc()
+        if not remember:
+            return fields  # a rendered page: no validators that a static GET could use
         if fields["outcome"] is Outcome.OK and (response.etag or response.last_modified):
             self.remembered.put(
                 target,
@@ -343,6 +462,17 @@ class PageFetcher:
         )
 
 
+def wants_render(adapter: HtmlAdapter | JsonApiAdapter | None, url: str) -> bool:
+    """Whether ``url``'s website is read rendered: its user adapter says ``render``, or,
+    without one, the adapter shipped for that shop does."""
+    if isinstance(adapter, HtmlAdapter):
+        return adapter.render
+    if adapter is not None:
+        return False
+    shipped = adapter_for_host(website_of(url))
+    return shipped is not None and shipped.render
+
+
 def _failed(error: str) -> dict[str, object]:
     return {"outcome": Outcome.ERROR, "error": error}
 
@@ -350,19 +480,35 @@ def _failed(error: str) -> dict[str, object]:
 def _read_page(
     response: Response, url: str, adapter: HtmlAdapter | JsonApiAdapter | None = None
 ) -> dict[str, object]:
-    """The observation fields a received response gives (``url``: the URL requested)."""
+    """The observation fields a received response gives (``url``: the URL requested).
+
+    A bot check, captcha or consent wall (``producers.fetch.blocked``) is an error
+    ``blocked``, never a removal or a missing price: it says nothing about the product."""
     status = response.status
+    text = response.body.decode(response.charset or "utf-8", errors="replace")
+    away = redirected_away(URL(url), response.final_url)
+    if status != 200 or away:
+        blocked = detect_block(
+            status,
+            response.headers,
+            text,
+            redirected_to=str(response.final_url) if away else None,
+        )
+        if blocked is not None:
+            return _blocked(blocked)
     if status in GONE_STATUSES:
         return {"outcome": Outcome.GONE, "error": f"http_{status}"}
     if status != 200:
         return _failed(f"http_{status}")
-    if redirected_away(URL(url), response.final_url):
+    if away:
         return {"outcome": Outcome.GONE, "error": "redirected_away"}
-    text = response.body.decode(response.charset or "utf-8", errors="replace")
     if isinstance(adapter, JsonApiAdapter):
         extraction = extract_with_adapter(adapter, text, str(response.final_url))
     else:
         extraction = extract(text, str(response.final_url), adapter=adapter)
+    blocked = detect_block(status, response.headers, text, price_found=extraction.price is not None)
+    if blocked is not None:
+        return _blocked(blocked)
     return {
         "outcome": Outcome.OK if extraction.price is not None else Outcome.ERROR,
         "price": extraction.price,
@@ -372,3 +518,7 @@ def _read_page(
         "extractor": extraction.extractor,
         "error": extraction.error,
     }
+
+
+def _blocked(blocked: Blocked) -> dict[str, object]:
+    return {"outcome": Outcome.ERROR, "error": BLOCKED_ERROR, "blocked_by": blocked.by}

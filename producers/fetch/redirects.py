@@ -5,7 +5,7 @@ body under a size cap (counted after decompression, so a small gzip bomb is caug
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from yarl import URL
@@ -36,6 +36,8 @@ class Response:
     etag: str | None = None
     last_modified: str | None = None
     retry_after: str | None = None
+    # Header names lower-cased (the first value of each): read by the block detector.
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 async def get_following_redirects(
@@ -76,6 +78,7 @@ async def get_following_redirects(
                 etag=response.headers.get("ETag"),
                 last_modified=response.headers.get("Last-Modified"),
                 retry_after=response.headers.get("Retry-After"),
+                headers=header_dict(response.headers),
             )
     raise TooManyRedirects(url)
 
@@ -100,6 +103,14 @@ async def read_capped(
             break
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def header_dict(headers: Mapping[str, str]) -> dict[str, str]:
+    """Response headers as a plain dict with lower-case names (first value wins)."""
+    found: dict[str, str] = {}
+    for name, value in headers.items():
+        found.setdefault(name.lower(), value)
+    return found
 
 
 def charset_of(response: aiohttp.ClientResponse) -> str | None:

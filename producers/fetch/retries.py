@@ -1,7 +1,8 @@
 """Retrying one fetch: transient failures (timeout, connection error, 5xx, 429) get another
 attempt, up to ``fetch_max_attempts``, after exponential backoff with full jitter; a 429 or
 503 with ``Retry-After`` holds back every request to the host that long instead, unless it
-asks for longer than ``retry_after_max_seconds``: then the fetch ends (``RateLimited``)."""
+asks for longer than ``retry_after_max_seconds``: then the fetch ends (``RateLimited``).
+A 429 or 5xx that is a bot check or captcha (``producers.fetch.blocked``) is final."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 import aiohttp
 
 from producers import metrics
+from producers.fetch.blocked import SCAN_CHARS, detect_block
 from producers.fetch.redirects import Response
 from producers.politeness import HostLimiter, backoff_seconds, parse_retry_after
 
@@ -57,6 +59,14 @@ def retry_reason(status: int) -> str | None:
     return None
 
 
+def is_challenge(response: Response) -> bool:
+    """A refusal that is a bot check or captcha (see ``producers.fetch.blocked``)."""
+    if response.status < 400:
+        return False
+    body = response.body[:SCAN_CHARS].decode(response.charset or "utf-8", errors="replace")
+    return detect_block(response.status, response.headers, body) is not None
+
+
 async def get_with_retries(
     get: Callable[[], Awaitable[Response]],
     *,
@@ -84,7 +94,9 @@ async def get_with_retries(
         if response is not None:
             attempts.response_bytes += len(response.body)
             reason = retry_reason(response.status)
-            if reason is None:
+            if reason is None or is_challenge(response):
+                # A challenge answers every attempt alike: asking again only looks more
+                # like the robot it suspects.
                 return response
         else:
             assert failure is not None

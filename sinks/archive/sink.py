@@ -101,6 +101,6 @@ async def open_sink(settings: Settings) -> AsyncIterator[ObservationArchiveSink]
 
 
 SINK = SinkKind(
-    feeds=(Feed(ROLE, PRICE_OBSERVATIONS, PriceObservation.model_validate_json),),
+    feeds=(Feed(ROLE, PRICE_OBSERVATIONS, PriceObservation.model_validate_json, bulk=True),),
     open=open_sink,
 )

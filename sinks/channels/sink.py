@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -68,6 +69,11 @@ ROLE = "channel-sink"
 CONFIRMATION_ROLE = "channel-confirmation-sink"  # its own group: a backlog never delays them
 CONCURRENT_SENDS = 8
 RETRY_POLL_SECONDS = 0.5
+# With no retry due, the loop looks again after this long at most (or the retry backoff,
+# if shorter), or when this process schedules a retry sooner: retries scheduled by another
+# process are found within it. Polling every RETRY_POLL_SECONDS instead cost two
+# PostgreSQL transactions a second for nothing at rest.
+IDLE_RETRY_POLL_SECONDS = 5.0
 RETRY_BATCH = 20
 
 DELIVERIES = Counter(
@@ -204,6 +210,8 @@ class ChannelSink:
         self.urls = Sealer(secret, URL_SEAL)
         self.secrets = Sealer(secret, SECRET_SEAL)
         self.allowed = settings.allowed_private_host_set
+        # When the soonest retry this process scheduled is due (epoch seconds).
+        self.next_retry_at = math.inf
         self.ledger = Ledger(
             engine,
             "channel_deliveries",
@@ -338,6 +346,7 @@ class ChannelSink:
         if outcome.status == "retry" and attempts < self.settings.channel_max_attempts:
             DELIVERIES.labels(kind, "retrying").inc()
             due = datetime.now(UTC) + _backoff(self.settings, attempts)
+            self.next_retry_at = min(self.next_retry_at, due.timestamp())
             await self.ledger.record(key, "retrying", outcome.detail, due)
             log.info(
                 "message %s to channel %s: %s (%s); attempt %d, again at %s",
@@ -462,7 +471,15 @@ class ChannelSink:
                 taken = 0
             if not taken:
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), RETRY_POLL_SECONDS)
+                    await asyncio.wait_for(stop.wait(), self._idle_wait())
+
+    def _idle_wait(self) -> float:
+        """Seconds until the retry loop looks again, when it found nothing due."""
+        now = time.time()
+        if self.next_retry_at <= now:
+            self.next_retry_at = math.inf  # taken now, or by another process
+        longest = min(IDLE_RETRY_POLL_SECONDS, self.settings.channel_retry_backoff_seconds)
+        return max(RETRY_POLL_SECONDS, min(longest, self.next_retry_at - now))
 
 
 @asynccontextmanager
@@ -508,6 +525,7 @@ SINK = SinkKind(
             CHANNEL_CONFIRMATIONS,
             ChannelConfirmation.model_validate_json,
             max_batch=50,
+            bulk=True,  # a person waits for it, but not to the second
         ),
     ),
     open=open_sink,

@@ -146,7 +146,14 @@ async def open_sink(settings: Settings) -> AsyncIterator[EmailSink]:
 SINK = SinkKind(
     feeds=(
         Feed(ROLE, NOTIFICATIONS, Notification.model_validate_json, max_batch=50),
-        Feed(ACCOUNT_ROLE, ACCOUNT_EMAILS, AccountEmail.model_validate_json, max_batch=50),
+        # A person waits for these (verify, manage links), but not to the second.
+        Feed(
+            ACCOUNT_ROLE,
+            ACCOUNT_EMAILS,
+            AccountEmail.model_validate_json,
+            max_batch=50,
+            bulk=True,
+        ),
     ),
     open=open_sink,
 )

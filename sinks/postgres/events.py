@@ -87,4 +87,6 @@ async def open_sink(settings: Settings) -> AsyncIterator[PriceEventSink]:
         yield PriceEventSink(engine)
 
 
-SINK = SinkKind(feeds=(Feed(ROLE, PRICE_EVENTS, PriceEvent.model_validate_json),), open=open_sink)
+SINK = SinkKind(
+    feeds=(Feed(ROLE, PRICE_EVENTS, PriceEvent.model_validate_json, bulk=True),), open=open_sink
+)

@@ -237,6 +237,6 @@ async def open_sink(settings: Settings) -> AsyncIterator[PriceHistorySink]:
 
 
 SINK = SinkKind(
-    feeds=(Feed(ROLE, PRICE_OBSERVATIONS, PriceObservation.model_validate_json),),
+    feeds=(Feed(ROLE, PRICE_OBSERVATIONS, PriceObservation.model_validate_json, bulk=True),),
     open=open_sink,
 )

@@ -78,6 +78,8 @@ async def open_sink(settings: Settings) -> AsyncIterator[SubscriptionSink]:
 
 
 SINK = SinkKind(
-    feeds=(Feed(ROLE, SUBSCRIPTIONS, parse_subscription, parse_tombstone=parse_tombstone),),
+    feeds=(
+        Feed(ROLE, SUBSCRIPTIONS, parse_subscription, parse_tombstone=parse_tombstone, bulk=True),
+    ),
     open=open_sink,
 )

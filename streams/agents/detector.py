@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 
 from pricewatch.contract.records import Outcome, PriceObservation
 from streams import metrics
-from streams.batching import BATCH_MAX, BATCH_WITHIN_SECONDS, processing
+from streams.batching import BatchTimer, batches, processing
 from streams.codec import decode_product_state, encode_price_event, encode_product_state
 from streams.domain.detector import DetectorConfig, ProductState, detect
 from streams.topology import Topology
@@ -72,7 +73,10 @@ def register(topology: Topology) -> Any:
         outcome: metrics.observations_processed.labels(outcome=outcome.value) for outcome in Outcome
     }
 
-    async def process(events: list[Any]) -> None:
+    timed = BatchTimer("detector")
+
+    async def process(events: Sequence[Any]) -> None:
+        timed.begin(len(events))
         changed: dict[bytes, tuple[Any, ProductState]] = {}
         deliveries: list[Any] = []
         observed_at_of_events: list[datetime] = []
@@ -122,20 +126,23 @@ def register(topology: Topology) -> Any:
             processed[observation.outcome].inc()
             if price_events:
                 observed_at_of_events.append(observation.observed_at)
+        timed.phase("process")
         if deliveries:
             await asyncio.gather(*deliveries)  # the broker has the events ...
             published_at = datetime.now(UTC)
             for observed_at in observed_at_of_events:
                 metrics.detection_latency.observe((published_at - observed_at).total_seconds())
+        timed.phase("deliver")
         for key, (event, new_state) in changed.items():  # ... so the state may move on
             with processing(event):
                 table[key] = encode_product_state(new_state)
             cache.put(key, new_state)
         metrics.state_writes.inc(len(changed))
+        timed.phase("store")
 
     @topology.app.agent(topology.price_observations_topic, name="detector")
     async def detector(stream: Any) -> None:
-        async for events in stream.take_events(BATCH_MAX, BATCH_WITHIN_SECONDS):
+        async for events in batches(stream):
             await topology.app.in_flight.complete(process(events))
 
     return detector

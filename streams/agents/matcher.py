@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 from pricewatch.contract.records import PriceEvent, Subscription
 from pricewatch.contract.topics import SUBSCRIPTIONS
 from streams import metrics
-from streams.batching import BATCH_MAX, BATCH_WITHIN_SECONDS, processing
+from streams.batching import BatchTimer, batches, processing
 from streams.codec import (
     alert_states_version,
     decode_alert_states,
@@ -113,10 +114,12 @@ class MatchBatch:
         # replayed event then repairs a changelog record a crash may have lost.
         self.changed[key] = (event, states)
 
-    async def finish(self) -> None:
+    async def finish(self, timed: BatchTimer) -> None:
         topology_changed = self.topology.subscriptions_changed
+        timed.phase("process")
         if self.deliveries:
             await asyncio.gather(*self.deliveries)  # the broker has the notifications ...
+        timed.phase("deliver")
         for key, (event, states) in self.changed.items():  # ... so the state may move on
             topology_changed.add(key)  # the scheduler re-reads this product
             with processing(event):
@@ -127,6 +130,7 @@ class MatchBatch:
                     self.table[key] = encode_alert_states(states, rev)
                 elif key in self.table:
                     del self.table[key]
+        timed.phase("store")
 
 
 def register(topology: Topology) -> Any:
@@ -145,7 +149,10 @@ def register(topology: Topology) -> Any:
         else:
             batch.delete_subscription(event, (event.key or b"").decode())
 
-    async def process(events: list[Any]) -> None:
+    timed = BatchTimer("matcher")
+
+    async def process(events: Sequence[Any]) -> None:
+        timed.begin(len(events))
         batch = MatchBatch(topology, rules)
         for event in events:
             try:
@@ -160,11 +167,11 @@ def register(topology: Topology) -> Any:
                 await topology.dead_letter(
                     event, stage=STAGE, reason="processing_error", error=repr(exc)
                 )
-        await batch.finish()
+        await batch.finish(timed)
 
     @topology.app.agent(topology.matcher_input_topic, name="matcher")
     async def matcher(stream: Any) -> None:
-        async for events in stream.take_events(BATCH_MAX, BATCH_WITHIN_SECONDS):
+        async for events in batches(stream):
             await topology.app.in_flight.complete(process(events))
 
     return matcher

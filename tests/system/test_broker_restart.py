@@ -131,8 +131,9 @@ def test_broker_restart_with_persistent_storage_loses_nothing(
             stock_flap_window_seconds=120,
             database_url=database_url,
             # tansu on s3:// storage serves every fetch from S3 requests: the embedded
-            # default's 20 ms fetch wait (for memory storage) would flood the moto server.
-            kafka_fetch_max_wait_ms=500,
+            # default's 5 ms shortest fetch wait (for memory storage) would flood the moto server.
+            kafka_fetch_wait_min_ms=500,
+            kafka_fetch_wait_max_ms=500,
         )
         prepare_topics(settings)
         scenario = Scenario.build(partitions=settings.topic_partitions, seed=515)

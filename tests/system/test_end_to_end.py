@@ -262,13 +262,16 @@ def test_price_drop_reaches_subscriber(
 @pytest.mark.integration
 def test_price_drop_on_embedded_services_only(tmp_path: Path, unique_prefix: str) -> None:
     """The newcomer's laptop: no broker, no PostgreSQL configured. The stack starts the
-    embedded tansu broker and an embedded PostgreSQL itself (port 5432 is never used)."""
+    embedded tansu broker and an embedded PostgreSQL itself (port 5432 is never used).
+    Laid out as ``pricewatch demo`` runs it: a worker, and one process for the rest
+    (``pricewatch together``)."""
     settings = _settings(tmp_path, unique_prefix)
     assert settings.kafka_bootstrap_servers is None and settings.database_url is None
-    with Stack(settings) as stack:
+    with Stack(settings, together=True) as stack:
         try:
             assert stack.broker is not None and stack.postgres is not None
             assert "5432" not in stack.settings.database()
+            assert [child.name for child in stack.children] == ["worker-0", "together"]
             run_price_drop_journey(stack)
             assert stack.dead_children() == []
         finally:

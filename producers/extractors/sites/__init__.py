@@ -57,6 +57,9 @@ class ShopAdapter:
     add_to_cart: tuple[str, ...] = ()
     state: StateReader | None = None
     currency_by_host: Callable[[str], str | None] = field(default=lambda host: None)
+    # The shop's product pages show their price only after their scripts run: the fetcher
+    # renders them (producers.render).
+    render: bool = False
 
 
 def _select(page: Page, selectors: tuple[str, ...]) -> tuple[str, str] | None:

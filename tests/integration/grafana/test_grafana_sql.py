@@ -258,6 +258,17 @@ def seed(conn: psycopg.Connection[Any]) -> Seeded:
         (NOW - timedelta(minutes=1),),
     )
 
+    # Blocked by a bot check at its last fetch (failing), and one blocked once but read since.
+    _product(conn, "b4", "beta.example", title="Camera")
+    _prices(conn, "b4", [(days_ago(2), "399.00")])
+    _product(conn, "a6", "alpha.example", title="Fan")
+    _prices(conn, "a6", [(days_ago(2), "25.00")])
+    conn.execute(
+        "UPDATE products SET last_checked_at = %s, last_error = 'blocked' WHERE product_id = 'b4'",
+        (NOW - timedelta(minutes=2),),
+    )
+    conn.execute("UPDATE products SET last_error = 'blocked' WHERE product_id = 'a6'")
+
     alice = _user(conn, "alice@example.com", True, days_ago(25))
     bob = _user(conn, "bob@example.com", True, days_ago(12))
     _user(conn, "carol@example.com", False, days_ago(3))
@@ -308,6 +319,7 @@ def seed(conn: psycopg.Connection[Any]) -> Seeded:
         "https://gamma.example/p/g1",
         "https://beta.example/p/b3",
         "https://alpha.example/p/a5",
+        "https://beta.example/p/b4",
     }
     return Seeded(alice, ["a1", "a2", "b1"], bob, failing)
 
@@ -414,8 +426,8 @@ def test_business_figures(db: tuple[psycopg.Connection[Any], Seeded]) -> None:
 
     per_site = run(conn, admin.PRODUCTS_PER_WEBSITE.queries[0].sql)  # type: ignore[union-attr]
     assert per_site.rows == [
-        ("Alpha Shop", 5, 0, 0),
-        ("Beta Market", 2, 0, 1),
+        ("Alpha Shop", 6, 0, 0),
+        ("Beta Market", 3, 0, 1),
         ("Gamma Store", 0, 1, 0),
         ("no website record", 1, 0, 0),
     ]
@@ -432,8 +444,13 @@ def test_business_figures(db: tuple[psycopg.Connection[Any], Seeded]) -> None:
     assert reasons["https://beta.example/p/b3"] == "HTTP 503 from beta.example"
     assert reasons["https://alpha.example/p/a5"] == "no price found on the page"
     assert reasons["https://gamma.example/p/g1"].startswith("gone")
+    assert reasons["https://beta.example/p/b4"] == "blocked"
     by_reason = run(conn, admin.FAILURE_REASONS.queries[0].sql)  # type: ignore[union-attr]
-    assert sum(by_reason.column("products")) == 3
+    assert sum(by_reason.column("products")) == 4
+
+    # Only the product whose latest fetch was blocked; a6 has been read since.
+    blocked = run(conn, admin.BLOCKED_WEBSITES.queries[0].sql)  # type: ignore[union-attr]
+    assert [row[:2] for row in blocked.rows] == [("Beta Market", 1)]
 
     per_day = run(conn, admin.ALERTS_PER_DAY.queries[0].sql)  # type: ignore[union-attr]
     assert sum(per_day.column("value")) == 4  # n5 is older than the range

@@ -196,13 +196,15 @@ async def test_a_client_error_is_not_retried(site: Site, fetcher: PageFetcher) -
     async def forbidden(request: web.Request, n: int) -> web.Response:
         raise web.HTTPForbidden()
 
-    blocked_before = metric("pricewatch_scraper_blocked_total")
+    labels = {"website": "127.0.0.1", "reason": "http_403"}
+    blocked_before = metric("pricewatch_scraper_blocked_total", **labels)
 
     observation = await fetch(fetcher, site.url("/forbidden"))
 
     assert (observation.outcome, observation.error) == (Outcome.ERROR, "http_403")
+    assert observation.blocked_by is None  # a plain refusal, not a bot check
     assert len(site.requests_to("/forbidden")) == 1
-    assert metric("pricewatch_scraper_blocked_total") - blocked_before == 1
+    assert metric("pricewatch_scraper_blocked_total", **labels) - blocked_before == 1
 
 
 # --- Retry-After --------------------------------------------------------------------------
@@ -276,7 +278,8 @@ async def test_retry_after_beyond_the_cap_gives_up_as_rate_limited(
     async def closed(request: web.Request, n: int) -> web.Response:
         raise web.HTTPTooManyRequests(headers={"Retry-After": "3600"})
 
-    blocked_before = metric("pricewatch_scraper_blocked_total")
+    labels = {"website": "127.0.0.1", "reason": "rate_limited"}
+    blocked_before = metric("pricewatch_scraper_blocked_total", **labels)
 
     observation = await fetch(fetcher, site.url("/closed"))
 
@@ -284,7 +287,7 @@ async def test_retry_after_beyond_the_cap_gives_up_as_rate_limited(
     assert observation.price is None  # an error, never a price change
     assert observation.http_status is None
     assert len(site.requests_to("/closed")) == 1
-    assert metric("pricewatch_scraper_blocked_total") - blocked_before == 1
+    assert metric("pricewatch_scraper_blocked_total", **labels) - blocked_before == 1
 
 
 # --- conditional GET ----------------------------------------------------------------------
