@@ -178,13 +178,16 @@ class Subscriptions:
         if user["verified_at"] is None:
             await self.backend.publish_and_store([record])
             log.info("subscription %s for product %s", record.subscription_id, record.product_id)
-            link = verify_link(self.backend.settings, email, issued_at=self.backend.clock())
-            await self.backend.send_account_email(AccountEmailKind.VERIFY, email, link)
             again = await self.backend.db(queries.user_by_email, email)
             if again is None or again["verified_at"] is None:
+                # Sent last: a verification by this email's link comes after the check
+                # above, so its republish includes our record.
+                link = verify_link(self.backend.settings, email, issued_at=self.backend.clock())
+                await self.backend.send_account_email(AccountEmailKind.VERIFY, email, link)
                 return
-            # Verified between our read and our publish: that verification's republish may
-            # predate our record, which would then stay unverified. Its own link starts it.
+            # Verified between our read and our publish (by an earlier email's link): that
+            # verification's republish may predate our record, which would then stay
+            # unverified. Its own link starts it.
         await self.send_confirmation(email, body)
 
     async def send_confirmation(self, email: str, body: SubscribeRequest) -> None:
