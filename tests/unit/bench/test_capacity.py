@@ -176,6 +176,10 @@ def test_summarize_reports_the_largest_n_each_held_and_the_ratio() -> None:
     first = summary["rows"][0]
     assert first.ratio == pytest.approx(10.0)
     assert first.meets_aim  # 1000 >= 10 x 100
+    assert summary["held_every_n_tried"] == {"changedetection": False, "pricewatch": True}
+    assert "Pricewatch held every N tried" in first.notes
+    both_held = summarize(runs[:2], ("changedetection", "pricewatch"), 60.0)
+    assert both_held["rows"][0].aim is None  # the peer's limit is unknown: no 10x verdict
     table = summary["table"]["rows"]
     assert len(table) == 5
     assert table[-1][2] == "NO (first sweep too slow)"
