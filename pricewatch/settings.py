@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     default_check_interval_seconds: float = Field(default=300.0, gt=0)
     check_jitter_fraction: float = Field(default=0.1, ge=0, le=1)
     scheduler_tick_seconds: float = Field(default=1.0, gt=0)
+    check_result_timeout_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="A product is checked again one interval after its last check came back; "
+        "a request with no result after this long (at least one interval) is made again.",
+    )
     user_agent: str = "Pricewatch/0.1 (+https://github.com/pricewatch/pricewatch)"
     fetch_timeout_seconds: float = Field(default=15.0, gt=0)
     max_response_bytes: int = Field(default=5_000_000, gt=0)

@@ -27,6 +27,15 @@ detection_latency = Histogram(
 scrape_requests_published = Counter(
     "pricewatch_scheduler_scrape_requests_total", "Scrape requests published by the scheduler."
 )
+check_result_timeouts = Counter(
+    "pricewatch_scheduler_check_result_timeouts_total",
+    "Scrape requests made again because the last one's observation did not come back within "
+    "the result timeout (scrapers far behind, a paused website, a lost request).",
+)
+checks_awaiting_result = Gauge(
+    "pricewatch_scheduler_checks_awaiting_result",
+    "Products requested whose observation has not come back yet (the scrapers' queue).",
+)
 tracked_products = Gauge(
     "pricewatch_scheduler_tracked_products",
     "Products with at least one active subscription on this worker's partitions.",

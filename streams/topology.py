@@ -70,6 +70,9 @@ class Topology:
     # Products whose product_subscriptions_table value the matcher wrote since the
     # scheduler last looked (same process): the scheduler re-reads only those.
     subscriptions_changed: set[bytes] = field(default_factory=set)
+    # Products whose observation the detector processed (and stored) since the scheduler
+    # last looked (same process): their checks came back. None: no scheduler collects them.
+    checks_completed: set[str] | None = None
 
     async def dead_letter(self, event: Any, *, stage: str, reason: str, error: str) -> None:
         """Dead-letter ``event`` (a Faust event of a raw topic).

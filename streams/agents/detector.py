@@ -80,6 +80,7 @@ def register(topology: Topology) -> Any:
         changed: dict[bytes, tuple[Any, ProductState]] = {}
         deliveries: list[Any] = []
         observed_at_of_events: list[datetime] = []
+        checked: list[str] = []
         now = datetime.now(UTC)
         for event in events:
             size = len(event.value or b"")
@@ -124,6 +125,7 @@ def register(topology: Topology) -> Any:
                 )
                 continue
             processed[observation.outcome].inc()
+            checked.append(observation.product_id)
             if price_events:
                 observed_at_of_events.append(observation.observed_at)
         timed.phase("process")
@@ -138,6 +140,9 @@ def register(topology: Topology) -> Any:
                 table[key] = encode_product_state(new_state)
             cache.put(key, new_state)
         metrics.state_writes.inc(len(changed))
+        if topology.checks_completed is not None:
+            # After the store: the scheduler reads the new price to pick the next interval.
+            topology.checks_completed.update(checked)
         timed.phase("store")
 
     @topology.app.agent(topology.price_observations_topic, name="detector")

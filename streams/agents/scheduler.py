@@ -5,6 +5,12 @@ It runs on every worker and schedules only the products of that worker's partiti
 scheduling too. When-is-it-due is kept in memory: after a restart every product is simply
 due again, spread by jitter.
 
+A product's next check is one interval after its last one came back: the detector (same
+process, same partitions: observations are keyed by product) reports every observation it
+stored in ``topology.checks_completed``. So when the scrapers fall behind, checks slow
+down to what they manage instead of queueing a second request for a page still waiting
+(see ``CheckPlan``).
+
 A product whose last known price is just above the lowest target price of its active
 subscriptions (within ``near_target_fraction``) is checked ``near_target_interval_factor``
 times the usual interval: that is when a crossing is likely and a late alert costs most.
@@ -51,7 +57,13 @@ def register(topology: Topology) -> Any:
         settings.check_jitter_fraction,
         random.Random(),
         near_target_factor=settings.near_target_interval_factor,
+        result_timeout=max(
+            settings.check_result_timeout_seconds, settings.default_check_interval_seconds
+        ),
     )
+    completed: set[str] = set()
+    topology.checks_completed = completed
+    timed_out_reported = 0
 
     # Per product: the stored bytes last decoded, the URL to check (None: no active,
     # verified subscription) and the lowest target price of those subscriptions.
@@ -124,10 +136,19 @@ def register(topology: Topology) -> Any:
 
     @topology.app.timer(interval=settings.scheduler_tick_seconds, name="scheduler")
     async def schedule_checks() -> None:
+        nonlocal timed_out_reported
         refresh()
         metrics.tracked_products.set(len(urls))
+        if completed:
+            came_back = list(completed)
+            completed.clear()
+            plan.completed(came_back, time.monotonic(), is_near_target)
         now = datetime.now(UTC)
-        for product_id in plan.pop_due(time.monotonic(), is_near_target):
+        due = plan.pop_due(time.monotonic())
+        metrics.check_result_timeouts.inc(plan.timed_out - timed_out_reported)
+        timed_out_reported = plan.timed_out
+        metrics.checks_awaiting_result.set(len(plan.awaiting))
+        for product_id in due:
             url = urls[product_id]
             request = ScrapeRequest(product_id=product_id, url=url, requested_at=now)
             await topology.scrape_requests_topic.send(

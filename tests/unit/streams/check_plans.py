@@ -1,5 +1,5 @@
 """A ``CheckPlan`` driven the way the tests drive it: told the whole tracked set each time,
-as the scheduler's periodic rescan does."""
+as the scheduler's periodic rescan does, and every check coming back at once."""
 
 from __future__ import annotations
 
@@ -15,10 +15,13 @@ class TrackedSetPlan(CheckPlan):
         now: float,
         is_near_target: Callable[[str], bool] | None = None,
     ) -> list[str]:
-        """``pop_due`` after making ``tracked`` the tracked set (forgets the others)."""
+        """``pop_due`` after making ``tracked`` the tracked set (forgets the others); the
+        checks it returns come back at ``now``."""
         wanted = set(tracked)
         for gone in self.next_due.keys() - wanted:
             self.untrack(gone)
         for product_id in wanted:
             self.track(product_id)
-        return self.pop_due(now, is_near_target)
+        due = self.pop_due(now)
+        self.completed(due, now, is_near_target)
+        return due

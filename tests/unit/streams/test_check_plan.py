@@ -133,3 +133,63 @@ def test_untracking_many_products_does_not_grow_the_plan_without_bound() -> None
             plan.untrack(f"p{round_}-{i}")
     assert plan.next_due == {}
     assert len(plan._heap) <= 2 * 500 + 1024
+
+
+def test_the_next_check_is_an_interval_after_the_last_one_came_back() -> None:
+    plan = CheckPlan(interval=100, jitter_fraction=0.0, rng=random.Random(1), result_timeout=600)
+    plan.track("a")
+    assert plan.pop_due(now=0) == ["a"]
+    # The scrapers are behind: the result comes back 150 s after the request. Counting
+    # from the request, "a" would have been requested again at 100 while still queued.
+    assert plan.pop_due(now=100) == []
+    assert plan.completed(["a"], now=150) == ["a"]
+    assert plan.pop_due(now=249) == []
+    assert plan.pop_due(now=250) == ["a"]
+    assert plan.timed_out == 0
+
+
+def test_a_request_whose_result_never_comes_is_made_again_after_the_timeout() -> None:
+    plan = CheckPlan(interval=100, jitter_fraction=0.0, rng=random.Random(1), result_timeout=600)
+    plan.track("a")
+    plan.pop_due(now=0)
+    assert plan.pop_due(now=599) == []
+    assert plan.pop_due(now=600) == ["a"]
+    assert plan.timed_out == 1
+    # The late answer to the first request and the answer to the second are one result.
+    assert plan.completed(["a"], now=610) == ["a"]
+    assert plan.completed(["a"], now=620) == []
+    assert plan.next_due["a"] == 710
+
+
+def test_results_nobody_waits_for_change_nothing() -> None:
+    plan = CheckPlan(interval=100, jitter_fraction=0.0, rng=random.Random(1))
+    plan.track("a")
+    assert plan.completed(["a", "unknown"], now=0) == []  # "a" was never requested
+    assert plan.pop_due(now=0) == ["a"]
+    plan.untrack("a")
+    assert plan.completed(["a"], now=5) == []
+    assert plan.next_due == {}
+    assert plan.awaiting == set()
+
+
+def test_near_target_is_decided_when_the_check_comes_back() -> None:
+    plan = CheckPlan(
+        interval=100,
+        jitter_fraction=0.0,
+        rng=random.Random(1),
+        near_target_factor=0.25,
+        result_timeout=600,
+    )
+    plan.track("a")
+    plan.track("b")
+    plan.pop_due(now=0)
+    asked: list[str] = []
+
+    def is_near(product_id: str) -> bool:
+        asked.append(product_id)
+        return product_id == "a"
+
+    plan.completed(["a"], now=10, is_near_target=is_near)
+    assert asked == ["a"]  # "b" has not come back: nothing to decide yet
+    assert plan.next_due["a"] == 35
+    assert plan.next_due["b"] == 600
