@@ -34,15 +34,22 @@ THROUGHPUT = Row(
                 PromQuery(
                     f"sum(rate(pricewatch_scheduler_scrape_requests_total[{RATE}]))", "requests"
                 ),
+                PromQuery(
+                    f"sum(rate(pricewatch_scheduler_check_result_timeouts_total[{RATE}]))",
+                    "requests made again (no result in time)",
+                ),
                 PromQuery("sum(pricewatch_scheduler_tracked_products)", "tracked products"),
+                # The scrapers' queue: a product is not asked for again while it waits.
+                PromQuery("sum(pricewatch_scheduler_checks_awaiting_result)", "awaiting result"),
             ),
             width=8,
             unit="short",
-            overrides=(
+            overrides=tuple(
                 {
-                    "matcher": {"id": "byName", "options": "tracked products"},
+                    "matcher": {"id": "byName", "options": name},
                     "properties": [{"id": "custom.axisPlacement", "value": "right"}],
-                },
+                }
+                for name in ("tracked products", "awaiting result")
             ),
         ),
         Panel(
