@@ -5,7 +5,7 @@ It runs on every worker and schedules only the products of that worker's partiti
 scheduling too. When-is-it-due is kept in memory: after a restart every product is simply
 due again, spread by jitter.
 
-A product's next check is one interval after its last one came back: the detector (same
+A product is not asked for again before its last check came back: the detector (same
 process, same partitions: observations are keyed by product) reports every observation it
 stored in ``topology.checks_completed``. So when the scrapers fall behind, checks slow
 down to what they manage instead of queueing a second request for a page still waiting

@@ -26,13 +26,15 @@ def near_target(price: Decimal | None, lowest_target: Decimal | None, fraction: 
 class CheckPlan:
     """Next-due times per product; pure bookkeeping, unit-testable with a fake clock.
 
-    A product's next check is one interval after its last check *came back*
-    (``completed``), not after it was requested: when the scrapers' queue is longer than
-    an interval, counting from the request would ask for a product again while its last
-    request still waits, and every such product would be fetched twice (seen at 3,000
-    products a minute: 70 pages/s fetched where 50 were needed, which made the queue
-    longer still). A request whose result does not come back within ``result_timeout``
-    (a paused website drops it; a lost request) is made again then.
+    A product's next check is one interval after it was last requested, but never before
+    that check *came back* (``completed``): when the scrapers' queue is longer than an
+    interval, asking again while the last request still waits would have every such page
+    fetched twice (seen at 3,000 products a minute: 70 pages/s fetched where 50 were
+    needed, which made the queue longer still). So each product has at most one check in
+    flight: with scrapers to spare the cadence is the interval; without, every product is
+    checked as often as the scrapers manage, in turn. A request whose result does not come
+    back within ``result_timeout`` (a paused website drops it; a lost request) is made
+    again then.
 
     A heap of due times makes a tick cost the products due now, not every tracked product
     (at 100k tracked products a full walk took longer than the one-second tick).
@@ -54,8 +56,9 @@ class CheckPlan:
         self.near_target_factor = near_target_factor
         self.result_timeout = interval if result_timeout is None else result_timeout
         self.next_due: dict[str, float] = {}
-        # Requested and not come back yet: due again only after result_timeout.
-        self.awaiting: set[str] = set()
+        # Requested and not come back yet (when requested): due again only after
+        # result_timeout.
+        self.awaiting: dict[str, float] = {}
         # Requests made again because the last one's result did not come back in time.
         self.timed_out = 0
         # (due time, product); an entry whose time is not next_due[product] is stale.
@@ -73,7 +76,7 @@ class CheckPlan:
             heapq.heappush(self._heap, (-math.inf, product_id))
 
     def untrack(self, product_id: str) -> None:
-        self.awaiting.discard(product_id)
+        self.awaiting.pop(product_id, None)
         if (
             self.next_due.pop(product_id, None) is not None
             and len(self._heap) > 2 * len(self.next_due) + 1024
@@ -97,7 +100,7 @@ class CheckPlan:
         for product_id in due:
             if product_id in self.awaiting:
                 self.timed_out += 1
-            self.awaiting.add(product_id)
+            self.awaiting[product_id] = now
             self._schedule(product_id, now + self.result_timeout)
         return sorted(due)
 
@@ -107,7 +110,8 @@ class CheckPlan:
         now: float,
         is_near_target: Callable[[str], bool] | None = None,
     ) -> list[str]:
-        """The checks of ``product_ids`` came back at ``now``: each is due one interval later.
+        """The checks of ``product_ids`` came back at ``now``: each is due one interval
+        after it was requested, or now if that has passed.
 
         Results of products not waiting for one (a second answer to a repeated request, an
         untracked product) change nothing. ``is_near_target`` is asked only about the
@@ -116,10 +120,10 @@ class CheckPlan:
         """
         rescheduled: list[str] = []
         for product_id in product_ids:
-            if product_id not in self.awaiting:
+            requested_at = self.awaiting.pop(product_id, None)
+            if requested_at is None:
                 continue
-            self.awaiting.discard(product_id)
             near = is_near_target is not None and is_near_target(product_id)
-            self._schedule(product_id, now + self._delay(near))
+            self._schedule(product_id, max(requested_at + self._delay(near), now))
             rescheduled.append(product_id)
         return rescheduled

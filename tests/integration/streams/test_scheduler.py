@@ -1,5 +1,5 @@
-"""A real worker's scheduler: a product's next check is one interval after its last one
-came back, and a product near its subscriber's target is checked more often.
+"""A real worker's scheduler: a product is not asked for again while its last check has
+not come back, and a product near its subscriber's target is checked more often.
 
 The test plays the scraper: it reads the scrape requests and answers them (or not) with
 observations, so it decides when a check comes back. Assertions are about order and
@@ -175,8 +175,8 @@ async def test_a_product_is_not_requested_again_while_its_check_waits(
         assert sorted(map(product_of, reader.records)) == sorted(URLS), "asked again while waiting"
         assert worker.metric(TIMEOUTS) == 0
 
-        # The near product's check comes back: it is asked for again (one interval later);
-        # the far one still waits.
+        # The near product's check comes back: it is asked for again (at once: its interval
+        # has passed); the far one still waits.
         near_id = product_id_for(NEAR)
         await scraper.send([answer(near_id)], pause=0)
         await read_until(reader, lambda r: len(r) >= 3, "the answered product asked again")

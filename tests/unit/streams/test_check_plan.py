@@ -135,16 +135,25 @@ def test_untracking_many_products_does_not_grow_the_plan_without_bound() -> None
     assert len(plan._heap) <= 2 * 500 + 1024
 
 
-def test_the_next_check_is_an_interval_after_the_last_one_came_back() -> None:
+def test_the_next_check_is_an_interval_after_the_request_when_the_result_is_back() -> None:
+    plan = CheckPlan(interval=100, jitter_fraction=0.0, rng=random.Random(1), result_timeout=600)
+    plan.track("a")
+    assert plan.pop_due(now=0) == ["a"]
+    assert plan.completed(["a"], now=3) == ["a"]
+    assert plan.pop_due(now=99) == []
+    assert plan.pop_due(now=100) == ["a"]
+
+
+def test_a_product_is_not_asked_for_again_until_its_check_came_back() -> None:
     plan = CheckPlan(interval=100, jitter_fraction=0.0, rng=random.Random(1), result_timeout=600)
     plan.track("a")
     assert plan.pop_due(now=0) == ["a"]
     # The scrapers are behind: the result comes back 150 s after the request. Counting
     # from the request, "a" would have been requested again at 100 while still queued.
     assert plan.pop_due(now=100) == []
+    assert plan.pop_due(now=149) == []
     assert plan.completed(["a"], now=150) == ["a"]
-    assert plan.pop_due(now=249) == []
-    assert plan.pop_due(now=250) == ["a"]
+    assert plan.pop_due(now=150) == ["a"]  # overdue: at once, one request in flight
     assert plan.timed_out == 0
 
 
@@ -158,7 +167,7 @@ def test_a_request_whose_result_never_comes_is_made_again_after_the_timeout() ->
     # The late answer to the first request and the answer to the second are one result.
     assert plan.completed(["a"], now=610) == ["a"]
     assert plan.completed(["a"], now=620) == []
-    assert plan.next_due["a"] == 710
+    assert plan.next_due["a"] == 700
 
 
 def test_results_nobody_waits_for_change_nothing() -> None:
@@ -169,7 +178,7 @@ def test_results_nobody_waits_for_change_nothing() -> None:
     plan.untrack("a")
     assert plan.completed(["a"], now=5) == []
     assert plan.next_due == {}
-    assert plan.awaiting == set()
+    assert plan.awaiting == {}
 
 
 def test_near_target_is_decided_when_the_check_comes_back() -> None:
@@ -191,5 +200,5 @@ def test_near_target_is_decided_when_the_check_comes_back() -> None:
 
     plan.completed(["a"], now=10, is_near_target=is_near)
     assert asked == ["a"]  # "b" has not come back: nothing to decide yet
-    assert plan.next_due["a"] == 35
+    assert plan.next_due["a"] == 25
     assert plan.next_due["b"] == 600
