@@ -125,8 +125,9 @@ class Settings(BaseSettings):
     check_result_timeout_seconds: float = Field(
         default=600.0,
         gt=0,
-        description="A product is checked again one interval after its last check came back; "
-        "a request with no result after this long (at least one interval) is made again.",
+        description="A product is checked one interval after its last request, but never "
+        "while that request's result has not come back; a request with no result after this "
+        "long (at least one interval) is made again.",
     )
     user_agent: str = "Pricewatch/0.1 (+https://github.com/pricewatch/pricewatch)"
     fetch_timeout_seconds: float = Field(default=15.0, gt=0)
