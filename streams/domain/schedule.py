@@ -72,8 +72,7 @@ class CheckPlan:
     def track(self, product_id: str) -> None:
         """Start checking a product: due at once. Already tracked: nothing changes."""
         if product_id not in self.next_due:
-            self.next_due[product_id] = -math.inf
-            heapq.heappush(self._heap, (-math.inf, product_id))
+            self._schedule(product_id, -math.inf)
 
     def untrack(self, product_id: str) -> None:
         self.awaiting.pop(product_id, None)
