@@ -50,12 +50,15 @@ from .pipeline import (
     Role,
     Services,
     bench_subscription,
+    histogram_delta,
+    histogram_quantile,
     lag_verdict,
     latency_summary,
     outbox_times,
     parse_ts,
     produce_subscriptions,
     roles,
+    scrape_histograms,
     spawn,
     spawn_worker,
     wait_tracked,
@@ -68,6 +71,12 @@ AIM_P99_MS_AT_1K = 100.0
 SINK_WRITTEN = "pricewatch_sink_records_written_total"
 EMAILS_SENT = "pricewatch_emails_sent_total"
 FETCHES = "pricewatch_kafka_fetches_total"
+# The worker's own timings: where an observation's time to notification goes.
+WORKER_HISTOGRAMS = (
+    "pricewatch_stream_detection_latency_seconds",
+    "pricewatch_stream_batch_seconds",
+    "pricewatch_stream_batch_size",
+)
 
 
 @dataclass
@@ -198,7 +207,11 @@ async def generate(
     """Publish at ``phase.rate`` for ``phase.duration`` s; sample produced vs processed."""
     from pricewatch.kafka import make_producer
 
-    producer = make_producer(settings, linger_ms=1)
+    # The scrapers' producer settings (Settings.producer_linger_ms): each produce request
+    # costs the embedded broker about a millisecond of CPU whatever it carries, and at a
+    # 1 ms linger the harness alone kept it ~75 % busy at 1,000 obs/s. observed_at is
+    # stamped before the linger, so its wait counts in every latency.
+    producer = make_producer(settings)
     await producer.start()
     topic = settings.topic(PRICE_OBSERVATIONS)
     loop = asyncio.get_running_loop()
@@ -460,6 +473,7 @@ def _run_phase(
     fetch_roles = {"worker": worker, "postgres-sink": pg_sink, "email-sink": email_sink}
     fetches_before = {name: role.metric(FETCHES) or 0.0 for name, role in fetch_roles.items()}
     assert base is not None, "worker or postgres sink /metrics not answering"
+    histograms_before = scrape_histograms(worker.metrics_url, WORKER_HISTOGRAMS)
     log(f"[{NAME}] {phase.rate:,.0f} obs/s for {phase.duration:.0f} s")
     meter.start()
     asyncio.run(generate(settings, plan, phase, poll, base))
@@ -492,6 +506,9 @@ def _run_phase(
         name: ((role.metric(FETCHES) or 0.0) - fetches_before[name]) / cpu["wall_seconds"]
         for name, role in fetch_roles.items()
     }
+    stages = worker_stages(
+        histogram_delta(scrape_histograms(worker.metrics_url, WORKER_HISTOGRAMS), histograms_before)
+    )
     notes = notified()
     emailed = outbox_times(settings.outbox_path)
     to_topic = [created - observed for observed, created, _ in notes.values()]
@@ -513,6 +530,7 @@ def _run_phase(
         "cpu": cpu,
         "cpu_us_per_observation": 1e6 * cpu["total"] / max(phase.sent, 1),
         "fetches_per_second": fetches_per_second,
+        "worker_stages": stages,
         "samples": [tuple(round(x, 3) for x in s) for s in phase.samples],
     }
     n = result["notification_on_topic"]
@@ -526,7 +544,53 @@ def _run_phase(
         + ", ".join(f"{k} {v:.0f}" for k, v in fetches_per_second.items())
         + ("" if complete else f"; NOT DRAINED within {drain_timeout:.0f} s")
     )
+    log(f"  worker: {_stages_line(stages)}")
     return result
+
+
+def worker_stages(delta: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    """The worker's histograms over a phase: observed_at -> the detector's events acknowledged
+    (p50/p95/p99), and per agent its mean batch size and each phase's mean and p99 (ms)."""
+    out: dict[str, Any] = {}
+    for (name, labels), entry in sorted(delta.items()):
+        label = dict(labels)
+        if name == "pricewatch_stream_detection_latency_seconds":
+            out["detection_ms"] = {
+                f"p{round(100 * q)}": _to_ms(histogram_quantile(entry, q))
+                for q in (0.5, 0.95, 0.99)
+            }
+        elif entry["count"] > 0:
+            agent = out.setdefault("agents", {}).setdefault(label["agent"], {})
+            if name == "pricewatch_stream_batch_size":
+                agent["batches"] = entry["count"]
+                agent["mean_batch"] = entry["sum"] / entry["count"]
+            else:
+                agent[label["phase"]] = {
+                    "mean_ms": 1000 * entry["sum"] / entry["count"],
+                    "p99_ms": _to_ms(histogram_quantile(entry, 0.99)),
+                }
+    return out
+
+
+def _to_ms(seconds: float | None) -> float | None:
+    return None if seconds is None else 1000 * seconds
+
+
+def _stages_line(stages: dict[str, Any]) -> str:
+    detection = stages.get("detection_ms", {})
+    parts = [
+        "observed -> events acked p50/p95/p99 "
+        + "/".join(_ms(detection.get(k)) for k in ("p50", "p95", "p99"))
+    ]
+    for agent, figures in stages.get("agents", {}).items():
+        phases = ", ".join(
+            f"{phase} {_ms(v['mean_ms'])} (p99 {_ms(v['p99_ms'])})"
+            for phase, v in figures.items()
+            if isinstance(v, dict)
+        )
+        batches, mean = figures.get("batches", 0), figures.get("mean_batch", 0)
+        parts.append(f"{agent} {batches:,.0f} batches of {mean:.1f}: {phases}")
+    return "; ".join(parts)
 
 
 def _shares(cpu: dict[str, Any]) -> str:

@@ -22,6 +22,8 @@ import shutil
 import socket
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -519,3 +521,63 @@ def outbox_times(outbox: Path) -> dict[str, float]:
     if not outbox.exists():
         return {}
     return {p.name[: -len(".eml")]: p.stat().st_mtime for p in outbox.glob("*.eml")}
+
+
+Histograms = dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]]
+
+
+def scrape_histograms(url: str, names: tuple[str, ...]) -> Histograms:
+    """The named histograms at ``url``, by (name, labels without ``le``): cumulative bucket
+    counts by upper bound, ``sum`` and ``count``. Empty when the endpoint does not answer."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return {}
+    out: Histograms = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in names:
+            continue
+        for sample in family.samples:
+            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
+            entry = out.setdefault((family.name, labels), {"buckets": {}, "sum": 0.0, "count": 0.0})
+            if sample.name.endswith("_bucket"):
+                entry["buckets"][float(sample.labels["le"])] = sample.value
+            elif sample.name.endswith("_sum"):
+                entry["sum"] = sample.value
+            elif sample.name.endswith("_count"):
+                entry["count"] = sample.value
+    return out
+
+
+def histogram_delta(after: Histograms, before: Histograms) -> Histograms:
+    """What each histogram gained between two scrapes."""
+    out: Histograms = {}
+    for key, entry in after.items():
+        old = before.get(key, {"buckets": {}, "sum": 0.0, "count": 0.0})
+        out[key] = {
+            "buckets": {le: n - old["buckets"].get(le, 0.0) for le, n in entry["buckets"].items()},
+            "sum": entry["sum"] - old["sum"],
+            "count": entry["count"] - old["count"],
+        }
+    return out
+
+
+def histogram_quantile(entry: dict[str, Any], q: float) -> float | None:
+    """Prometheus's estimate: linear within the bucket the quantile falls in."""
+    count = entry["count"]
+    if count <= 0:
+        return None
+    rank = q * count
+    lower_bound, lower_count = 0.0, 0.0
+    for le in sorted(entry["buckets"]):
+        n = entry["buckets"][le]
+        if n >= rank:
+            if math.isinf(le):
+                return lower_bound
+            share = (rank - lower_count) / max(n - lower_count, 1e-12)
+            return lower_bound + (le - lower_bound) * share
+        lower_bound, lower_count = le, n
+    return lower_bound
