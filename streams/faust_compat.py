@@ -265,8 +265,13 @@ def stored_value(store: Any, partition: int, key: bytes) -> bytes | None:
 def take_events_when_due(
     stream: Any, max_: int, within: float
 ) -> AsyncGenerator[Sequence[Any], None]:
-    """Batches of up to ``max_`` events of ``stream``, each handed out at most ``within``
-    seconds after its first event arrived; no wake-ups while nothing arrives.
+    """Batches of up to ``max_`` events of ``stream``, each handed out as soon as no more
+    events wait in the stream's channel, and at most ``within`` seconds after its first
+    event arrived; no wake-ups while nothing arrives.
+
+    Handing a batch out once the channel is drained, rather than after a fixed window, is
+    batching that follows the load: a lone event goes at once, and the events that arrive
+    while a batch is processed (its broker acknowledgement is most of that) make the next.
 
     Like ``take_events``, it acknowledges a batch's events when the agent comes back for
     the next batch (or leaves), so a crash mid-batch redelivers the whole batch.
@@ -274,6 +279,19 @@ def take_events_when_due(
     agen = _take_events_when_due(stream, max_, within)
     stream._active_agens.add(agen)  # closed by Stream.on_stop, as Faust's own are
     return agen
+
+
+async def _until_caught_up(stream: Any, buffer_full: asyncio.Event, within: float) -> None:
+    """Return once the stream's channel holds no more events (every fetched event is in the
+    batch), the batch is full, or ``within`` seconds have passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    channel = stream.channel
+    while not buffer_full.is_set() and not stream.should_stop:
+        # One turn of the loop lets the stream move what its channel holds into the batch.
+        await asyncio.sleep(0)
+        if channel.empty() or loop.time() >= deadline:
+            return
 
 
 async def _take_events_when_due(
@@ -322,7 +340,7 @@ async def _take_events_when_due(
                 if not events:
                     continue
             if not buffer_full.is_set():
-                await stream.wait_for_stopped(buffer_full, timeout=within)
+                await _until_caught_up(stream, buffer_full, within)
             if not events:
                 continue
             buffer_consuming = asyncio.get_running_loop().create_future()
