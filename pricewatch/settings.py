@@ -84,6 +84,16 @@ class Settings(BaseSettings):
         "as long. Unset: 250 ms on the embedded broker, 500 ms on a real cluster. Raise "
         "both for tansu on s3:// storage, where every fetch is S3 requests.",
     )
+    kafka_producer_linger_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description="How long a producer (scrapers, sinks, the API; not the stream worker, "
+        "which waits for each batch's acknowledgement) gathers records into one request. "
+        "Unset: 20 ms on the embedded broker, where every produce request costs about a "
+        "millisecond of CPU whatever it carries (at 5 ms, 1,000 observations a second kept "
+        "it ~40 % busy and its queue added more latency than the linger saves), 5 ms on a "
+        "real cluster.",
+    )
     kafka_session_timeout_seconds: float | None = Field(
         default=None,
         description="Consumer session timeout. Unset: 6 s on the embedded broker "
@@ -431,6 +441,12 @@ class Settings(BaseSettings):
     @property
     def embedded_broker(self) -> bool:
         return self.kafka_embedded or not self.kafka_bootstrap_servers
+
+    @property
+    def producer_linger_ms(self) -> int:
+        if self.kafka_producer_linger_ms is not None:
+            return self.kafka_producer_linger_ms
+        return 20 if self.embedded_broker else 5
 
     @property
     def session_timeout_seconds(self) -> float:
