@@ -71,12 +71,11 @@ async def create_topics(settings: Settings, specs: Iterable[TopicSpec] = ALL_TOP
 
 
 GROWTH = 4  # the wait's factor after an empty fetch (see AdaptiveFetchWait)
-# While records flow (one came within the last ACTIVE_SECONDS, or fetched records are still
-# being read), an empty fetch grows the wait to ACTIVE_WAIT_MS at most: a consumer has one
-# fetch in flight, so the next records of a busy partition wait behind a long one.
-ACTIVE_SECONDS = 0.1
-ACTIVE_WAIT_MS = 20
-BUFFERED_SECONDS = 1.0  # buffered records older than this are a paused partition's
+# While the application reads records fetched in the last READING_SECONDS, an empty fetch
+# (of the partitions without buffered records) grows the wait to READING_WAIT_MS at most:
+# the next fetch of the busy partitions waits behind it.
+READING_SECONDS = 1.0
+READING_WAIT_MS = 20
 FETCHES_TOTAL = Counter(
     "pricewatch_kafka_fetches_total",
     "Fetch requests this process's consumers made, by whether they brought records: what an "
@@ -106,23 +105,19 @@ class AdaptiveFetchWait:
         self.wait = wait
         self.current_ms = wait.min_ms
         self.fetches = 0  # answered fetches, for tests and benchmarks
-        self.records_at = -ACTIVE_SECONDS  # monotonic time of the last fetch with records
 
-    def answered(self, had_records: bool, reading: bool = False, now: float | None = None) -> int:
+    def answered(self, had_records: bool, reading: bool = False) -> int:
         """The wait for the next fetch, after one that had records or did not; ``reading``:
-        the application still reads records fetched before. While records flow (``reading``,
-        or a fetch brought some within ``ACTIVE_SECONDS``) the wait grows to at most
-        ``ACTIVE_WAIT_MS``."""
-        now = time.monotonic() if now is None else now
+        the application still reads records fetched before (the wait grows, but stays at
+        most ``READING_WAIT_MS``)."""
         self.fetches += 1
         FETCHES[had_records].inc()
         if had_records:
-            self.records_at = now
             self.current_ms = self.wait.min_ms
         else:
             grown = min(self.wait.max_ms, self.current_ms * GROWTH)
-            if reading or now - self.records_at < ACTIVE_SECONDS:
-                grown = min(grown, max(self.wait.min_ms, ACTIVE_WAIT_MS))
+            if reading:
+                grown = min(grown, max(self.wait.min_ms, READING_WAIT_MS))
             self.current_ms = grown
         return self.current_ms
 
@@ -141,15 +136,13 @@ class AdaptiveFetchWait:
 
         async def proc_fetch_request(*args: Any, **kwargs: Any) -> bool:
             had_records: bool = await process(*args, **kwargs)
-            # Records fetched lately, read or not, mean records flow, even when this fetch
+            # Records fetched lately and not yet read mean records flow, even when this fetch
             # came back empty: aiokafka leaves a partition with buffered records out of its
-            # next fetches, which then ask only the quiet partitions, and a busy partition's
-            # records may just not have come yet. Growing the wait on those stalled the busy
-            # ones: their next fetch waits for the one in flight, which the embedded broker
-            # answers only when its wait ends (a worker at 2,000 obs/s made 4 fetches a
-            # second and fell behind, 20% busy; later, waits of 250 ms held a fifth of its
-            # observations at 2,000 obs/s). Records left unread for long (a paused
-            # partition) do not count.
+            # next fetches, which then ask only the quiet partitions. Growing the wait on
+            # those stalled the busy ones: their next fetch waits for the one in flight,
+            # which the embedded broker answers only when its wait ends (a worker at 2,000
+            # obs/s made 4 fetches a second and fell behind, 20% busy). Records left unread
+            # for long (a paused partition) do not count.
             fetcher._fetch_max_wait_ms = self.answered(had_records, _reading(fetcher))
             return had_records
 
@@ -157,11 +150,11 @@ class AdaptiveFetchWait:
 
 
 def _reading(fetcher: Any) -> bool:
-    """Whether records fetched in the last ``BUFFERED_SECONDS`` are still buffered for the
+    """Whether records fetched in the last ``READING_SECONDS`` are still buffered for the
     application (aiokafka Fetcher internals: ``_records``, ``FetchResult._created``)."""
     if not fetcher._records:
         return False
-    recent = time.monotonic() - BUFFERED_SECONDS
+    recent = time.monotonic() - READING_SECONDS
     return any(result._created >= recent for result in fetcher._records.values())
 
 

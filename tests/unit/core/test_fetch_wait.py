@@ -50,18 +50,6 @@ def test_while_the_application_reads_fetched_records_the_wait_stays_short() -> N
     assert [wait.answered(False) for _ in range(3)] == [80, 250, 250]
 
 
-def test_while_records_came_lately_the_wait_stays_short_then_grows_when_they_stop() -> None:
-    # A busy partition's next records may simply not have arrived yet when a fetch comes
-    # back empty: a long wait then holds them up to its end on the embedded broker.
-    wait = AdaptiveFetchWait(FetchWait(5, 250))
-    assert wait.answered(True, now=10.0) == 5
-    assert [wait.answered(False, now=10.0 + 0.02 * n) for n in range(1, 4)] == [20, 20, 20]
-    assert wait.answered(True, now=10.08) == 5
-    assert wait.answered(False, now=10.1) == 20
-    # No records for longer than ACTIVE_SECONDS: the quiet consumer backs off as before.
-    assert [wait.answered(False, now=10.3 + n) for n in range(3)] == [80, 250, 250]
-
-
 def test_producers_batch_longer_on_the_embedded_broker_and_a_setting_chooses() -> None:
     embedded = Settings(kafka_bootstrap_servers="127.0.0.1:1", kafka_embedded=True)
     assert embedded.producer_linger_ms == 20
