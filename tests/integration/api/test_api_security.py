@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -516,6 +517,21 @@ def _api_series(exposition: str) -> dict[str, float]:
     return out
 
 
+def _settled_api_series(metrics_url: str, deadline_seconds: float = 60.0) -> dict[str, float]:
+    """The pricewatch_api_* samples once two scrapes in a row agree: work the API does after
+    it has answered (a producer's delivery, an email handed on) must not land in the next
+    request's window."""
+    deadline = time.monotonic() + deadline_seconds
+    previous = _api_series(_get(metrics_url)[1])
+    while True:
+        time.sleep(0.2)  # the polling interval, not a wait for an outcome
+        current = _api_series(_get(metrics_url)[1])
+        if current == previous:
+            return current
+        assert time.monotonic() < deadline, "the API's counters never settled"
+        previous = current
+
+
 def _moved(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {
         name: after[name] - before.get(name, 0.0)
@@ -557,10 +573,10 @@ def test_the_api_process_serves_metrics_only_on_its_own_port_and_they_do_not_tel
         assert _get(f"{base}/api/subscriptions", _subscription("known@example.com", HAT))[0] == 201
         moved = []
         for email in ("new@example.com", "known@example.com", verified):
-            before = _api_series(_get(metrics_url)[1])
+            before = _settled_api_series(metrics_url)
             status, answer = _get(f"{base}/api/subscriptions", _subscription(email, SHOP))
             assert status == 201, answer
-            moved.append(_moved(before, _api_series(_get(metrics_url)[1])))
+            moved.append(_moved(before, _settled_api_series(metrics_url)))
         assert moved[0] == moved[1] == moved[2], moved
         assert moved[0] == {
             'pricewatch_api_requests_total{route="/api/subscriptions",status="201"}': 1.0,
