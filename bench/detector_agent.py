@@ -63,12 +63,19 @@ COMMANDS: dict[str, list[str]] = {
 }
 
 
-def scrape(url: str, names: tuple[str, ...]) -> dict[str, float] | None:
-    """Each metric's value summed over its labels; None while the endpoint does not answer."""
+def metrics_text(url: str) -> str | None:
+    """A /metrics exposition; None while the endpoint does not answer."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
-            text = response.read().decode()
+            return str(response.read().decode())
     except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+def scrape(url: str, names: tuple[str, ...]) -> dict[str, float] | None:
+    """Each metric's value summed over its labels; None while the endpoint does not answer."""
+    text = metrics_text(url)
+    if text is None:
         return None
     totals = dict.fromkeys(names, 0.0)
     for line in text.splitlines():

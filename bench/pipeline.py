@@ -22,8 +22,6 @@ import shutil
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,7 +45,7 @@ from pricewatch.ids import partition_for, product_id_for, subscription_id_for
 from pricewatch.kafka import create_topics, make_producer, wait_for_broker
 from pricewatch.settings import Settings
 
-from .detector_agent import cpu_seconds, scrape
+from .detector_agent import cpu_seconds, metrics_text, scrape
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -531,10 +529,8 @@ def scrape_histograms(url: str, names: tuple[str, ...]) -> Histograms:
     counts by upper bound, ``sum`` and ``count``. Empty when the endpoint does not answer."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            text = response.read().decode()
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
+    text = metrics_text(url)
+    if text is None:
         return {}
     out: Histograms = {}
     for family in text_string_to_metric_families(text):
