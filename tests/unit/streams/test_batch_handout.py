@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from streams.faust_compat import _until_caught_up
 
@@ -27,16 +26,10 @@ class StreamStandIn:
     should_stop: bool = False
     batch: list[int] = field(default_factory=list)
 
-    async def move(self, per_event_delay: float = 0.0) -> None:
+    async def move(self) -> None:
         """The stream's own task: takes events off the channel into the batch."""
         while True:
             self.batch.append(await self.channel.queue.get())
-            if per_event_delay:
-                await asyncio.sleep(per_event_delay)
-
-
-async def _with_mover(stream: StreamStandIn, *, delay: float = 0.0) -> Any:
-    return asyncio.create_task(stream.move(delay))
 
 
 def test_waiting_events_join_the_batch_and_it_goes_at_once() -> None:
@@ -44,7 +37,7 @@ def test_waiting_events_join_the_batch_and_it_goes_at_once() -> None:
         stream = StreamStandIn()
         for n in range(50):
             stream.channel.queue.put_nowait(n)
-        mover = await _with_mover(stream)
+        mover = asyncio.create_task(stream.move())
         began = time.monotonic()
         await _until_caught_up(stream, asyncio.Event(), within=5.0)
         took = time.monotonic() - began
@@ -69,7 +62,7 @@ def test_a_channel_that_keeps_filling_is_cut_at_the_window() -> None:
                 await asyncio.sleep(0)
 
         feeding = asyncio.create_task(producer())
-        mover = await _with_mover(stream)
+        mover = asyncio.create_task(stream.move())
         await asyncio.sleep(0)
         began = time.monotonic()
         await _until_caught_up(stream, asyncio.Event(), within=0.2)
